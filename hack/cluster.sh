@@ -20,7 +20,8 @@
 # meets the containerd that dockerd uses. See docs/cluster.md.
 #
 # Environment:
-#   PYTRACE_CLUSTER_IMAGES=0     do not build/load the tracer and workload images in `up`
+#   PYTRACE_CLUSTER_IMAGES       all (default): build/load the tracer and workload images in `up`;
+#                                workload: only the workload image; none: neither
 #   PYTRACE_CACHE_DIR            cache root (default /var/cache/kubectl-pytrace)
 #   PYTRACE_API_PORT             kube-apiserver port (default 6443)
 set -euo pipefail
@@ -172,21 +173,33 @@ daemon_pid() { # prints the PID if NAME runs, else fails
   echo "$pid"
 }
 
-stop_daemon() {
-  local name=$1 wait=${2:-20} pid i
-  if pid=$(daemon_pid "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait * 10; i++)); do
-      [ -d "/proc/$pid" ] || break
-      sleep 0.1
-    done
+stop_daemon() { stop_daemons "${2:-20}" "$1"; }
+
+stop_daemons() { # stop_daemons SECONDS NAME...: SIGTERM to all, then SIGKILL what is left after SECONDS
+  local wait=$1 name pid i left
+  shift
+  local -A pids=()
+  for name in "$@"; do
+    if pid=$(daemon_pid "$name"); then
+      pids[$name]=$pid
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < wait * 10; i++)); do
+    left=0
+    for pid in "${pids[@]}"; do [ -d "/proc/$pid" ] && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for name in "${!pids[@]}"; do
+    pid=${pids[$name]}
     if [ -d "/proc/$pid" ]; then
-      log "$name (pid $pid) did not stop on SIGTERM; SIGKILL"
+      log "$name (pid $pid) did not stop on SIGTERM within ${wait}s; SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       for ((i = 0; i < 50; i++)); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     fi
-  fi
-  rm -f "$PIDS/$name.pid"
+  done
+  for name in "$@"; do rm -f "$PIDS/$name.pid"; done
 }
 
 wait_for() { # wait_for SECONDS DESCRIPTION LOGNAME CMD...
@@ -592,8 +605,11 @@ cmd_up() {
 }
 
 load_images() {
-  [ "${PYTRACE_CLUSTER_IMAGES:-1}" = 0 ] && return 0
-  CTRD_SOCK=$CTRD_SOCK "$REPO/hack/images.sh" load
+  case "${PYTRACE_CLUSTER_IMAGES:-all}" in
+  0 | none) return 0 ;;
+  workload) CTRD_SOCK=$CTRD_SOCK "$REPO/hack/images.sh" load workload ;;
+  *) CTRD_SOCK=$CTRD_SOCK "$REPO/hack/images.sh" load all ;;
+  esac || die "loading the images failed (hack/images.sh load)"
 }
 
 # Unmount everything mounted under DIR, deepest first.
@@ -610,7 +626,7 @@ cmd_down() {
   tools=$(tools_dir)
   [ -x "$tools/pytrace-cri" ] && have_tools=1
   # 1. No kubelet, so nothing restarts pods while we remove them.
-  stop_daemon kubelet 30
+  stop_daemon kubelet 30; log "kubelet stopped ($(elapsed)s)"
   # 2. Remove every pod through the CRI, which tears down its network (CNI DEL), mounts and shim.
   #    After a crash containerd may be gone: start it again on the same state to do this properly.
   if [ -f "$STATE/containerd.toml" ] && [ "$have_tools" = 1 ]; then
@@ -623,15 +639,13 @@ cmd_down() {
         sleep 0.5
       done
     fi
-    "$tools/pytrace-cri" -endpoint "$CRI_ENDPOINT" -timeout 3m reset >/dev/null ||
+    "$tools/pytrace-cri" -endpoint "$CRI_ENDPOINT" -timeout 3m reset >/dev/null && log "pods removed ($(elapsed)s)" ||
       log "some pods could not be removed through the CRI; removing what is left by hand"
   fi
   # 3. The control plane and containerd.
-  stop_daemon kube-scheduler
-  stop_daemon kube-controller-manager
-  stop_daemon kube-apiserver
+  stop_daemons 30 kube-scheduler kube-controller-manager kube-apiserver containerd
   stop_daemon etcd
-  stop_daemon containerd 30
+  log "control plane and containerd stopped ($(elapsed)s)"
   # 4. Shims (and their containers) that outlived containerd: by their own PID files.
   local f pid
   if [ -d "$RUN/containerd" ]; then

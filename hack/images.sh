@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Builds the images the cluster tests use and loads them into the local cluster's containerd
+# (hack/cluster.sh), with no registry:
+#
+#   hack/images.sh build [tracer|workload|all]   build (cached) without loading
+#   hack/images.sh load  [tracer|workload|all]   build if needed, then import into containerd's
+#                                                k8s.io namespace (pods use imagePullPolicy Never or
+#                                                IfNotPresent)
+#   hack/images.sh save DIR                      write tracer.tar and workload.tar into DIR (for kind)
+#   hack/images.sh names                         print the image references
+#
+# tracer    the top-level Dockerfile, built with Docker (hack/docker.sh starts an engine when none
+#           answers; the base image is hack/base-image.sh's debootstrap image, or $PYTRACE_BASE_IMAGE)
+# workload  tests/workloads/cluster: a static C program and busybox, written as an image tar by
+#           hack/k8s/image_tar.py (no Docker needed)
+# (The pause image is hack/cluster.sh's: it is needed before any pod can run.)
+#
+# Environment: CTRD_SOCK (containerd socket; default the local cluster's), PYTRACE_BASE_IMAGE,
+# PYTRACE_TRACER_IMAGE, PYTRACE_WORKLOAD_IMAGE, PYTRACE_CACHE_DIR.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TRACER_IMAGE=${PYTRACE_TRACER_IMAGE:-localhost/kubectl-pytrace/tracer:dev}
+WORKLOAD_IMAGE=${PYTRACE_WORKLOAD_IMAGE:-localhost/kubectl-pytrace/workload:dev}
+CTRD_SOCK=${CTRD_SOCK:-/run/pytrace-cluster/containerd/containerd.sock}
+CACHE=${PYTRACE_CACHE_DIR:-/var/cache/kubectl-pytrace}/images
+LOADED=/run/pytrace-cluster/images # what was imported into this containerd (gone with `down`)
+
+log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+  printf 'images.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+apt_need() { # apt_need PKG...: install the Debian packages that are missing
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "needs the Debian packages ${missing[*]} (run as root to install them)"
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+docker_cli() {
+  if [ -x /usr/bin/docker ]; then echo /usr/bin/docker; else command -v docker || true; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# workload: no Docker
+
+# Debian's busybox-static binary, taken from its .deb (installing the package would replace the
+# host's busybox).
+busybox_static() {
+  local out=$CACHE/busybox-static
+  if [ ! -x "$out" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download busybox-static >/dev/null 2>&1) ||
+      { apt-get update -qq && (cd "$tmp" && apt-get download busybox-static >/dev/null); } ||
+      die "apt-get download busybox-static failed"
+    dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
+    cp "$tmp/x/bin/busybox" "$out.tmp" && mv "$out.tmp" "$out"
+    rm -rf "$tmp"
+  fi
+  echo "$out"
+}
+
+workload_tar() { # builds (cached by the hash of the sources) and prints the tar's path
+  local src=$REPO/tests/workloads/cluster h out bin busybox
+  h=$( (cat "$src/ticker.c" "$REPO/hack/k8s/image_tar.py" && echo "$WORKLOAD_IMAGE") | sha256sum | cut -c1-16)
+  out=$CACHE/workload-$h.tar
+  if [ ! -f "$out" ]; then
+    apt_need gcc libc6-dev
+    mkdir -p "$CACHE"
+    bin=$(mktemp -d)
+    gcc -static -O2 -g -fno-omit-frame-pointer -Wall -o "$bin/ticker" "$src/ticker.c" ||
+      die "gcc failed on $src/ticker.c"
+    busybox=$(busybox_static)
+    local args=(--tag "$WORKLOAD_IMAGE" --out "$out.tmp" --cmd /usr/local/bin/ticker
+      --file "$bin/ticker:/usr/local/bin/ticker:0755" --file "$busybox:/bin/busybox:0755")
+    local applet
+    for applet in sh ash cat echo ls ps sleep date true false env id hostname grep head tail wc \
+      mkdir rm touch kill printf test uname mount; do
+      args+=(--symlink "/bin/$applet:busybox")
+    done
+    /usr/bin/python3 "$REPO/hack/k8s/image_tar.py" "${args[@]}"
+    rm -rf "$bin"
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# tracer: Docker
+
+ensure_docker() {
+  local docker
+  docker=$(docker_cli)
+  if [ -n "$docker" ] && "$docker" info >/dev/null 2>&1; then return 0; fi
+  [ -x "$REPO/hack/docker.sh" ] || die "no Docker engine answers and hack/docker.sh is missing: cannot build the tracer image"
+  "$REPO/hack/docker.sh" up >&2 || die "hack/docker.sh up failed: cannot build the tracer image"
+}
+
+base_image() {
+  if [ -n "${PYTRACE_BASE_IMAGE:-}" ]; then
+    echo "$PYTRACE_BASE_IMAGE"
+  elif [ -x "$REPO/hack/base-image.sh" ]; then
+    "$REPO/hack/base-image.sh" || die "hack/base-image.sh failed"
+  else
+    echo debian:bookworm
+  fi
+}
+
+build_tracer() {
+  ensure_docker
+  local docker base start
+  docker=$(docker_cli)
+  base=$(base_image)
+  start=$(date +%s)
+  log "docker build $TRACER_IMAGE (BASE_IMAGE=$base)"
+  "$docker" build -q --build-arg "BASE_IMAGE=$base" -t "$TRACER_IMAGE" -f "$REPO/Dockerfile" "$REPO" >/dev/null ||
+    die "docker build of the tracer image failed (run: docker build --build-arg BASE_IMAGE=$base -t $TRACER_IMAGE $REPO)"
+  log "tracer image built in $(($(date +%s) - start))s: $("$docker" image inspect -f '{{.Size}}' "$TRACER_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+# ---------------------------------------------------------------------------------------------
+# loading into the cluster's containerd
+
+ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
+
+have_image() { ctr_ images ls -q 2>/dev/null | grep -qxF "$1"; }
+
+load_tar() { # load_tar NAME REF KEY TAR-or-"-": skip when KEY was loaded already
+  local name=$1 ref=$2 key=$3 src=$4
+  if [ -f "$LOADED/$name" ] && [ "$(cat "$LOADED/$name")" = "$key" ] && have_image "$ref"; then
+    return 0
+  fi
+  ctr_ images import "$src" >/dev/null || die "ctr images import of $ref failed"
+  have_image "$ref" || die "$ref is not in containerd after the import"
+  mkdir -p "$LOADED"
+  echo "$key" >"$LOADED/$name"
+}
+
+load_workload() {
+  local tar
+  tar=$(workload_tar)
+  load_tar workload "$WORKLOAD_IMAGE" "$tar" "$tar"
+  log "loaded $WORKLOAD_IMAGE"
+}
+
+load_tracer() {
+  build_tracer
+  local docker id
+  docker=$(docker_cli)
+  id=$("$docker" image inspect -f '{{.Id}}' "$TRACER_IMAGE")
+  if [ -f "$LOADED/tracer" ] && [ "$(cat "$LOADED/tracer")" = "$id" ] && have_image "$TRACER_IMAGE"; then
+    return 0
+  fi
+  local start
+  start=$(date +%s)
+  "$docker" save "$TRACER_IMAGE" | ctr_ images import - >/dev/null || die "loading $TRACER_IMAGE into containerd failed"
+  have_image "$TRACER_IMAGE" || die "$TRACER_IMAGE is not in containerd after the import"
+  mkdir -p "$LOADED"
+  echo "$id" >"$LOADED/tracer"
+  log "loaded $TRACER_IMAGE in $(($(date +%s) - start))s"
+}
+
+what=${2:-all}
+case "$what" in tracer | workload | all) ;; *) [ "${1:-}" = save ] || die "unknown image '$what' (tracer, workload or all)" ;; esac
+
+case "${1:-}" in
+build)
+  [ "$what" = tracer ] || workload_tar >/dev/null
+  [ "$what" = workload ] || build_tracer
+  ;;
+load)
+  [ -S "$CTRD_SOCK" ] || die "no containerd socket at $CTRD_SOCK (is the cluster up? hack/cluster.sh up)"
+  [ "$what" = tracer ] || load_workload
+  [ "$what" = workload ] || load_tracer
+  ;;
+save)
+  dir=${2:?usage: hack/images.sh save DIR}
+  mkdir -p "$dir"
+  cp "$(workload_tar)" "$dir/workload.tar"
+  build_tracer
+  "$(docker_cli)" save -o "$dir/tracer.tar" "$TRACER_IMAGE"
+  echo "$dir/tracer.tar"
+  echo "$dir/workload.tar"
+  ;;
+names)
+  echo "TRACER_IMAGE=$TRACER_IMAGE"
+  echo "WORKLOAD_IMAGE=$WORKLOAD_IMAGE"
+  ;;
+*)
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+  ;;
+esac
