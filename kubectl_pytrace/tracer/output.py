@@ -368,16 +368,13 @@ def hist_json(buckets: dict, div: int = 1) -> str:
         elif i == 2:
             r = '"min": 1, "max": 1, '
         else:
-            low = _c_long(1 << (i - 2))
-            high = _c_long((1 << (i - 1)) - 1)
+            # bpftrace 0.17 computes these in C int: 1 << n with x86's shift count mod 32
+            # (the [2G, 4G) bucket comes out as min -2147483648, max 0).
+            low = _c_int(1 << ((i - 2) & 31))
+            high = _c_int(_c_int(1 << ((i - 1) & 31)) - 1)
             r = '"min": %d, "max": %d, ' % (low, high)
         items.append("{" + r + '"count": %d}' % (buckets.get(i, 0) // div))
     return "[" + ", ".join(items) + "]"
-
-
-def _c_long(v: int) -> int:
-    v &= _M64
-    return v - (1 << 64) if v >= (1 << 63) else v
 
 
 def lhist_json(buckets: dict, lmin: int, lmax: int, step: int) -> str:
