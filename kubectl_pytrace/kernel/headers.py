@@ -31,12 +31,8 @@ import glob
 import json
 import os
 import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Tuple
+from typing import Callable, List, Mapping, Optional, Tuple
 
 KCONFIG_H = "include/linux/kconfig.h"          # BCC's own test for a usable tree (source half)
 AUTOCONF_H = "include/generated/autoconf.h"     # the configured (arch/flavor) half
@@ -223,23 +219,9 @@ def _version_key(release: str) -> Tuple[int, ...]:
 def _farm(base: str, overlay: str, cache: str) -> str:
     """One directory showing `overlay` over `base`, made of symlinks; reused when complete."""
     dest = os.path.join(cache, "headers", os.path.basename(os.path.normpath(overlay)))
-    want = {"base": os.path.abspath(base), "overlay": os.path.abspath(overlay)}
-    try:
-        with open(os.path.join(dest, _MARKER)) as f:
-            if json.load(f) == want and _has(dest, KCONFIG_H) and _has(dest, AUTOCONF_H):
-                return dest
-    except (OSError, ValueError):
-        pass
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".farm-", dir=os.path.dirname(dest))
-    try:
-        _overlay(tmp, want["base"], want["overlay"])
-        with open(os.path.join(tmp, _MARKER), "w") as f:
-            json.dump(want, f)
-        _replace_dir(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    lower, upper = os.path.abspath(base), os.path.abspath(overlay)
+    return _cached_tree(dest, {"base": lower, "overlay": upper}, (KCONFIG_H, AUTOCONF_H),
+                        lambda tmp: _overlay(tmp, lower, upper))
 
 
 def _overlay(dest: str, lower: str, upper: str) -> None:
@@ -255,20 +237,49 @@ def _overlay(dest: str, lower: str, upper: str) -> None:
             os.symlink(up if os.path.lexists(up) else lo, os.path.join(dest, name))
 
 
-def _replace_dir(new: str, dest: str) -> None:
-    """Move `new` to `dest`, replacing an old `dest`; another process may do the same."""
-    if os.path.lexists(dest):
-        old = dest + f".old-{os.getpid()}"
-        try:
-            os.rename(dest, old)
-        except OSError:
-            pass
-        shutil.rmtree(old, ignore_errors=True)
+def _built(dest: str, stamp: dict, needs: Tuple[str, ...]) -> bool:
     try:
-        os.rename(new, dest)
-    except OSError:
-        if not os.path.isdir(dest):  # not someone else's finished copy: a real failure
-            raise
+        with open(os.path.join(dest, _MARKER)) as f:
+            return json.load(f) == stamp and all(_has(dest, n) for n in needs)
+    except (OSError, ValueError):
+        return False
+
+
+def _cached_tree(dest: str, stamp: dict, needs: Tuple[str, ...],
+                 build: Callable[[str], None]) -> str:
+    """`dest` if built from `stamp` and complete; else build it in a temporary directory and
+    move that into place. A complete tree is never replaced: another tracer may be using it."""
+    if _built(dest, stamp, needs):
+        return dest
+    import shutil
+    import tempfile  # here, not at the top: the warm path (every start-up) needs neither
+
+    parent = os.path.dirname(dest)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    except OSError as e:
+        raise HeadersNotFound(f"cannot write the header cache {parent}: {e.strerror}; set "
+                              "PYTRACE_CACHE_DIR to a writable directory") from None
+    try:
+        build(tmp)
+        with open(os.path.join(tmp, _MARKER), "w") as f:
+            json.dump(stamp, f)
+        if not _built(dest, stamp, needs):  # nobody finished first
+            if os.path.lexists(dest):
+                old = f"{dest}.old-{os.getpid()}"
+                os.rename(dest, old)
+                shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.rename(tmp, dest)
+            except OSError:
+                if not _built(dest, stamp, needs):
+                    raise
+    except OSError as e:
+        raise HeadersNotFound(f"cannot build kernel headers in {dest}: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def _load_kheaders(path: str, modules_dir: str, release: str) -> str:
@@ -278,8 +289,11 @@ def _load_kheaders(path: str, modules_dir: str, release: str) -> str:
     kos = glob.glob(os.path.join(modules_dir, release, "kernel", "kernel", "kheaders.ko*"))
     if not kos:
         return "; no kheaders module to load"
-    if os.geteuid() != 0 or not shutil.which("modprobe"):
+    if os.geteuid() != 0 or not any(os.access(os.path.join(d, "modprobe"), os.X_OK)
+                                    for d in os.environ.get("PATH", "/sbin:/usr/sbin").split(":")):
         return "; kheaders module not loaded: needs root and modprobe"
+    import subprocess
+
     cmd = ["modprobe"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(modules_dir)))
     if os.path.abspath(modules_dir) != "/lib/modules":
@@ -292,30 +306,20 @@ def _load_kheaders(path: str, modules_dir: str, release: str) -> str:
 
 
 def _unpack_kheaders(tarball: str, dest: str) -> str:
-    """Unpack /sys/kernel/kheaders.tar.xz once (marker: the tarball's size)."""
-    stamp = str(os.stat(tarball).st_size)
-    try:
-        with open(os.path.join(dest, _MARKER)) as f:
-            if json.load(f) == {"kheaders": stamp} and _has(dest, KCONFIG_H):
-                return dest
-    except (OSError, ValueError):
-        pass
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".kheaders-", dir=os.path.dirname(dest))
-    try:
-        with tarfile.open(tarball, "r:*") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(tmp, filter="data")
-            else:  # Python without extraction filters: refuse paths leaving the directory
-                for member in tar.getmembers():
-                    if member.name.startswith("/") or ".." in member.name.split("/"):
-                        raise HeadersNotFound(f"{tarball}: unsafe path {member.name!r}")
-                tar.extractall(tmp)
-        with open(os.path.join(tmp, _MARKER), "w") as f:
-            json.dump({"kheaders": stamp}, f)
-        _replace_dir(tmp, dest)
-    except (OSError, tarfile.TarError) as e:
-        raise HeadersNotFound(f"cannot unpack {tarball} into {dest}: {e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    """Unpack /sys/kernel/kheaders.tar.xz once (stamp: the tarball's size)."""
+    def unpack(tmp: str) -> None:
+        import tarfile
+
+        try:
+            with tarfile.open(tarball, "r:*") as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:  # Python without extraction filters: refuse paths leaving the directory
+                    for member in tar.getmembers():
+                        if member.name.startswith("/") or ".." in member.name.split("/"):
+                            raise HeadersNotFound(f"{tarball}: unsafe path {member.name!r}")
+                    tar.extractall(tmp)
+        except tarfile.TarError as e:
+            raise HeadersNotFound(f"cannot unpack {tarball}: {e}") from None
+
+    return _cached_tree(dest, {"kheaders": os.stat(tarball).st_size}, (KCONFIG_H,), unpack)

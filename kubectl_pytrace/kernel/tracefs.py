@@ -23,7 +23,6 @@ Probe names take bpftrace 0.17's wildcard, `*` only (it rejects `?` and `{a,b}` 
 from __future__ import annotations
 
 import bisect
-import ctypes
 import difflib
 import errno
 import os
@@ -67,6 +66,8 @@ def ensure_tracefs(candidates: Sequence[str] = TRACEFS_DIRS, mount: bool = True)
 
 
 def _mount(fstype: str, target: str) -> None:
+    import ctypes  # only when mounting: it costs start-up time
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                            ctypes.c_void_p]

@@ -202,3 +202,21 @@ def test_bcc_compiles_with_the_farm(tmp_path):
     env = dict(os.environ, **h.env())
     r = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "loaded", r.stderr[-2000:]
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, roots):
+    src = Path(roots["src_dir"])
+    common = source_half(src / "linux-headers-6.1.0-56-common")
+    arch_half(src / "linux-headers-6.1.0-56-amd64", "6.1.0-56-amd64", f"/usr/src/{common.name}")
+    (tmp_path / "not-a-dir").write_text("")
+    roots["cache_dir"] = str(tmp_path / "not-a-dir" / "cache")
+    with pytest.raises(HeadersNotFound, match=r"^cannot write the header cache .*not-a-dir/cache/headers: "
+                                              r".*; set PYTRACE_CACHE_DIR to a writable directory$"):
+        find_headers(REL, env={}, **roots)
+
+
+def test_default_cache_dir():
+    from kubectl_pytrace.kernel.headers import default_cache_dir
+    assert default_cache_dir({"PYTRACE_CACHE_DIR": "/x"}) == "/x"
+    if os.geteuid() == 0:
+        assert default_cache_dir({}) == "/var/cache/kubectl-pytrace"
