@@ -706,6 +706,9 @@ class BTF:
             t = Pointer(t)
         return t
 
+    sizeof = staticmethod(sizeof)
+    type_name = staticmethod(type_name)
+
     def field(self, struct: Union[Struct, str], path: str) -> FieldRef:
         """btf.field('task_struct', 'tgid'), btf.field('sock', '__sk_common.skc_dport')."""
         if isinstance(struct, str):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
 import subprocess
 import sys
+import textwrap
 from typing import Dict, List, Tuple
 
 import pytest
@@ -421,3 +423,46 @@ def test_kernel_load_and_lookups_are_fast():
     best = min(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                     text=True).stdout) for _ in range(3))
     assert best < 0.5, f"BTF load + 2 lookups took {best * 1e3:.0f} ms"
+
+
+@needs_vmlinux
+@pytest.mark.root
+@pytest.mark.bpf
+def test_kernel_offsets_read_right_values_in_bpf(vmlinux, tmp_path):
+    """The point of it all: curtask->tgid and curtask->real_parent->tgid read at BTF offsets
+    (headers of another kernel read garbage here) equal what the kernel reports."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to load a BPF program")
+    pytest.importorskip("bcc", reason="BCC's Python module (apt-get install python3-bpfcc)")
+    from kubectl_pytrace.kernel.headers import find_headers
+
+    tgid = vmlinux.field("task_struct", "tgid")
+    parent = vmlinux.field("task_struct", "real_parent")
+    assert B.type_name(parent.type) == "struct task_struct *"
+    prog = textwrap.dedent(r'''
+        import os, sys
+        from bcc import BPF
+        b = BPF(text="""
+        BPF_ARRAY(out, u32, 3);
+        TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+            u32 k0 = 0, k1 = 1, k2 = 2, me = bpf_get_current_pid_tgid() >> 32, tgid = 0, ptgid = 0;
+            if (me != TARGET) return 0;
+            char *task = (char *)bpf_get_current_task();
+            char *parent = 0;
+            bpf_probe_read_kernel(&tgid, sizeof(tgid), task + TGID_OFF);
+            bpf_probe_read_kernel(&parent, sizeof(parent), task + PARENT_OFF);
+            bpf_probe_read_kernel(&ptgid, sizeof(ptgid), parent + TGID_OFF);
+            out.update(&k0, &me); out.update(&k1, &tgid); out.update(&k2, &ptgid);
+            return 0;
+        }
+        """, cflags=sys.argv[1:] + ["-DTARGET=%d" % os.getpid()])
+        os.getppid()
+        print(*[b["out"][b["out"].Key(i)].value for i in range(3)], os.getpid(), os.getppid())
+    ''')
+    env = dict(os.environ, **find_headers(cache_dir=str(tmp_path)).env())
+    r = subprocess.run([sys.executable, "-c", prog, f"-DTGID_OFF={tgid.offset}",
+                        f"-DPARENT_OFF={parent.offset}"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    me, tgid_read, ptgid_read, pid, ppid = map(int, r.stdout.split())
+    assert (me, tgid_read, ptgid_read) == (pid, pid, ppid)
