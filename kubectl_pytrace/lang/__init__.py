@@ -1,0 +1,55 @@
+"""The compiler: bpftrace-language text -> C for BCC plus everything the runtime needs to decode it.
+
+Passes, in order (each stops the compilation when it reports an error):
+
+1. parse      text -> AST                      (parser.py, grammar.lark)
+2. expand     attach points -> concrete probes (expand.py) - needs the environment for wildcards
+3. analyse    types, map layouts, checks       (semantic.py) - needs probes expanded, because a
+              tracepoint's `args` type depends on which tracepoint it is
+4. generate   C text, event and map layouts    (codegen.py)
+
+This package imports neither bcc nor kubernetes: the environment (tracefs, BTF, ELF symbols) is
+passed in, so the kubectl client can compile without a node and the tracer with one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from kubectl_pytrace.lang import ast
+from kubectl_pytrace.lang.codegen import CodegenOptions, CProgram, TaskFilter, generate
+from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source
+from kubectl_pytrace.lang.env import Environment
+from kubectl_pytrace.lang.expand import expand
+from kubectl_pytrace.lang.parser import parse
+from kubectl_pytrace.lang.semantic import Analysis, analyse
+
+__all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "TaskFilter", "compile_program",
+           "parse"]
+
+
+@dataclass
+class Compiled:
+    program: ast.Program
+    analysis: Analysis
+    c: CProgram
+    warnings: str = ""
+
+
+def compile_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
+                    options: Optional[CodegenOptions] = None, params: Optional[List[str]] = None,
+                    has_cpid: bool = False) -> Compiled:
+    """Compile a program; raises CompileError with every diagnostic of the failing pass."""
+    env = env or Environment()
+    params = params or []
+    program = parse(text, filename)
+    diags = Diagnostics(Source(text, filename))
+    groups = expand(program, env, diags)
+    if diags.has_errors():
+        raise CompileError(diags)
+    analysis = analyse(program, groups, env, diags, params, has_cpid)
+    if diags.has_errors():
+        raise CompileError(diags)
+    c = generate(analysis, options, params)
+    return Compiled(program, analysis, c, diags.render())

@@ -1,0 +1,1019 @@
+"""C code generation for BCC.
+
+Each ProbeFunction becomes one C function. Expressions compile to C expressions; whatever needs
+statements first (map lookups, string reads, helper calls with out-parameters) is emitted just
+before the statement that uses it. Integers are 64-bit in C (s64/u64 by signedness); strings,
+tuples and stacks live in buffers in their storage layout (layout.py).
+
+User text never reaches the C source: string literals become byte stores, maps and variables get
+generated names (map_3, v_name with the name validated by the grammar), probe names and printf
+formats stay in Python (events carry only numbers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from kubectl_pytrace.lang import ast
+from kubectl_pytrace.lang.env import StructField, TracepointField
+from kubectl_pytrace.lang.layout import (
+    C_PRELUDE_TYPES, Record, agg_value_ctype, pad8, sizeof,
+)
+from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
+from kubectl_pytrace.lang.types import (
+    AggT, ArrayT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
+    VoidT, is_char_array, storage_type,
+)
+
+MAP_MAX_ENTRIES = 4096  # bpftrace's default (BPFTRACE_MAP_KEYS_MAX)
+STACK_MAP_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Scope every probe (but BEGIN/END) to the tasks of one container.
+
+    kind "pidns": tasks whose pid namespace is (dev, ino) of /proc/PID/ns/pid;
+    kind "cgroup": tasks whose cgroup v2 id is cgroup_id.
+    """
+
+    kind: str
+    dev: int = 0
+    ino: int = 0
+    cgroup_id: int = 0
+
+
+@dataclass(frozen=True)
+class CodegenOptions:
+    task_filter: Optional[TaskFilter] = None
+    ns_pids: bool = False  # `pid`/`tid` as seen inside the filter's pid namespace
+    ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
+    map_max_entries: int = MAP_MAX_ENTRIES
+    kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available
+
+
+@dataclass
+class EventSpec:
+    """One kind of record in the ring buffer, identified by the u64 at its start."""
+
+    id: int
+    kind: str  # printf print_value print_map time exit clear zero
+    record: Record  # the fields after the id
+    fmt: object = None  # parsed printf format (printf), strftime text (time)
+    map: Optional[str] = None  # print_map / clear / zero
+    top: int = 0
+    div: int = 0
+
+
+@dataclass
+class MapSpec:
+    name: str
+    cname: str
+    key: Optional[Record]  # None for a scalar map (u64 key 0)
+    value_type: Type  # storage type, or AggT
+    bucketed: bool = False  # hist/lhist: the key ends with a u64 bucket number
+
+    @property
+    def per_cpu(self) -> bool:
+        return isinstance(self.value_type, AggT)
+
+
+@dataclass
+class AttachSpec:
+    """One attachment the tracer must make: spec -> C function."""
+
+    spec: ProbeSpec
+    fn_name: str
+    probe_id: int
+
+
+@dataclass
+class CProgram:
+    text: str
+    attachments: List[AttachSpec]
+    events: Dict[int, EventSpec]
+    maps: Dict[str, MapSpec]
+    probe_names: List[str]
+    begin_fn: Optional[str] = None
+    end_fn: Optional[str] = None
+    uses_stacks: bool = False
+    uses_elapsed: bool = False
+    uses_cpid: bool = False
+    lost_map: str = "pytrace_lost"
+    ringbuf: str = "pytrace_events"
+    config_map: str = "pytrace_config"
+
+
+CONFIG_START_NS = 0
+CONFIG_CPID = 1
+
+
+def c_bytes_literal(data: bytes) -> str:
+    """A C string literal for arbitrary bytes: only [A-Za-z0-9 ] pass through, the rest as octal."""
+    out = []
+    for b in data:
+        ch = chr(b)
+        if ch.isascii() and (ch.isalnum() or ch == " "):
+            out.append(ch)
+        else:
+            out.append("\\%03o" % b)
+    return '"' + "".join(out) + '"'
+
+
+def ctype(t: Type, tuples: "TupleTypes") -> str:
+    """C type of a stored value (arrays need decl())."""
+    if isinstance(t, IntT):
+        return "s64" if t.signed else "u64"
+    if isinstance(t, PtrT):
+        return "s64"
+    if isinstance(t, (KsymT, ProbeT)):
+        return "u64"
+    if isinstance(t, TupleT):
+        return tuples.name(t)
+    if isinstance(t, StackT):
+        return "struct pytrace_stack"
+    if isinstance(t, UsymT):
+        return "struct pytrace_usym"
+    if isinstance(t, InetT):
+        return "struct pytrace_inet"
+    raise TypeError(f"no C type for {t}")
+
+
+def decl(t: Type, name: str, tuples: "TupleTypes") -> str:
+    if isinstance(t, StrT):
+        return f"char {name}[{pad8(t.size)}]"
+    return f"{ctype(t, tuples)} {name}"
+
+
+def zero_init(t: Type) -> str:
+    if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        return " = 0;"
+    return " = {};"
+
+
+class TupleTypes:
+    """Gives each distinct tuple layout one C struct (fields e0, e1, ...)."""
+
+    def __init__(self):
+        self.names: Dict[TupleT, str] = {}
+        self.defs: List[str] = []
+
+    def name(self, t: TupleT) -> str:
+        if t not in self.names:
+            for e in t.elems:
+                if isinstance(e, TupleT):
+                    self.name(e)
+            n = f"struct tup_{len(self.names)}"
+            self.names[t] = n
+            body = " ".join(decl(e, f"e{i}", self) + ";" for i, e in enumerate(t.elems))
+            self.defs.append(f"{n} {{ {body} }};")
+        return self.names[t]
+
+
+# ---- value references returned by expression compilation -------------------------------------
+
+@dataclass
+class Buf:
+    """A value held in memory: `ref` is a C lvalue of its storage layout (an array or a struct)."""
+
+    ref: str
+    type: Type
+
+
+@dataclass
+class Lit:
+    """A string literal (never copied into C text: stored byte by byte where needed)."""
+
+    data: bytes
+
+
+Value = object  # str (a C integer expression) | Buf | Lit
+
+
+class FunctionGen:
+    """Generates one C function."""
+
+    def __init__(self, gen: "Generator", fn: ProbeFunction, name: str, ctx_type: str):
+        self.gen, self.fn, self.name, self.ctx_type = gen, fn, name, ctx_type
+        self.lines: List[str] = []
+        self.indent = 1
+        self.ntmp = 0
+
+    # ---- emission helpers ---------------------------------------------------------------------
+    def emit(self, line: str):
+        self.lines.append("    " * self.indent + line)
+
+    def tmp(self, prefix: str = "t") -> str:
+        self.ntmp += 1
+        return f"{prefix}{self.ntmp}"
+
+    @contextlib.contextmanager
+    def nested(self, header: str, footer: str = "}") -> Iterator[None]:
+        self.emit(header)
+        self.indent += 1
+        yield
+        self.indent -= 1
+        self.emit(footer)
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[List[str]]:
+        saved, self.lines = self.lines, []
+        out: List[str] = []
+        try:
+            yield out
+        finally:
+            out.extend(self.lines)
+            self.lines = saved
+
+    def type(self, e: ast.Node) -> Type:
+        return self.fn.types[id(e)]
+
+    def declare(self, t: Type, prefix: str = "t") -> str:
+        name = self.tmp(prefix)
+        self.emit(decl(t, name, self.gen.tuples) + zero_init(t))
+        return name
+
+    # ---- function ------------------------------------------------------------------------------
+    def generate(self) -> str:
+        fn = self.fn
+        for var, t in fn.vars.items():
+            self.emit(decl(t, "v_" + var[1:], self.gen.tuples) + zero_init(t))
+        if fn.provider not in ("BEGIN", "END"):
+            self.task_filter()
+        if fn.probe.predicate is not None:
+            cond = self.int_value(fn.probe.predicate)
+            self.emit(f"if (!({cond})) return 0;")
+        self.block(fn.probe.block)
+        self.emit("return 0;")
+        body = "\n".join(self.lines)
+        return f"int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
+
+    def task_filter(self):
+        f = self.gen.options.task_filter
+        if f is None:
+            return
+        if f.kind == "pidns":
+            self.emit("struct bpf_pidns_info pytrace_ns = {};")
+            self.emit(f"if (bpf_get_ns_current_pid_tgid({f.dev}ULL, {f.ino}ULL, &pytrace_ns, "
+                      f"sizeof(pytrace_ns)) != 0) return 0;")
+        elif f.kind == "cgroup":
+            self.emit(f"if (bpf_get_current_cgroup_id() != {f.cgroup_id}ULL) return 0;")
+        else:
+            raise ValueError(f"unknown task filter {f.kind}")
+
+    # ---- statements ---------------------------------------------------------------------------
+    def block(self, b: ast.Block):
+        for s in b.stmts:
+            getattr(self, "stmt_" + type(s).__name__)(s)
+
+    def stmt_ExprStmt(self, s: ast.ExprStmt):
+        with self.nested("{"):
+            v = self.value(s.expr)
+            if isinstance(v, str) and not isinstance(s.expr, ast.Call):
+                self.emit(f"(void)({v});")
+
+    def stmt_AssignVar(self, s: ast.AssignVar):
+        with self.nested("{"):
+            t = self.fn.vars[s.target.name]
+            self.store("v_" + s.target.name[1:], t, s.value)
+
+    def stmt_AssignMap(self, s: ast.AssignMap):
+        info = self.gen.analysis.maps[s.target.name]
+        with self.nested("{"):
+            if isinstance(info.value, AggT):
+                self.aggregate(s.target, info, s.value)  # type: ignore[arg-type]
+                return
+            key = self.map_key(s.target, info)
+            val = self.declare(info.value, "val")  # type: ignore[arg-type]
+            self.store(val, info.value, s.value)  # type: ignore[arg-type]
+            self.emit(f"{self.gen.map_cname(info)}.update(&{key}, &{val});")
+
+    def stmt_If(self, s: ast.If):
+        with self.nested("{"):
+            cond = self.int_value(s.cond)
+            with self.nested(f"if ({cond}) {{"):
+                self.block(s.then)
+            if s.orelse is not None:
+                with self.nested("else {"):
+                    self.block(s.orelse)
+
+    def stmt_Unroll(self, s: ast.Unroll):
+        n = s.count.value if isinstance(s.count, ast.Integer) else 1
+        for _ in range(n):
+            with self.nested("{"):
+                self.block(s.body)
+
+    def stmt_Return(self, s: ast.Return):
+        self.emit("return 0;")
+
+    # ---- storing values -----------------------------------------------------------------------
+    def store(self, dest: str, dtype: Type, e: ast.Expr):
+        """Evaluates e and stores it into the lvalue dest, whose storage type is dtype."""
+        if isinstance(dtype, StrT):
+            self.store_string(dest, dtype, e)
+            return
+        if isinstance(dtype, TupleT) and isinstance(e, ast.Tuple):
+            for i, (elem, et) in enumerate(zip(e.elems, dtype.elems)):
+                self.store(f"{dest}.e{i}", et, elem)
+            return
+        v = self.value(e)
+        self.store_value(dest, dtype, v, self.type(e))
+
+    def store_value(self, dest: str, dtype: Type, v: Value, vtype: Type):
+        if isinstance(dtype, (IntT, PtrT, KsymT, ProbeT)):
+            self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({v});")
+        elif isinstance(dtype, StrT):
+            self.copy_string(dest, dtype.size, v)
+        elif isinstance(dtype, TupleT):
+            assert isinstance(v, Buf) and isinstance(v.type, TupleT)
+            for i, (dt, st) in enumerate(zip(dtype.elems, v.type.elems)):
+                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT)) \
+                    else Buf(f"{v.ref}.e{i}", st)
+                self.store_value(f"{dest}.e{i}", dt, inner, st)
+        else:  # stacks, usym, inet: same layout
+            assert isinstance(v, Buf)
+            self.emit(f"__builtin_memcpy(&{dest}, &{v.ref}, sizeof({dest}));")
+
+    def store_string(self, dest: str, dtype: StrT, e: ast.Expr):
+        # Read straight into the destination where we can (no stack copy).
+        if isinstance(e, ast.Builtin) and e.name == "comm":
+            self.emit(f"bpf_get_current_comm(&{dest}, {min(16, pad8(dtype.size))});")
+            return
+        if isinstance(e, ast.Call) and e.name == "str" and not isinstance(self.type(e.args[0]), StrT) \
+                and not is_char_array(self.type(e.args[0])):
+            self.read_str_into(dest, min(dtype.size, self.type(e).size), e)  # type: ignore[attr-defined]
+            return
+        self.copy_string(dest, dtype.size, self.value(e))
+
+    def copy_string(self, dest: str, size: int, v: Value):
+        if isinstance(v, Lit):
+            data = v.data[: size - 1]
+            for i, b in enumerate(data):
+                self.emit(f"{dest}[{i}] = {b};")
+            return  # the rest of dest is already zero (every buffer starts zeroed)
+        assert isinstance(v, Buf)
+        n = min(pad8(size), sizeof(v.type) if isinstance(v.type, StrT) else v.type.length)  # type: ignore[attr-defined]
+        self.emit(f"__builtin_memcpy(&{dest}, &{v.ref}, {n});")
+        if size < sizeof(v.type) if isinstance(v.type, StrT) else False:
+            self.emit(f"{dest}[{size - 1}] = 0;")
+
+    def read_str_into(self, dest: str, size: int, c: ast.Call):
+        ptr = self.int_value(c.args[0])
+        space = self.space_of(self.type(c.args[0]))
+        if len(c.args) == 2 and not isinstance(c.args[1], ast.Integer):
+            n = self.int_value(c.args[1])
+            ln = self.tmp("len")
+            self.emit(f"u64 {ln} = ({n}) + 1;")
+            self.emit(f"if ({ln} > {size}) {ln} = {size};")
+            self.emit(f"bpf_probe_read_{space}_str(&{dest}, {ln} & {pad8(size) * 2 - 1}, (void *)({ptr}));")
+            return
+        self.emit(f"bpf_probe_read_{space}_str(&{dest}, {size}, (void *)({ptr}));")
+
+    def space_of(self, t: Type) -> str:
+        if isinstance(t, PtrT):
+            return t.space
+        return "user" if self.fn.user_space else "kernel"
+
+    # ---- maps ---------------------------------------------------------------------------------
+    def map_key(self, m: ast.Map, info: MapInfo, bucket: Optional[str] = None) -> str:
+        spec = self.gen.maps[info.name]
+        key = self.tmp("key")
+        if info.key is None and bucket is None:
+            self.emit(f"u64 {key} = 0;")
+            return key
+        self.emit(f"struct {spec.cname}_key {key} = {{}};")
+        if info.key is not None:
+            for i, (k, kt) in enumerate(zip(m.keys, info.key.elems)):
+                self.store(f"{key}.k{i}", kt, k)
+        if bucket is not None:
+            self.emit(f"{key}.bucket = {bucket};")
+        return key
+
+    def aggregate(self, m: ast.Map, info: MapInfo, call: ast.Call):
+        agg: AggT = info.value  # type: ignore[assignment]
+        cmap = self.gen.map_cname(info)
+        v = None
+        if call.args:
+            v = self.tmp("v")
+            self.emit(f"{'s64' if agg.signed else 'u64'} {v} = {self.int_value(call.args[0])};")
+        bucket = None
+        if agg.kind == "hist":
+            bucket = self.tmp("b")
+            self.emit(f"u64 {bucket} = pytrace_log2_bucket({v});")
+        elif agg.kind == "lhist":
+            lo, hi, step = agg.lhist  # type: ignore[misc]
+            bucket = self.tmp("b")
+            nb = (hi - lo) // step
+            self.emit(f"u64 {bucket} = ({v} < {lo}) ? 0 : ({v} >= {hi}) ? {nb + 1} : "
+                      f"1 + (u64)({v} - {lo}) / {step};")
+        key = self.map_key(m, info, bucket)
+        zero = self.tmp("zero")
+        ctype_ = agg_value_ctype(agg)
+        self.emit(f"{ctype_} {zero} = {'0' if ctype_ in ('u64', 's64') else '{}'};")
+        p = self.tmp("p")
+        self.emit(f"{agg_value_ctype(agg)} *{p} = {cmap}.lookup_or_try_init(&{key}, &{zero});")
+        with self.nested(f"if ({p}) {{"):
+            if agg.kind in ("count", "hist", "lhist"):
+                self.emit(f"*{p} += 1;")
+            elif agg.kind == "sum":
+                self.emit(f"*{p} += {v};")
+            elif agg.kind in ("min", "max"):
+                op = "<" if agg.kind == "min" else ">"
+                cast = "s64" if agg.signed else "u64"
+                self.emit(f"if (!{p}->set || ({cast}){v} {op} ({cast}){p}->value) "
+                          f"{{ {p}->value = {v}; {p}->set = 1; }}")
+            else:  # avg, stats
+                self.emit(f"{p}->total += {v};")
+                self.emit(f"{p}->count += 1;")
+
+    def map_read(self, m: ast.Map) -> Value:
+        info = self.gen.analysis.maps[m.name]
+        key = self.map_key(m, info)
+        p = self.tmp("p")
+        t: Type = info.value  # type: ignore[assignment]
+        self.emit(f"{self.ctype_ptr(t)} *{p} = {self.gen.map_cname(info)}.lookup(&{key});")
+        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+            return f"({p} ? *{p} : 0)"
+        out = self.declare(t, "mv")
+        self.emit(f"if ({p}) __builtin_memcpy(&{out}, {p}, sizeof({out}));")
+        return Buf(out, t)
+
+    def ctype_ptr(self, t: Type) -> str:
+        if isinstance(t, StrT):
+            return "char"
+        return ctype(t, self.gen.tuples)
+
+    # ---- expressions --------------------------------------------------------------------------
+    def value(self, e: ast.Expr) -> Value:
+        return getattr(self, "expr_" + type(e).__name__)(e)
+
+    def int_value(self, e: ast.Expr) -> str:
+        v = self.value(e)
+        assert isinstance(v, str), f"not an integer expression: {e}"
+        return v
+
+    def as_c(self, v: str, t: Type) -> str:
+        return f"(({'s64' if getattr(t, 'signed', False) else 'u64'})({v}))"
+
+    def expr_Integer(self, e: ast.Integer) -> Value:
+        if e.value >= 1 << 63:
+            return f"((u64){e.value}ULL)"
+        return f"((s64){e.value}LL)"
+
+    def expr_String(self, e: ast.String) -> Value:
+        return Lit(e.value)
+
+    def expr_Positional(self, e: ast.Positional) -> Value:
+        params = self.gen.params
+        if e.count:
+            return f"((s64){len(params)})"
+        text = params[e.index - 1] if e.index <= len(params) else ""
+        t = self.type(e)
+        if isinstance(t, IntT):
+            return f"((s64){int(text, 0)}LL)"
+        return Lit(text.encode())
+
+    def expr_Builtin(self, e: ast.Builtin) -> Value:
+        name = e.name
+        f = self.gen.options.task_filter
+        if name in ("pid", "tid") and self.gen.options.ns_pids and f is not None and f.kind == "pidns":
+            ns = self.tmp("ns")
+            self.emit(f"struct bpf_pidns_info {ns} = {{}};")
+            self.emit(f"bpf_get_ns_current_pid_tgid({f.dev}ULL, {f.ino}ULL, &{ns}, sizeof({ns}));")
+            return f"((u64){ns}.{'tgid' if name == 'pid' else 'pid'})"
+        simple = {
+            "pid": "(bpf_get_current_pid_tgid() >> 32)",
+            "tid": "(bpf_get_current_pid_tgid() & 0xffffffff)",
+            "uid": "(bpf_get_current_uid_gid() & 0xffffffff)",
+            "gid": "(bpf_get_current_uid_gid() >> 32)",
+            "cpu": "((u64)bpf_get_smp_processor_id())",
+            "nsecs": "bpf_ktime_get_ns()",
+            "elapsed": "(bpf_ktime_get_ns() - pytrace_config_get(0))",
+            "cgroup": "bpf_get_current_cgroup_id()",
+            "rand": "((u64)bpf_get_prandom_u32())",
+            "cpid": "pytrace_config_get(1)",
+            "curtask": "((u64)bpf_get_current_task())",
+        }
+        if name in simple:
+            return f"((u64){simple[name]})"
+        if name == "comm":
+            buf = self.declare(StrT(16), "comm")
+            self.emit(f"bpf_get_current_comm(&{buf}, sizeof({buf}));")
+            return Buf(buf, StrT(16))
+        if name == "probe":
+            return f"((u64){self.gen.probe_id(self.fn.specs[0])})"
+        if name == "func":
+            return Lit(self.fn.specs[0].func.encode())
+        if name in ("kstack", "ustack"):
+            return self.stack(StackT(name == "kstack"))
+        if name == "args":
+            return "((u64)ctx)"
+        if name == "retval":
+            if self.fn.provider == "kretfunc":
+                n = len(self.fn.kfunc_args or [])
+                return self.as_c(f"((u64 *)ctx)[{n}]", self.type(e))
+            return "((u64)PT_REGS_RC(ctx))"
+        if name.startswith("sarg"):
+            n = int(name[4:])
+            out = self.tmp("sarg")
+            self.emit(f"u64 {out} = 0;")
+            space = "user" if self.fn.user_space else "kernel"
+            self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PT_REGS_SP(ctx) + {8 * (n + 1)}));")
+            return out
+        if name.startswith("arg"):
+            n = int(name[3:])
+            if self.fn.provider == "usdt":
+                out = self.tmp("arg")
+                self.emit(f"u64 {out} = 0;")
+                self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
+                return out
+            if self.fn.provider in ("kfunc", "kretfunc"):
+                return f"(((u64 *)ctx)[{n}])"
+            return f"((u64)PT_REGS_PARM{n + 1}(ctx))"
+        raise AssertionError(name)
+
+    def stack(self, t: StackT) -> Value:
+        out = self.declare(t, "stack")
+        flags = "0" if t.kernel else "BPF_F_USER_STACK"
+        self.emit(f"{out}.id = pytrace_stacks.get_stackid(ctx, {flags});")
+        self.emit(f"{out}.pid = bpf_get_current_pid_tgid() >> 32;")
+        return Buf(out, t)
+
+    def expr_Var(self, e: ast.Var) -> Value:
+        t = self.fn.vars[e.name]
+        name = "v_" + e.name[1:]
+        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+            return name
+        return Buf(name, t)
+
+    def expr_Map(self, e: ast.Map) -> Value:
+        return self.map_read(e)
+
+    def expr_Tuple(self, e: ast.Tuple) -> Value:
+        t: TupleT = self.type(e)  # type: ignore[assignment]
+        out = self.declare(t, "tup")
+        for i, (x, et) in enumerate(zip(e.elems, t.elems)):
+            self.store(f"{out}.e{i}", et, x)
+        return Buf(out, t)
+
+    def expr_Binop(self, e: ast.Binop) -> Value:
+        op = e.op
+        lt, rt = self.type(e.left), self.type(e.right)
+        if op in ("==", "!=") and not isinstance(lt, (IntT, PtrT)) and not isinstance(rt, (IntT, PtrT)):
+            eq = self.string_equal(self.value(e.left), lt, self.value(e.right), rt)
+            return f"((s64)({eq}))" if op == "==" else f"((s64)!({eq}))"
+        if op in ("&&", "||"):
+            left = self.int_value(e.left)
+            with self.capture() as pre:
+                right = self.int_value(e.right)
+            if not pre:
+                return f"((s64)(({left}) {op} ({right})))"
+            out = self.tmp("logic")
+            self.emit(f"s64 {out} = {1 if op == '||' else 0};")
+            test = f"({left})" if op == "&&" else f"!({left})"
+            with self.nested(f"if ({test}) {{"):
+                self.lines.extend("    " + line for line in pre)
+                self.emit(f"{out} = ({right}) != 0;")
+            return out
+        left, right = self.int_value(e.left), self.int_value(e.right)
+        signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
+        c = "s64" if signed else "u64"
+        if op in ("==", "!=", "<", ">", "<=", ">="):
+            return f"((s64)(({c})({left}) {op} ({c})({right})))"
+        if op in ("/", "%"):
+            # BPF defines x/0 == 0 and x%0 == x; keep that explicit and well-defined in C too
+            r = self.tmp("div")
+            self.emit(f"{c} {r} = ({c})({right});")
+            return f"(({c})({r} ? ({c})({left}) {op} {r} : 0))"
+        if op in ("<<", ">>"):
+            return f"(({c})(({c})({left}) {op} (({right}) & 63)))"
+        return f"(({c})(({c})({left}) {op} ({c})({right})))"
+
+    def string_equal(self, a: Value, at: Type, b: Value, bt: Type) -> str:
+        if isinstance(a, Lit) and isinstance(b, Lit):
+            return "1" if a.data.split(b"\0")[0] == b.data.split(b"\0")[0] else "0"
+        if isinstance(a, Lit):
+            a, b, at, bt = b, a, bt, at
+        assert isinstance(a, Buf)
+        asize = at.size if isinstance(at, StrT) else at.length  # type: ignore[attr-defined]
+        if isinstance(b, Lit):
+            data = b.data.split(b"\0")[0] + b"\0"
+            if len(data) > asize:
+                # the literal with its NUL does not fit: equal only if the buffer is full and a prefix
+                data = data[:asize]
+            terms = [f"{a.ref}[{i}] == {byte if byte < 128 else byte - 256}" for i, byte in enumerate(data)]
+            return "(" + " && ".join(terms) + ")"
+        assert isinstance(b, Buf)
+        bsize = bt.size if isinstance(bt, StrT) else bt.length  # type: ignore[attr-defined]
+        n = min(asize, bsize)
+        out = self.tmp("eq")
+        self.emit(f"s64 {out} = 1;")
+        self.emit("#pragma unroll")
+        with self.nested(f"for (int i = 0; i < {n}; i++) {{"):
+            self.emit(f"if ({a.ref}[i] != {b.ref}[i]) {{ {out} = 0; break; }}")
+            self.emit(f"if ({a.ref}[i] == 0) break;")
+        return out
+
+    def expr_Unop(self, e: ast.Unop) -> Value:
+        t = self.type(e.operand)
+        if e.op == "*":
+            ptr = self.int_value(e.operand)
+            target = self.type(e)
+            space = self.space_of(t)
+            return self.read_memory(f"({ptr})", target, space)
+        v = self.int_value(e.operand)
+        if e.op == "!":
+            return f"((s64)!({v}))"
+        if e.op == "-":
+            return f"((s64)-(s64)({v}))"
+        if e.op == "+":
+            return v
+        return self.as_c(f"~({v})", self.type(e))
+
+    def read_memory(self, addr: str, t: Type, space: str, bit: Tuple[int, int] = (0, 0)) -> Value:
+        """Reads a value of type t at address addr (a u64 C expression)."""
+        if isinstance(t, StructT):
+            return f"((u64){addr})"
+        if is_char_array(t):
+            n = t.length  # type: ignore[attr-defined]
+            buf = self.declare(StrT(n + 1), "arr")
+            self.emit(f"bpf_probe_read_{space}(&{buf}, {n}, (void *){addr});")
+            return Buf(buf, StrT(n + 1))
+        if isinstance(t, ArrayT):
+            return f"((u64){addr})"  # arrays decay to their address; index them
+        size = 8 if isinstance(t, PtrT) else max(1, t.bits // 8) if isinstance(t, IntT) else 8
+        out = self.tmp("rd")
+        self.emit(f"u64 {out} = 0;")
+        self.emit(f"bpf_probe_read_{space}(&{out}, {size}, (void *){addr});")
+        bit_off, bit_size = bit
+        if bit_size:
+            self.emit(f"{out} = ({out} >> {bit_off}) & {(1 << bit_size) - 1}ULL;")
+            return f"((u64){out})"
+        if isinstance(t, IntT) and t.bits < 64:
+            cast = f"{'s' if t.signed else 'u'}{t.bits}"
+            return self.as_c(f"({cast}){out}", t)
+        return self.as_c(out, t if isinstance(t, IntT) else IntT(64, True))
+
+    def expr_Cond(self, e: ast.Cond) -> Value:
+        cond = self.int_value(e.cond)
+        t = self.type(e)
+        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+            with self.capture() as pre_a:
+                a = self.int_value(e.then)
+            with self.capture() as pre_b:
+                b = self.int_value(e.orelse)
+            if not pre_a and not pre_b:
+                return self.as_c(f"({cond}) ? ({a}) : ({b})", t)
+            out = self.tmp("cond")
+            self.emit(f"{ctype(t, self.gen.tuples)} {out} = 0;")
+            with self.nested(f"if ({cond}) {{"):
+                self.lines.extend("    " + line for line in pre_a)
+                self.emit(f"{out} = {a};")
+            with self.nested("else {"):
+                self.lines.extend("    " + line for line in pre_b)
+                self.emit(f"{out} = {b};")
+            return out
+        out = self.declare(t, "cond")
+        with self.nested(f"if ({cond}) {{"):
+            self.store(out, t, e.then)
+        with self.nested("else {"):
+            self.store(out, t, e.orelse)
+        return Buf(out, t)
+
+    def expr_IncDec(self, e: ast.IncDec) -> Value:
+        delta = "+ 1" if e.op == "++" else "- 1"
+        if isinstance(e.target, ast.Var):
+            name = "v_" + e.target.name[1:]
+            return f"({e.op}{name})" if e.prefix else f"({name}{e.op})"
+        m: ast.Map = e.target  # type: ignore[assignment]
+        info = self.gen.analysis.maps[m.name]
+        key = self.map_key(m, info)
+        c = ctype(info.value, self.gen.tuples)  # type: ignore[arg-type]
+        cmap = self.gen.map_cname(info)
+        p, old, new = self.tmp("p"), self.tmp("old"), self.tmp("new")
+        self.emit(f"{c} *{p} = {cmap}.lookup(&{key});")
+        self.emit(f"{c} {old} = {p} ? *{p} : 0;")
+        self.emit(f"{c} {new} = {old} {delta};")
+        self.emit(f"{cmap}.update(&{key}, &{new});")
+        return new if e.prefix else old
+
+    def expr_Cast(self, e: ast.Cast) -> Value:
+        t = self.type(e)
+        v = self.int_value(e.expr)
+        if isinstance(t, IntT):
+            return self.as_c(f"({'s' if t.signed else 'u'}{t.bits})({v})", t)
+        return f"((u64)({v}))"
+
+    def expr_FieldAccess(self, e: ast.FieldAccess) -> Value:
+        base_t = self.type(e.expr)
+        if isinstance(base_t, TupleT):
+            base = self.value(e.expr)
+            assert isinstance(base, Buf)
+            i = int(e.name)
+            et = base_t.elems[i]
+            if isinstance(et, (IntT, PtrT, KsymT, ProbeT)):
+                return f"{base.ref}.e{i}"
+            return Buf(f"{base.ref}.e{i}", et)
+        ref = self.fn.fields[id(e)]
+        if isinstance(ref, TracepointField):
+            return self.tracepoint_field(ref)
+        if isinstance(ref, tuple):  # kfunc argument (index, type)
+            i, t = ref
+            return self.as_c(f"((u64 *)ctx)[{i}]", t if isinstance(t, IntT) else IntT(64, False))
+        assert isinstance(ref, StructField)
+        base = self.int_value(e.expr)
+        space = base_t.space if isinstance(base_t, PtrT) else "kernel"
+        return self.read_memory(f"(({base}) + {ref.offset})", ref.type, space, (ref.bit_offset, ref.bit_size))
+
+    def tracepoint_field(self, f: TracepointField) -> Value:
+        t = f.type
+        if f.data_loc:
+            loc = self.tmp("loc")
+            self.emit(f"u32 {loc} = *(u32 *)((char *)ctx + {f.offset});")
+            return f"((u64)ctx + ({loc} & 0xffff))"
+        if isinstance(t, ArrayT) or f.bit_size:
+            return self.read_memory(f"((u64)ctx + {f.offset})", t, "kernel", (f.bit_offset, f.bit_size))
+        if isinstance(t, IntT):
+            c = f"{'s' if t.signed else 'u'}{t.bits}"
+            return self.as_c(f"*({c} *)((char *)ctx + {f.offset})", t)
+        return f"((u64)*(u64 *)((char *)ctx + {f.offset}))"
+
+    def expr_Index(self, e: ast.Index) -> Value:
+        base_t = self.type(e.expr)
+        base = self.int_value(e.expr)
+        idx = self.int_value(e.index)
+        elem = self.type(e)
+        size = sizeof(elem) if not isinstance(elem, IntT) else max(1, elem.bits // 8)
+        space = self.space_of(base_t)
+        return self.read_memory(f"(({base}) + ({idx}) * {size})", elem, space)
+
+    # ---- calls --------------------------------------------------------------------------------
+    def expr_Call(self, c: ast.Call) -> Value:
+        return getattr(self, "call_" + c.name)(c)
+
+    def send(self, ev: EventSpec, args: List[Tuple[str, Type, ast.Expr]], flags: str = "BPF_RB_NO_WAKEUP"):
+        """Reserves a ring-buffer record, fills it and submits it; counts a lost event if full."""
+        sname = f"ev_{ev.id}"
+        e = self.tmp("e")
+        self.emit(f"struct {sname} *{e} = pytrace_events.ringbuf_reserve(sizeof(struct {sname}));")
+        with self.nested(f"if ({e}) {{"):
+            self.emit(f"{e}->id = {ev.id};")
+            for fname, t, x in args:
+                self.store(f"{e}->{fname}", t, x)
+            self.emit(f"pytrace_events.ringbuf_submit({e}, {flags});")
+        self.emit("else pytrace_lost_event();")
+
+    def call_printf(self, c: ast.Call) -> Value:
+        items = [(f"a{i}", self.event_type(self.type(a)), a) for i, a in enumerate(c.args[1:])]
+        ev = self.gen.new_event("printf", items, fmt=self.fn.formats[id(c)])
+        self.send(ev, items)
+        return "0"
+
+    def event_type(self, t: Type) -> Type:
+        if is_char_array(t):
+            return StrT(t.length + 1)  # type: ignore[attr-defined]
+        if isinstance(t, PtrT):
+            return IntT(64, False)
+        return storage_type(t)
+
+    def call_print(self, c: ast.Call) -> Value:
+        a = c.args[0]
+        if isinstance(a, ast.Map) and not a.keys:
+            top = c.args[1].value if len(c.args) > 1 else 0  # type: ignore[attr-defined]
+            div = c.args[2].value if len(c.args) > 2 else 0  # type: ignore[attr-defined]
+            ev = self.gen.new_event("print_map", [], map=a.name, top=top, div=div)
+            self.send(ev, [])
+            return "0"
+        items = [("a0", self.event_type(self.type(a)), a)]
+        ev = self.gen.new_event("print_value", items)
+        self.send(ev, items)
+        return "0"
+
+    def call_time(self, c: ast.Call) -> Value:
+        fmt = c.args[0].value.decode("utf-8", "surrogateescape") if c.args else "%H:%M:%S\n"  # type: ignore[attr-defined]
+        ev = self.gen.new_event("time", [], fmt=fmt)
+        self.send(ev, [])
+        return "0"
+
+    def call_exit(self, c: ast.Call) -> Value:
+        ev = self.gen.new_event("exit", [])
+        self.send(ev, [], flags="BPF_RB_FORCE_WAKEUP")
+        self.emit("return 0;")
+        return "0"
+
+    def call_clear(self, c: ast.Call) -> Value:
+        ev = self.gen.new_event("clear", [], map=c.args[0].name)  # type: ignore[attr-defined]
+        self.send(ev, [])
+        return "0"
+
+    def call_zero(self, c: ast.Call) -> Value:
+        ev = self.gen.new_event("zero", [], map=c.args[0].name)  # type: ignore[attr-defined]
+        self.send(ev, [])
+        return "0"
+
+    def call_delete(self, c: ast.Call) -> Value:
+        m: ast.Map = c.args[0]  # type: ignore[assignment]
+        info = self.gen.analysis.maps[m.name]
+        if isinstance(info.value, AggT) and info.value.kind in ("hist", "lhist"):
+            raise NotImplementedError  # rejected by the semantic pass
+        key = self.map_key(m, info)
+        self.emit(f"{self.gen.map_cname(info)}.delete(&{key});")
+        return "0"
+
+    def call_has_key(self, c: ast.Call) -> Value:
+        m: ast.Map = c.args[0]  # type: ignore[assignment]
+        info = self.gen.analysis.maps[m.name]
+        key = self.map_key(m, info)
+        return f"((s64)({self.gen.map_cname(info)}.lookup(&{key}) != 0))"
+
+    def call_str(self, c: ast.Call) -> Value:
+        t: StrT = self.type(c)  # type: ignore[assignment]
+        at = self.type(c.args[0])
+        if isinstance(at, StrT) or is_char_array(at):
+            src = self.value(c.args[0])
+            out = self.declare(t, "str")
+            self.copy_string(out, t.size, src)
+            self.emit(f"{out}[{t.size - 1}] = 0;")
+            return Buf(out, t)
+        out = self.declare(t, "str")
+        self.read_str_into(out, t.size, c)
+        return Buf(out, t)
+
+    def call_ksym(self, c: ast.Call) -> Value:
+        return f"((u64)({self.int_value(c.args[0])}))"
+
+    def call_usym(self, c: ast.Call) -> Value:
+        out = self.declare(UsymT(), "usym")
+        self.emit(f"{out}.addr = {self.int_value(c.args[0])};")
+        self.emit(f"{out}.pid = bpf_get_current_pid_tgid() >> 32;")
+        return Buf(out, UsymT())
+
+    def call_kstack(self, c: ast.Call) -> Value:
+        return self.stack(self.type(c))  # type: ignore[arg-type]
+
+    call_ustack = call_kstack
+
+    def call_ntop(self, c: ast.Call) -> Value:
+        out = self.declare(InetT(), "inet")
+        addr_e = c.args[-1]
+        at = self.type(addr_e)
+        if len(c.args) == 2:
+            self.emit(f"{out}.af = {self.int_value(c.args[0])};")
+        if isinstance(at, ArrayT):
+            n = at.length * max(1, at.elem.bits // 8)  # type: ignore[attr-defined]
+            addr = self.int_value(addr_e)  # arrays evaluate to their address
+            if len(c.args) == 1:
+                self.emit(f"{out}.af = {2 if n == 4 else 10};")
+            self.emit(f"bpf_probe_read_kernel(&{out}.addr, {n}, (void *)({addr}));")
+        else:
+            v = self.int_value(addr_e)
+            if len(c.args) == 1:
+                self.emit(f"{out}.af = 2;")
+            tmp = self.tmp("ip4")
+            self.emit(f"u32 {tmp} = (u32)({v});")
+            self.emit(f"__builtin_memcpy(&{out}.addr, &{tmp}, 4);")
+        return Buf(out, InetT())
+
+
+class Generator:
+    def __init__(self, analysis: Analysis, options: CodegenOptions, params: List[str]):
+        self.analysis, self.options, self.params = analysis, options, params
+        self.tuples = TupleTypes()
+        self.events: Dict[int, EventSpec] = {}
+        self.event_structs: List[str] = []
+        self.maps: Dict[str, MapSpec] = {}
+        self.probe_ids: Dict[str, int] = {}
+        self.probe_names: List[str] = []
+        self.uses_stacks = False
+
+    def map_cname(self, info: MapInfo) -> str:
+        return f"map_{info.index}"
+
+    def probe_id(self, spec: ProbeSpec) -> int:
+        name = spec.name()
+        if name not in self.probe_ids:
+            self.probe_ids[name] = len(self.probe_names)
+            self.probe_names.append(name)
+        return self.probe_ids[name]
+
+    def new_event(self, kind: str, items: List[Tuple[str, Type, ast.Expr]], **kw) -> EventSpec:
+        ev_id = len(self.events) + 1
+        record = Record.of([(name, t) for name, t, _ in items], start=8)
+        ev = EventSpec(ev_id, kind, record, **kw)
+        self.events[ev_id] = ev
+        body = " ".join(decl(f.type, f.name, self.tuples) + ";" for f in record.fields)
+        self.event_structs.append(f"struct ev_{ev_id} {{ u64 id; {body} }};")
+        return ev
+
+    def map_specs(self) -> List[str]:
+        out = []
+        n = self.options.map_max_entries
+        for info in self.analysis.maps.values():
+            cname = self.map_cname(info)
+            value: Type = info.value  # type: ignore[assignment]
+            bucketed = isinstance(value, AggT) and value.kind in ("hist", "lhist")
+            items = [(f"k{i}", t) for i, t in enumerate(info.key.elems)] if info.key else []
+            if bucketed:
+                items.append(("bucket", IntT(64, False)))
+            key = Record.of(items) if items else None
+            self.maps[info.name] = MapSpec(info.name, cname, key, value, bucketed)
+            if key is not None:
+                body = " ".join(decl(f.type, f.name, self.tuples) + ";" for f in key.fields)
+                out.append(f"struct {cname}_key {{ {body} }};")
+                ktype = f"struct {cname}_key"
+            else:
+                ktype = "u64"
+            entries = n * 64 if bucketed else n
+            if isinstance(value, AggT):
+                out.append(f"BPF_PERCPU_HASH({cname}, {ktype}, {agg_value_ctype(value)}, {entries});")
+            elif isinstance(value, StrT):
+                out.append(f"typedef char {cname}_value[{pad8(value.size)}];")
+                out.append(f"BPF_HASH({cname}, {ktype}, {cname}_value, {entries});")
+            else:
+                out.append(f"BPF_HASH({cname}, {ktype}, {ctype(value, self.tuples)}, {entries});")
+        return out
+
+    def generate(self) -> CProgram:
+        a = self.analysis
+        map_decls = self.map_specs()
+        functions: List[str] = []
+        attachments: List[AttachSpec] = []
+        begin_fn = end_fn = None
+        for fn in a.functions:
+            name = f"probe_{fn.index}"
+            prov = fn.provider
+            if prov in ("kfunc", "kretfunc") or (prov in ("kprobe", "kretprobe")
+                                                  and self.options.kprobe_mode == "fentry"):
+                ctx_type = "u64 *"
+            elif prov in ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt"):
+                ctx_type = "struct pt_regs *"
+            else:
+                ctx_type = "void *"
+            fgen = FunctionGen(self, fn, name, ctx_type)
+            functions.append(fgen.generate())
+            for spec in fn.specs:
+                if spec.provider == "BEGIN":
+                    begin_fn = name
+                elif spec.provider == "END":
+                    end_fn = name
+                attachments.append(AttachSpec(spec, name, self.probe_id(spec)))
+            if any("pytrace_stacks" in line for line in fgen.lines):
+                self.uses_stacks = True
+        parts = [
+            "/* generated by kubectl-pytrace */",
+            "#include <uapi/linux/ptrace.h>",
+            "#include <linux/sched.h>",
+            "",
+            C_PRELUDE_TYPES,
+            *self.tuples.defs,
+            *self.event_structs,
+            "",
+            f"BPF_RINGBUF_OUTPUT(pytrace_events, {self.options.ringbuf_pages});",
+            "BPF_PERCPU_ARRAY(pytrace_lost, u64, 1);",
+            "BPF_ARRAY(pytrace_config, u64, 4);",
+        ]
+        if self.uses_stacks:
+            parts.append(f"BPF_STACK_TRACE(pytrace_stacks, {STACK_MAP_ENTRIES});")
+        parts += map_decls
+        parts += [
+            "",
+            "static __always_inline void pytrace_lost_event(void)",
+            "{",
+            "    u32 zero = 0;",
+            "    u64 *n = pytrace_lost.lookup(&zero);",
+            "    if (n) *n += 1;",
+            "}",
+            "",
+            "static __always_inline u64 pytrace_config_get(u32 i)",
+            "{",
+            "    u64 *v = pytrace_config.lookup(&i);",
+            "    return v ? *v : 0;",
+            "}",
+            "",
+            "/* hist() buckets: 0 for negatives, 1 for 0, k+2 for [2^k, 2^(k+1)) */",
+            "static __always_inline u64 pytrace_log2_bucket(s64 v)",
+            "{",
+            "    if (v < 0) return 0;",
+            "    if (v == 0) return 1;",
+            "    u64 n = v, r = 0;",
+            "    if (n >> 32) { n >>= 32; r += 32; }",
+            "    if (n >> 16) { n >>= 16; r += 16; }",
+            "    if (n >> 8) { n >>= 8; r += 8; }",
+            "    if (n >> 4) { n >>= 4; r += 4; }",
+            "    if (n >> 2) { n >>= 2; r += 2; }",
+            "    if (n >> 1) { r += 1; }",
+            "    return r + 2;",
+            "}",
+            "",
+        ]
+        text = "\n".join(parts) + "\n" + "\n".join(functions)
+        return CProgram(text, attachments, self.events, self.maps, self.probe_names, begin_fn, end_fn,
+                        self.uses_stacks, a.uses_elapsed, a.uses_cpid)
+
+
+def generate(analysis: Analysis, options: Optional[CodegenOptions] = None,
+             params: Optional[List[str]] = None) -> CProgram:
+    return Generator(analysis, options or CodegenOptions(), params or []).generate()

@@ -1,0 +1,116 @@
+"""What the compiler may ask about the machine a program will run on.
+
+The compiler never looks at the host itself: the tracer passes a HostEnvironment (tracefs, BTF, ELF
+symbols of the node), the kubectl plugin on a laptop passes Environment() which knows nothing, so
+only what can be checked without the node is checked there. Every query answers None for "unknown".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from kubectl_pytrace.lang.types import (
+    ArrayT, IntT, PtrT, StructT, Type, VoidT,
+)
+
+
+class LookupFailed(Exception):
+    """A named thing (tracepoint, struct, function) does not exist; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class TracepointField:
+    name: str
+    type: Type
+    offset: int
+    size: int
+    data_loc: bool = False  # __data_loc: the field holds (len << 16 | offset) of data in the record
+    bit_offset: int = 0
+    bit_size: int = 0
+
+
+@dataclass(frozen=True)
+class StructField:
+    """A member reached through a BTF struct: byte offset from the struct's start, and its type."""
+
+    offset: int
+    type: Type
+    bit_offset: int = 0  # for bitfields: bit position inside the bytes at `offset`
+    bit_size: int = 0
+
+
+class Environment:
+    """The environment that knows nothing (a kubectl client far from the node)."""
+
+    kprobes_available: Optional[bool] = None
+
+    def tracepoints(self, category: str, name: str) -> Optional[List[Tuple[str, str]]]:
+        return None
+
+    def tracepoint_fields(self, category: str, name: str) -> Optional[List[TracepointField]]:
+        return None
+
+    def has_btf(self) -> bool:
+        return False
+
+    def struct_exists(self, cname: str) -> Optional[bool]:
+        return None
+
+    def struct_field(self, cname: str, member: str) -> Optional[StructField]:
+        """Raises LookupFailed when the struct or member does not exist."""
+        return None
+
+    def kernel_functions(self, pattern: str) -> Optional[List[str]]:
+        return None
+
+    def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
+        return None
+
+    def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
+        return None
+
+    def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
+        return None
+
+
+_INT_NAMES = {
+    "char": (8, True), "signed char": (8, True), "unsigned char": (8, False), "bool": (8, False),
+    "_Bool": (8, False), "short": (16, True), "unsigned short": (16, False), "int": (32, True),
+    "unsigned int": (32, False), "unsigned": (32, False), "long": (64, True),
+    "unsigned long": (64, False), "long long": (64, True), "unsigned long long": (64, False),
+    "u8": (8, False), "s8": (8, True), "u16": (16, False), "s16": (16, True), "u32": (32, False),
+    "s32": (32, True), "u64": (64, False), "s64": (64, True), "__u8": (8, False),
+    "__s8": (8, True), "__u16": (16, False), "__s16": (16, True), "__u32": (32, False),
+    "__s32": (32, True), "__u64": (64, False), "__s64": (64, True), "size_t": (64, False),
+    "ssize_t": (64, True), "pid_t": (32, True), "uid_t": (32, False), "gid_t": (32, False),
+    "umode_t": (16, False), "loff_t": (64, True), "dev_t": (32, False),
+}
+
+
+def ctype_to_type(ctype: str, size: int, signed: bool, space: str = "kernel",
+                  array_len: Optional[int] = None) -> Type:
+    """Type of a tracepoint field from its C declaration (`const char *`, `int`, `char[16]`)."""
+    t = re.sub(r"\b(const|volatile|__user|__attribute__\(\(\w+\)\))\b", " ", ctype)
+    t = " ".join(t.split())
+    stars = t.count("*")
+    base = t.replace("*", "").strip()
+    if stars:
+        target: Type
+        if base in ("void", ""):
+            target = VoidT()
+        elif base.startswith(("struct ", "union ")):
+            target = StructT("struct " + base.split(None, 1)[1])
+        else:
+            bits, sgn = _INT_NAMES.get(base, (8, True) if "char" in base else (64, False))
+            target = IntT(bits, sgn)
+        for _ in range(stars - 1):
+            target = PtrT(target, space)
+        return PtrT(target, space)
+    if array_len:
+        elem_size = max(1, size // array_len)
+        return ArrayT(IntT(elem_size * 8, signed), array_len)
+    if size in (1, 2, 4, 8):
+        return IntT(size * 8, signed)
+    return ArrayT(IntT(8, False), size)

@@ -1,0 +1,272 @@
+"""parse(text, filename) -> ast.Program: the only way into the grammar.
+
+The grammar lives in grammar.lark; a lark Transformer builds the AST. Syntax errors become
+diagnostics with the offending token's span.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import List, Optional
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from kubectl_pytrace.lang import ast
+from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source, Span
+
+# Identifiers that name builtins (arg0..argN and sarg0..sargN are recognised by pattern).
+BUILTINS = frozenset(
+    "pid tid uid gid comm nsecs elapsed cpu cgroup retval args func probe curtask rand "
+    "kstack ustack cpid ctx username".split()
+)
+_ARG_RE = re.compile(r"s?arg[0-9]+$")
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a",
+            "b": "\b", "f": "\f", "v": "\v", "e": "\x1b"}
+
+_TOKEN_NAMES = {
+    "SEMICOLON": "';'", "RBRACE": "'}'", "LBRACE": "'{'", "LPAR": "'('", "RPAR": "')'",
+    "COMMA": "','", "EQUAL": "'='", "$END": "end of file", "LSQB": "'['", "RSQB": "']'",
+}
+
+
+class _SyntaxProblem(Exception):
+    def __init__(self, message: str, span: Span):
+        super().__init__(message)
+        self.message, self.span = message, span
+
+
+def _span(meta) -> Span:
+    return Span(meta.start_pos, meta.end_pos)
+
+
+def _tspan(tok: Token) -> Span:
+    return Span(tok.start_pos, tok.end_pos)
+
+
+def decode_string(tok: Token) -> bytes:
+    """The bytes a string literal stands for (bpftrace/C escapes); rejects unknown escapes."""
+    body = tok.value[1:-1]
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out += c.encode()
+            i += 1
+            continue
+        e = body[i + 1]
+        if e in _ESCAPES:
+            out += _ESCAPES[e].encode()
+            i += 2
+        elif e in "01234567":
+            m = re.match(r"[0-7]{1,3}", body[i + 1:])
+            assert m
+            value = int(m.group(), 8)
+            if value > 255:
+                raise _SyntaxProblem(f"invalid octal escape '\\{m.group()}'", _tspan(tok))
+            out.append(value)
+            i += 1 + len(m.group())
+        elif e == "x":
+            m = re.match(r"[0-9a-fA-F]{1,2}", body[i + 2:])
+            if not m:
+                raise _SyntaxProblem("invalid hex escape '\\x' (needs hex digits)", _tspan(tok))
+            out.append(int(m.group(), 16))
+            i += 2 + len(m.group())
+        else:
+            start = tok.start_pos + 1 + i
+            raise _SyntaxProblem(f"invalid escape sequence '\\{e}'", Span(start, start + 2))
+    return bytes(out)
+
+
+def parse_int(text: str) -> int:
+    t = text.replace("_", "")
+    if t[:2].lower() == "0x":
+        return int(t[2:], 16)
+    if t[:2].lower() == "0b":
+        return int(t[2:], 2)
+    if "e" in t.lower():
+        mant, exp = re.split("[eE]", t)
+        return int(mant) * 10 ** int(exp)
+    if len(t) > 1 and t[0] == "0":
+        return int(t, 8)
+    return int(t)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def start(self, meta, probes):
+        return ast.Program(list(probes), _span(meta))
+
+    def probe(self, meta, children):
+        aps = children[0]
+        pred = children[1] if len(children) == 3 else None
+        return ast.Probe(aps, pred, children[-1], _span(meta))
+
+    def attach_points(self, meta, toks):
+        return [ast.AttachPoint(t.value, _tspan(t)) for t in toks]
+
+    def predicate(self, meta, children):
+        return children[0]
+
+    def probe_block(self, meta, children):
+        return ast.Block(children[0], _span(meta))
+
+    block = probe_block
+
+    def stmts(self, meta, children):
+        return [c for c in children if c is not None]
+
+    def if_stmt(self, meta, children):
+        cond, then = children[0], children[1]
+        orelse = children[2] if len(children) > 2 else None
+        if isinstance(orelse, ast.If):
+            orelse = ast.Block([orelse], orelse.span)
+        return ast.If(cond, then, orelse, _span(meta))
+
+    def unroll_stmt(self, meta, children):
+        return ast.Unroll(children[0], children[1], _span(meta))
+
+    def expr_stmt(self, meta, children):
+        return ast.ExprStmt(children[0], _span(meta))
+
+    def _assign(self, target, value, span):
+        if isinstance(target, ast.Map):
+            return ast.AssignMap(target, value, span)
+        return ast.AssignVar(target, value, span)
+
+    def assign(self, meta, children):
+        return self._assign(children[0], children[1], _span(meta))
+
+    def compound_assign(self, meta, children):
+        target, op, value = children
+        # `@x[k] op= v` means `@x[k] = @x[k] op v`
+        return self._assign(target, ast.Binop(op.value[:-1], target, value, _span(meta)), _span(meta))
+
+    def return_stmt(self, meta, children):
+        return ast.Return(_span(meta))
+
+    def cond(self, meta, children):
+        return ast.Cond(children[0], children[1], children[2], _span(meta))
+
+    def binop(self, meta, children):
+        left, op, right = children
+        return ast.Binop(op.value, left, right, _span(meta))
+
+    def unop(self, meta, children):
+        op, operand = children
+        return ast.Unop(op.value, operand, _span(meta))
+
+    def pre_incdec(self, meta, children):
+        return ast.IncDec(children[1], children[0].value, True, _span(meta))
+
+    def post_incdec(self, meta, children):
+        return ast.IncDec(children[0], children[1].value, False, _span(meta))
+
+    def cast(self, meta, children):
+        return ast.Cast(children[0], children[1], _span(meta))
+
+    def int_type(self, meta, children):
+        return ast.TypeName(children[0].value, len(children) - 1, _span(meta))
+
+    def struct_type(self, meta, children):
+        return ast.TypeName("struct " + children[0].value, len(children) - 1, _span(meta))
+
+    def field(self, meta, children):
+        return ast.FieldAccess(children[0], children[1], False, _span(meta))
+
+    def arrow(self, meta, children):
+        return ast.FieldAccess(children[0], children[1], True, _span(meta))
+
+    def field_name(self, meta, children):
+        return children[0].value
+
+    def index(self, meta, children):
+        return ast.Index(children[0], children[1], _span(meta))
+
+    def integer(self, meta, children):
+        tok = children[0]
+        return ast.Integer(parse_int(tok.value), _tspan(tok))
+
+    def string(self, meta, children):
+        tok = children[0]
+        return ast.String(decode_string(tok), _tspan(tok))
+
+    def positional(self, meta, children):
+        tok = children[0]
+        if tok.value == "$#":
+            return ast.Positional(0, True, _tspan(tok))
+        return ast.Positional(int(tok.value[1:]), False, _tspan(tok))
+
+    def ident(self, meta, children):
+        tok = children[0]
+        if tok.value in BUILTINS or _ARG_RE.match(tok.value):
+            return ast.Builtin(tok.value, _tspan(tok))
+        return ast.Identifier(tok.value, _tspan(tok))
+
+    def call(self, meta, children):
+        name = children[0]
+        args = [a for a in children[1:] if a is not None]
+        return ast.Call(name.value, args, _span(meta), _tspan(name))
+
+    def tuple(self, meta, children):
+        return ast.Tuple([c for c in children if c is not None], _span(meta))
+
+    def map(self, meta, children):
+        return ast.Map(children[0].value, list(children[1:]), _span(meta))
+
+    def var(self, meta, children):
+        return ast.Var(children[0].value, _span(meta))
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark.open("grammar.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
+                     maybe_placeholders=True, cache=True)
+
+
+def _describe(tok: Token) -> str:
+    if tok.type in _TOKEN_NAMES:
+        return _TOKEN_NAMES[tok.type]
+    return repr(tok.value) if tok.value else tok.type
+
+
+def parse(text: str, filename: str = "stdin") -> ast.Program:
+    """Parse a program; raises CompileError carrying the rendered diagnostics."""
+    source = Source(text, filename)
+    diags = Diagnostics(source)
+    try:
+        tree = _parser().parse(text)
+        return _ToAst().transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, _SyntaxProblem):
+            diags.error(e.orig_exc.message, e.orig_exc.span)
+        else:
+            raise
+    except UnexpectedEOF:
+        end = len(text)
+        diags.error("syntax error, unexpected end of file", Span(max(0, end - 1), end))
+    except UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            end = len(text.rstrip())
+            diags.error("syntax error, unexpected end of file", Span(max(0, end - 1), end))
+        else:
+            diags.error(f"syntax error, unexpected {_describe(tok)}", _tspan(tok))
+    except UnexpectedCharacters as e:
+        pos = e.pos_in_stream
+        ch = text[pos]
+        if ch == '"':
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            diags.error("unterminated string (strings end on the same line, backslash-newline "
+                        "is not allowed)", Span(pos, end))
+        elif ch == "\\":
+            diags.error("syntax error, unexpected '\\' (backslash outside a string)", Span(pos, pos + 1))
+        else:
+            diags.error(f"syntax error, unexpected character {ch!r}", Span(pos, pos + 1))
+    except UnexpectedInput as e:  # pragma: no cover - other lark errors
+        diags.error(f"syntax error: {e}", Span(0, 1))
+    raise CompileError(diags)

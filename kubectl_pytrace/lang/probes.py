@@ -1,0 +1,148 @@
+"""Attach points: `uprobe:/bin/bash:readline` -> ProbeSpec(provider="uprobe", target=..., func=...).
+
+The parser keeps an attach point as written; parse_attach_point() splits it (colons inside double
+quotes do not split, so C++ symbols can be written `uprobe:/bin/x:"ns::f"`), expands bpftrace's
+short aliases and validates the shape of each provider.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, replace
+from typing import List, Optional
+
+ALIASES = {
+    "t": "tracepoint", "u": "uprobe", "ur": "uretprobe", "U": "usdt", "k": "kprobe",
+    "kr": "kretprobe", "p": "profile", "i": "interval", "f": "kfunc", "fr": "kretfunc",
+    "fentry": "kfunc", "fexit": "kretfunc",
+}
+PROVIDERS = ("BEGIN", "END", "tracepoint", "uprobe", "uretprobe", "usdt", "kprobe", "kretprobe",
+             "kfunc", "kretfunc", "profile", "interval")
+
+# nanoseconds per unit of profile:/interval: rates ("hz" is a frequency, handled apart)
+TIME_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "hz": 0}
+
+
+class AttachPointError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    provider: str
+    target: str = ""  # tracepoint category, binary/library path, usdt path, kernel module
+    func: str = ""  # tracepoint name, symbol, usdt probe name, kernel function
+    ns: str = ""  # usdt provider
+    address: Optional[int] = None  # uprobe:PATH:0xADDR
+    unit: str = ""  # profile/interval unit
+    rate: int = 0  # profile/interval value
+
+    @property
+    def is_return(self) -> bool:
+        return self.provider in ("uretprobe", "kretprobe", "kretfunc")
+
+    @property
+    def is_wildcard(self) -> bool:
+        return any(_has_glob(x) for x in (self.target, self.func, self.ns))
+
+    def name(self) -> str:
+        """The full probe name, as the `probe` builtin prints it."""
+        p = self.provider
+        if p in ("BEGIN", "END"):
+            return p
+        if p in ("profile", "interval"):
+            return f"{p}:{self.unit}:{self.rate}"
+        if p == "tracepoint":
+            return f"tracepoint:{self.target}:{self.func}"
+        if p in ("uprobe", "uretprobe"):
+            func = hex(self.address) if self.address is not None else self.func
+            return f"{p}:{self.target}:{func}"
+        if p == "usdt":
+            return f"usdt:{self.target}:{self.ns}:{self.func}" if self.ns else f"usdt:{self.target}:{self.func}"
+        if self.target:
+            return f"{p}:{self.target}:{self.func}"
+        return f"{p}:{self.func}"
+
+    def with_match(self, **kw) -> "ProbeSpec":
+        return replace(self, **kw)
+
+
+def _has_glob(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def split_attach_point(raw: str) -> List[str]:
+    """Split on ':' outside double quotes; quotes are removed."""
+    parts, cur, quoted = [], [], False
+    for c in raw:
+        if c == '"':
+            quoted = not quoted
+        elif c == ":" and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    parts.append("".join(cur))
+    return parts
+
+
+def _rate(provider: str, parts: List[str]) -> ProbeSpec:
+    if len(parts) != 2:
+        raise AttachPointError(f"{provider} probe takes a unit and a rate: {provider}:s:1, "
+                               f"{provider}:ms:100 or {provider}:hz:99")
+    unit, value = parts
+    if unit not in TIME_UNITS:
+        raise AttachPointError(f"invalid {provider} unit '{unit}': use one of s, ms, us, hz")
+    try:
+        rate = int(value, 0)
+    except ValueError:
+        raise AttachPointError(f"invalid {provider} rate '{value}': not an integer") from None
+    if rate <= 0:
+        raise AttachPointError(f"invalid {provider} rate '{value}': must be positive")
+    return ProbeSpec(provider, unit=unit, rate=rate)
+
+
+def parse_attach_point(raw: str) -> ProbeSpec:
+    parts = split_attach_point(raw)
+    provider = ALIASES.get(parts[0], parts[0])
+    rest = parts[1:]
+    if provider in ("BEGIN", "END"):
+        if rest:
+            raise AttachPointError(f"{provider} takes no arguments")
+        return ProbeSpec(provider)
+    if provider not in PROVIDERS:
+        raise AttachPointError(f"unknown probe type '{parts[0]}'")
+    if any(p == "" for p in rest) or not rest:
+        raise AttachPointError(f"incomplete attach point '{raw}'")
+    if provider == "tracepoint":
+        if len(rest) != 2:
+            raise AttachPointError("tracepoint probes are written tracepoint:CATEGORY:NAME")
+        return ProbeSpec(provider, target=rest[0], func=rest[1])
+    if provider in ("uprobe", "uretprobe"):
+        if len(rest) < 2:
+            raise AttachPointError(f"{provider} probes are written {provider}:PATH:FUNCTION "
+                                   f"or {provider}:PATH:0xADDRESS")
+        target, func = rest[0], ":".join(rest[1:])
+        if func.lower().startswith("0x"):
+            try:
+                return ProbeSpec(provider, target=target, address=int(func, 16))
+            except ValueError:
+                raise AttachPointError(f"invalid address '{func}'") from None
+        return ProbeSpec(provider, target=target, func=func)
+    if provider == "usdt":
+        if len(rest) == 2:
+            return ProbeSpec(provider, target=rest[0], func=rest[1])
+        if len(rest) == 3:
+            return ProbeSpec(provider, target=rest[0], ns=rest[1], func=rest[2])
+        raise AttachPointError("usdt probes are written usdt:PATH:[PROVIDER:]NAME")
+    if provider in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
+        if len(rest) == 1:
+            return ProbeSpec(provider, func=rest[0])
+        if len(rest) == 2:
+            return ProbeSpec(provider, target=rest[0], func=rest[1])
+        raise AttachPointError(f"{provider} probes are written {provider}:FUNCTION")
+    return _rate(provider, rest)  # profile, interval
