@@ -1,0 +1,61 @@
+"""kubectl pytrace run: compile a bpftrace program and trace with it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from typing import Optional, Tuple
+
+import click
+
+from kubectl_pytrace.tracer import local as local_trace
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '5m', '1h', '500ms' or plain seconds -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h, 500ms)")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("target", required=False)
+@click.option("-e", "program", metavar="PROGRAM", help="Program text.")
+@click.option("-f", "program_file", type=click.Path(dir_okay=False, allow_dash=True), help="Program file.")
+@click.option("--local", is_flag=True, help="Trace this host (no cluster).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--deadline", metavar="DURATION", help="Stop after this long (30s, 5m, 1h).")
+@click.option("-c", "command", metavar="CMD", help="Run CMD after attaching; stop when it exits (sets cpid).")
+@click.option("--dump", type=click.Choice(["ast", "c"]), help="Print the parsed tree or the generated C and exit.")
+@click.argument("params", nargs=-1)
+def run(target: Optional[str], program: Optional[str], program_file: Optional[str], local: bool,
+        output: str, deadline: Optional[str], command: Optional[str], dump: Optional[str],
+        params: Tuple[str, ...]) -> None:
+    """Run a trace: `run --local -e PROGRAM` traces this host."""
+    if (program is None) == (program_file is None):
+        raise click.UsageError("give the program with exactly one of -e PROGRAM or -f FILE")
+    if program_file is not None:
+        try:
+            with click.open_file(program_file) as f:
+                text = f.read()
+        except OSError as e:
+            raise click.UsageError(f"cannot read {program_file}: {e.strerror}")
+        filename = "stdin" if program_file == "-" else program_file
+    else:
+        text, filename = program, "stdin"
+    if not local and dump is None:
+        raise click.UsageError("tracing a cluster target is not available yet: use --local to trace this host")
+    if target is not None and local:
+        params = (target,) + params
+    trace = local_trace.LocalTrace(
+        text=text, filename=filename, output=output,
+        deadline=parse_duration(deadline) if deadline else None,
+        command=shlex.split(command) if command else None,
+        dump=dump, params=list(params),
+    )
+    sys.exit(local_trace.run(trace))

@@ -1,0 +1,195 @@
+"""The compiler's view of this host: tracefs, the kernel's BTF, ELF symbols and USDT notes.
+
+Paths in uprobe/usdt attach points go through `resolve_path` first, so a container's `/app/server`
+is looked up in the container's root (containers.py provides that resolver).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from functools import lru_cache
+from typing import Callable, List, Optional, Tuple
+
+from kubectl_pytrace.kernel import btf as kbtf
+from kubectl_pytrace.kernel import tracefs
+from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
+from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type, VoidT
+
+PathResolver = Callable[[str], str]
+
+
+def resolve_host_path(path: str) -> str:
+    """A binary or library on this host: absolute paths as they are, `libc` / `c` by library name."""
+    if "/" in path:
+        if not os.path.exists(path):
+            raise LookupFailed(f"{path}: no such file")
+        return path
+    from bcc import BPF  # BCC's library search (ld.so.cache)
+
+    found = BPF.find_library(path) or BPF.find_library(path[3:] if path.startswith("lib") else path)
+    if found:
+        return found.decode()
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        candidate = os.path.join(d, path)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise LookupFailed(f"{path}: no such library or executable")
+
+
+def btf_type(t: kbtf.Type, space: str = "kernel", depth: int = 0) -> Type:
+    """A BTF type as the language sees it (integers, pointers, structs by name, arrays)."""
+    t = kbtf.strip(t)
+    if isinstance(t, kbtf.Int):
+        return IntT(max(8, t.size * 8), t.signed or t.is_char)
+    if isinstance(t, kbtf.Enum):
+        return IntT(t.size * 8, t.signed)
+    if isinstance(t, kbtf.Pointer):
+        target = kbtf.strip(t.target)
+        if isinstance(target, (kbtf.Struct, kbtf.Fwd)) and target.name:
+            kw = "union" if target.is_union else "struct"
+            return PtrT(StructT(f"{kw} {target.name}"), space)
+        if isinstance(target, kbtf.Void) or depth > 3:
+            return PtrT(VoidT(), space)
+        return PtrT(btf_type(target, space, depth + 1), space)
+    if isinstance(t, kbtf.Array):
+        return ArrayT(btf_type(t.elem, space, depth + 1), t.length)
+    if isinstance(t, kbtf.Struct):
+        kw = "union" if t.is_union else "struct"
+        return StructT(f"{kw} {t.name}" if t.name else f"{kw} (anonymous)")
+    return IntT(64, False)
+
+
+class HostEnvironment(Environment):
+    def __init__(self, resolve_path: PathResolver = resolve_host_path, tracefs_root: Optional[str] = None,
+                 btf_path: str = kbtf.VMLINUX):
+        self.resolve_path = resolve_path
+        self._tracefs_root = tracefs_root
+        self._btf_path = btf_path
+        self._btf: Optional[kbtf.BTF] = None
+        self._anon: dict = {}
+
+    # ---- tracefs -------------------------------------------------------------------------------
+    @property
+    def tracefs_root(self) -> str:
+        if self._tracefs_root is None:
+            self._tracefs_root = tracefs.ensure_tracefs()
+        return self._tracefs_root
+
+    @property
+    def kprobes_available(self) -> bool:  # type: ignore[override]
+        return os.path.exists(os.path.join(self.tracefs_root, "kprobe_events"))
+
+    def tracepoints(self, category: str, name: str) -> Optional[List[Tuple[str, str]]]:
+        if not tracefs.has_wildcard(category) and not tracefs.has_wildcard(name):
+            if os.path.isdir(os.path.join(self.tracefs_root, "events", category, name)):
+                return [(category, name)]
+            try:
+                tracefs.tracepoint_format(category, name, self.tracefs_root)
+            except tracefs.TracefsError as e:
+                raise LookupFailed(str(e)) from None
+            return [(category, name)]
+        return tracefs.list_tracepoints(category, name, self.tracefs_root)
+
+    def tracepoint_fields(self, category: str, name: str) -> Optional[List[TracepointField]]:
+        try:
+            fmt = tracefs.tracepoint_format(category, name, self.tracefs_root)
+        except tracefs.TracefsError as e:
+            raise LookupFailed(str(e)) from None
+        # syscall arguments point into the calling process; other tracepoints into the kernel
+        space = "user" if category == "syscalls" else "kernel"
+        out = []
+        for f in fmt.fields:
+            if f.data_loc:
+                t: Type = PtrT(IntT(8, True), "kernel")
+            elif "*" in f.c_type:
+                t = ctype_to_type(f.c_type, f.size, f.signed, space)
+            else:
+                t = ctype_to_type(f.c_type, f.size, f.signed, space, f.array_len)
+            out.append(TracepointField(f.name, t, f.offset, f.size, f.data_loc))
+        return out
+
+    def kernel_functions(self, pattern: str) -> Optional[List[str]]:
+        try:
+            return tracefs.kernel_functions(pattern, self.tracefs_root)
+        except tracefs.TracefsError:
+            if self.has_btf():
+                return self.btf.func_names(pattern)
+            return []
+
+    # ---- BTF ----------------------------------------------------------------------------------
+    @property
+    def btf(self) -> kbtf.BTF:
+        if self._btf is None:
+            self._btf = kbtf.BTF.load(self._btf_path)
+        return self._btf
+
+    def has_btf(self) -> bool:
+        return kbtf.BTF.available(self._btf_path)
+
+    def struct_exists(self, cname: str) -> Optional[bool]:
+        if not self.has_btf():
+            return None
+        return self.btf.struct(cname) is not None
+
+    def struct_field(self, cname: str, member: str) -> Optional[StructField]:
+        if not self.has_btf():
+            return None
+        struct = self._anon.get(cname) or self.btf.struct(cname)
+        if struct is None:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        try:
+            ref = self.btf.field(struct, member)
+        except kbtf.BTFError as e:
+            raise LookupFailed(str(e)) from None
+        t = btf_type(ref.type)
+        target = kbtf.strip(ref.type)
+        if isinstance(target, kbtf.Struct) and not target.name:
+            # an anonymous struct/union member: remember it so `.x` on it can be resolved
+            key = f"{'union' if target.is_union else 'struct'} (anonymous {id(target)})"
+            self._anon[key] = target
+            t = StructT(key)
+        return StructField(ref.offset, t, ref.bit_shift if ref.is_bitfield else 0, ref.bitfield_size)
+
+    def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
+        if not self.has_btf():
+            return None
+        proto = self.btf.func(func)
+        if proto is None:
+            raise LookupFailed(f"kernel function '{func}' is not in the kernel's BTF")
+        args = [(p.name, btf_type(p.type)) for p in proto.params]
+        return args, btf_type(proto.ret)
+
+    # ---- user space binaries --------------------------------------------------------------------
+    def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
+        real = self.resolve_path(path)
+        names = _function_symbols(real)
+        if any(c in pattern for c in "*?["):
+            return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
+        return [pattern] if pattern in names else []
+
+    def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
+        real = self.resolve_path(path)
+        return _usdt_probes(real)
+
+
+@lru_cache(maxsize=32)
+def _function_symbols(path: str) -> frozenset:
+    from bcc import BPF
+
+    try:
+        return frozenset(n.decode("utf-8", "replace") for n, _ in
+                         BPF.get_user_functions_and_addresses(path, b".*"))
+    except Exception as e:  # BCC raises a bare Exception
+        raise LookupFailed(f"cannot read symbols of {path}: {e}") from None
+
+
+@lru_cache(maxsize=32)
+def _usdt_probes(path: str) -> List[Tuple[str, str]]:
+    from bcc import USDT
+
+    try:
+        probes = USDT(path=path).enumerate_probes()
+    except Exception as e:
+        raise LookupFailed(f"cannot read USDT probes of {path}: {e}") from None
+    return sorted({(p.provider.decode(), p.name.decode()) for p in probes})
