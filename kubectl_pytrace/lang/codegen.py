@@ -526,10 +526,13 @@ class FunctionGen:
         if name.startswith("arg"):
             n = int(name[3:])
             if self.fn.provider == "usdt":
+                # BCC's reader checks the destination has the argument's exact size
+                t = self.type(e)
+                c = f"{'s' if t.signed else 'u'}{t.bits}" if isinstance(t, IntT) else "u64"
                 out = self.tmp("arg")
-                self.emit(f"u64 {out} = 0;")
+                self.emit(f"{c} {out} = 0;")
                 self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
-                return out
+                return self.as_c(out, t)
             if self.fn.provider in ("kfunc", "kretfunc"):
                 return f"(((u64 *)ctx)[{n}])"
             return f"((u64)PT_REGS_PARM{n + 1}(ctx))"

@@ -74,6 +74,10 @@ class Environment:
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         return None
 
+    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
+        """Integer types of a USDT probe's arguments (from its note: -4@%eax is int32)."""
+        return None
+
 
 _INT_NAMES = {
     "char": (8, True), "signed char": (8, True), "unsigned char": (8, False), "bool": (8, False),

@@ -65,6 +65,8 @@ def _extra(spec: ProbeSpec, env: Environment, uses_args: bool) -> dict:
     if spec.provider == "tracepoint" and uses_args:
         fields = env.tracepoint_fields(spec.target, spec.func)
         return {"tp_fields": None if fields is None else {f.name: f for f in fields}}
+    if spec.provider == "usdt":
+        return {"usdt_args": env.usdt_args(spec.target, spec.ns, spec.func)}
     if spec.provider in ("kfunc", "kretfunc"):
         proto = env.kernel_function_args(spec.func)
         if proto is not None:

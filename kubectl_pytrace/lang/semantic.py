@@ -54,6 +54,7 @@ class ProbeFunction:
     tp_fields: Optional[Dict[str, TracepointField]] = None
     kfunc_args: Optional[List[Tuple[str, Type]]] = None
     kfunc_ret: Optional[Type] = None
+    usdt_args: Optional[List[Type]] = None
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format
@@ -401,6 +402,12 @@ class Checker(ast.NodeVisitor):
                 self.error(f"the {name} builtin can only be used with 'kprobe', 'uprobe' and 'usdt' "
                            f"probes", e.span)
             n = int(name[3:])
+            if prov == "usdt" and self.fn.usdt_args is not None:
+                if n >= len(self.fn.usdt_args):
+                    spec = self.fn.specs[0]
+                    self.error(f"{name}: USDT probe {spec.ns}:{spec.func} has {len(self.fn.usdt_args)} "
+                               f"argument{'s' if len(self.fn.usdt_args) != 1 else ''}", e.span)
+                return self.fn.usdt_args[n]
             if prov != "usdt" and n > 5:
                 self.error(f"{name}: only arg0..arg5 are passed in registers on x86_64", e.span)
             return UINT64
@@ -420,6 +427,10 @@ class Checker(ast.NodeVisitor):
     def expr_Map(self, e: ast.Map) -> Type:
         info = self.maps.get(e.name)
         if info is None or info.value is None:
+            if not self.final:
+                # not learnt yet (`@x += 1` reads @x before anything assigned it): guess an
+                # integer for this round; the final round reports maps nothing ever assigned
+                return INT64
             self.error(f"undefined map '{e.name}'", e.span)
         self.map_keys(e, info)  # type: ignore[arg-type]
         if isinstance(info.value, AggT):  # type: ignore[union-attr]

@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +85,36 @@ def setup_headers(stderr: IO) -> kheaders.KernelHeaders:
     return found
 
 
+class _Child:
+    """The -c command: a forked pid we reap ourselves."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.status: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+    def wait(self) -> int:
+        if self.status is None:
+            self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.status
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
 class Engine:
     def __init__(self, compiled: Compiled, output: Output, resolve_path: Callable[[str], str],
                  stderr: IO = sys.stderr, json: bool = False):
@@ -103,7 +132,7 @@ class Engine:
         self.stop_reason: Optional[str] = None
         self.lost_reported = 0
         self.events = 0
-        self.child: Optional[subprocess.Popen] = None
+        self.child: Optional[_Child] = None
 
     # ---- loading ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -331,13 +360,38 @@ class Engine:
             bpfsys.test_run(fd)
 
     def start_command(self, command: List[str]) -> None:
-        """Starts the -c command (after attaching, like bpftrace) and tells BPF its pid."""
-        try:
-            self.child = subprocess.Popen(command)
-        except OSError as e:
-            raise TraceError(f"cannot run {command[0]}: {e.strerror}") from None
+        """Starts the -c command with its pid known to BPF before it runs a single instruction.
+
+        The child is forked and waits on a pipe; cpid is written into the config map, then the
+        child is released to exec the command (an exec failure comes back through a second pipe).
+        """
+        gate_r, gate_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.close(gate_w)
+                os.close(err_r)
+                os.read(gate_r, 1)
+                os.close(gate_r)
+                os.execvp(command[0], command)
+            except OSError as e:
+                os.write(err_w, str(e.errno).encode())
+            finally:
+                os._exit(127)
+        os.close(gate_r)
+        os.close(err_w)
         config = bpfsys.RawMap(self.bpf[self.c.config_map].map_fd, 4, 8)
-        config.update(struct.pack("<I", CONFIG_CPID), struct.pack("<Q", self.child.pid))
+        config.update(struct.pack("<I", CONFIG_CPID), struct.pack("<Q", pid))
+        self.child = _Child(pid)
+        os.write(gate_w, b"x")
+        os.close(gate_w)
+        failed = os.read(err_r, 16)
+        os.close(err_r)
+        if failed:
+            self.child.wait()
+            self.child = None
+            raise TraceError(f"cannot run {command[0]}: {os.strerror(int(failed))}")
 
     def run(self, deadline: Optional[float] = None, command: Optional[List[str]] = None) -> RunResult:
         stop_signals = (signal.SIGINT, signal.SIGTERM)
@@ -404,7 +458,7 @@ class Engine:
         if self.child is not None and self.child.poll() is None:
             with contextlib.suppress(Exception):
                 self.child.kill()
-                self.child.wait(5)
+                self.child.wait()
         if self.ring is not None:
             self.ring.close()
             self.ring = None

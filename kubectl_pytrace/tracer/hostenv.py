@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from functools import lru_cache
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from kubectl_pytrace.kernel import btf as kbtf
 from kubectl_pytrace.kernel import tracefs
@@ -170,7 +170,10 @@ class HostEnvironment(Environment):
 
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         real = self.resolve_path(path)
-        return _usdt_probes(real)
+        return sorted(_usdt_probes(real))
+
+    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
+        return _usdt_probes(self.resolve_path(path)).get((provider, name))
 
 
 @lru_cache(maxsize=32)
@@ -185,11 +188,23 @@ def _function_symbols(path: str) -> frozenset:
 
 
 @lru_cache(maxsize=32)
-def _usdt_probes(path: str) -> List[Tuple[str, str]]:
+def _usdt_probes(path: str) -> Dict[Tuple[str, str], List[Type]]:
+    """(provider, name) -> argument types, from the probe's first location."""
     from bcc import USDT
 
     try:
-        probes = USDT(path=path).enumerate_probes()
+        ctx = USDT(path=path)  # must outlive the probes: they point into its context
+        probes = ctx.enumerate_probes()
     except Exception as e:
         raise LookupFailed(f"cannot read USDT probes of {path}: {e}") from None
-    return sorted({(p.provider.decode(), p.name.decode()) for p in probes})
+    out: Dict[Tuple[str, str], List[Type]] = {}
+    for p in probes:
+        args: List[Type] = []
+        if p.num_locations:
+            loc = p.get_location(0)
+            for i in range(p.num_arguments):
+                a = loc.get_argument(i)
+                args.append(IntT(max(1, a.size) * 8, a.signed))
+        out[(p.provider.decode(), p.name.decode())] = args
+    del ctx
+    return out
