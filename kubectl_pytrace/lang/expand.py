@@ -89,7 +89,10 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[G
                 diags.error(f"{ap.raw}: {err}", ap.span)
                 continue
             for c in concrete:
-                if specific or c.provider == "usdt":
+                # USDT argument readers and fentry targets are compiled into each function
+                fentry = c.provider in ("kfunc", "kretfunc") or (
+                    c.provider in ("kprobe", "kretprobe") and env.kprobes_available is False)
+                if specific or c.provider == "usdt" or fentry:
                     order.append([c])
                 elif c.provider in shared:
                     shared[c.provider].append(c)

@@ -138,3 +138,144 @@ def test_run(prog_fd: int) -> int:
     attr = _TestRunAttr(prog_fd=prog_fd)
     _bpf(BPF_PROG_TEST_RUN, attr)
     return attr.retval
+
+
+# ---- creating maps and loading programs ---------------------------------------------------------
+
+BPF_MAP_CREATE = 0
+BPF_PROG_LOAD = 5
+BPF_RAW_TRACEPOINT_OPEN = 17
+
+PROG_TYPES = {"kprobe": 2, "tracepoint": 5, "perf_event": 7, "raw_tracepoint": 17, "tracing": 26}
+ATTACH_FENTRY, ATTACH_FEXIT = 24, 25
+
+
+class _MapCreateAttr(ctypes.Structure):
+    _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
+                ("map_flags", ctypes.c_uint32), ("inner_map_fd", ctypes.c_uint32),
+                ("numa_node", ctypes.c_uint32), ("map_name", ctypes.c_char * 16),
+                ("pad", ctypes.c_uint8 * 64)]
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
+                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
+                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32),
+                ("prog_btf_fd", ctypes.c_uint32), ("func_info_rec_size", ctypes.c_uint32),
+                ("func_info", ctypes.c_uint64), ("func_info_cnt", ctypes.c_uint32),
+                ("line_info_rec_size", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
+                ("line_info_cnt", ctypes.c_uint32), ("attach_btf_id", ctypes.c_uint32),
+                ("attach_prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint8 * 64)]
+
+
+class _RawTpOpenAttr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0,
+               name: str = "") -> int:
+    attr = _MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                          max_entries=max_entries, map_flags=flags, map_name=name.encode()[:15])
+    return _bpf(BPF_MAP_CREATE, attr)
+
+
+class VerifierError(BPFError):
+    def __init__(self, errno_: int, log: str):
+        super().__init__(errno_, os.strerror(errno_))
+        self.log = log
+
+
+def _kernel_version_code() -> int:
+    parts = (os.uname().release.split("-")[0].split(".") + ["0", "0"])[:3]
+    nums = [int("".join(c for c in p if c.isdigit()) or 0) for p in parts]
+    return (nums[0] << 16) | (nums[1] << 8) | min(nums[2], 255)
+
+
+def prog_load(prog_type: int, insns: bytes, name: str, expected_attach_type: int = 0,
+              attach_btf_id: int = 0) -> int:
+    """Loads a program; on failure retries with the verifier log and raises VerifierError with it."""
+    buf = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=ctypes.addressof(buf),
+                         license=ctypes.addressof(lic), kern_version=_kernel_version_code(),
+                         prog_name=name.encode()[:15], expected_attach_type=expected_attach_type,
+                         attach_btf_id=attach_btf_id)
+    try:
+        return _bpf(BPF_PROG_LOAD, attr)
+    except BPFError as first:
+        size = 1 << 22
+        log = ctypes.create_string_buffer(size)
+        attr.log_level, attr.log_size, attr.log_buf = 1, size, ctypes.addressof(log)
+        try:
+            return _bpf(BPF_PROG_LOAD, attr)
+        except BPFError as e:
+            raise VerifierError(e.errno, log.value.decode("utf-8", "replace")) from None
+        except Exception:
+            raise first
+
+
+def raw_tracepoint_open(prog_fd: int) -> int:
+    """Attaches a fentry/fexit program (its target came with the load)."""
+    attr = _RawTpOpenAttr(name=0, prog_fd=prog_fd)
+    return _bpf(BPF_RAW_TRACEPOINT_OPEN, attr)
+
+
+# ---- perf events ----------------------------------------------------------------------------------
+
+_NR_PERF_EVENT_OPEN = 298
+PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 1, 2
+PERF_COUNT_SW_CPU_CLOCK = 0
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+PERF_FLAG_FD_CLOEXEC = 8
+
+
+class PerfEventAttr(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
+                ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
+                ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64),
+                ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32),
+                ("config1", ctypes.c_uint64), ("config2", ctypes.c_uint64),
+                ("pad", ctypes.c_uint8 * 64)]
+
+
+FLAG_FREQ = 1 << 10
+
+
+def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0) -> int:
+    attr.size = 112  # PERF_ATTR_SIZE_VER5 is enough for everything we set
+    fd = _libc.syscall(_NR_PERF_EVENT_OPEN, ctypes.byref(attr), pid, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise BPFError(err, os.strerror(err))
+    return fd
+
+
+def perf_attach(perf_fd: int, prog_fd: int) -> None:
+    for req, arg in ((PERF_EVENT_IOC_SET_BPF, prog_fd), (PERF_EVENT_IOC_ENABLE, 0)):
+        if _libc.ioctl(perf_fd, req, arg) < 0:
+            err = ctypes.get_errno()
+            raise BPFError(err, os.strerror(err))
+
+
+def pmu_type(name: str) -> int:
+    """The dynamic PMU number of 'uprobe' or 'kprobe' (/sys/bus/event_source/devices/NAME/type)."""
+    try:
+        with open(f"/sys/bus/event_source/devices/{name}/type") as f:
+            return int(f.read())
+    except OSError:
+        raise BPFError(2, f"this kernel has no {name} PMU (/sys/bus/event_source/devices/{name})") from None
+
+
+def online_cpus() -> list:
+    with open("/sys/devices/system/cpu/online") as f:
+        text = f.read().strip()
+    cpus = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus

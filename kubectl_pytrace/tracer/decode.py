@@ -16,6 +16,7 @@ from kubectl_pytrace.lang.layout import Record, field_count
 from kubectl_pytrace.lang.types import (
     InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
 )
+from kubectl_pytrace.tracer.usyms import UserSymbols
 from kubectl_pytrace.tracer.values import Stack, from_bytes
 
 Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> the value
@@ -24,10 +25,10 @@ Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> t
 class Symbols:
     """Resolves kernel and user addresses, stack ids and probe ids to text (lazily, cached)."""
 
-    def __init__(self, bpf=None, probe_names: Sequence[str] = (), stack_table: Optional[str] = None):
-        self.bpf = bpf
+    def __init__(self, probe_names: Sequence[str] = (), stack_map=None, proc_root: str = "/proc"):
         self.probe_names = list(probe_names)
-        self.stack_table = stack_table
+        self.stack_map = stack_map  # a bpfsys.RawMap of the program's stack traces
+        self.user = UserSymbols(proc_root)
         self._kallsyms = None
 
     @property
@@ -40,28 +41,20 @@ class Symbols:
         return self.kallsyms.ksym(addr)
 
     def usym(self, addr: int, pid: int, offset: bool = False) -> str:
-        if self.bpf is None:
-            return f"0x{addr:x}"
-        name = self.bpf.sym(addr, pid, show_module=False, show_offset=offset)
-        text = name.decode("utf-8", "replace")
-        if text.startswith("[unknown]"):
-            return f"0x{addr:x}"
-        if offset and "+0x" in text:  # BCC writes hex offsets, bpftrace decimal ones
-            fn, off = text.rsplit("+0x", 1)
-            text = f"{fn}+{int(off, 16)}"
-        elif offset:
-            text += "+0"
-        return text
+        return self.user.usym(pid, addr, offset)
 
     def probe(self, probe_id: int) -> str:
         return self.probe_names[probe_id] if probe_id < len(self.probe_names) else f"probe#{probe_id}"
 
     def stack(self, stack_id: int, pid: int, t: StackT) -> Stack:
-        if self.bpf is None or stack_id < 0:
+        if self.stack_map is None or stack_id < 0:
+            return Stack((), t.mode == "perf")
+        raw = self.stack_map.lookup(struct.pack("<I", stack_id))
+        if raw is None:
             return Stack((), t.mode == "perf")
         frames: List[str] = []
-        for addr in self.bpf[self.stack_table].walk(stack_id):
-            if len(frames) >= t.limit:
+        for (addr,) in struct.iter_unpack("<Q", raw):
+            if addr == 0 or len(frames) >= t.limit:
                 break
             if t.kernel:
                 sym = self.kallsyms.ksym_offset(addr)
@@ -70,7 +63,8 @@ class Symbols:
             if t.mode == "raw":
                 frames.append(f"{addr:x}")
             elif t.mode == "perf":
-                frames.append(f"{addr:x} {sym} ([kernel.kallsyms])" if t.kernel else f"{addr:x} {sym} ([unknown])")
+                where = "[kernel.kallsyms]" if t.kernel else "[unknown]"
+                frames.append(f"{addr:x} {sym} ({where})")
             else:
                 frames.append(sym)
         return Stack(tuple(frames), t.mode == "perf")

@@ -15,7 +15,6 @@ import os
 import signal
 import struct
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, Iterator, List, Optional
@@ -25,7 +24,10 @@ from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang import Compiled
 from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.codegen import AttachSpec, CONFIG_CPID, CONFIG_START_NS, EventSpec
-from kubectl_pytrace.tracer import bpfsys
+from kubectl_pytrace.lang.probes import TIME_UNITS
+from kubectl_pytrace.tracer import bpfobj, bpfsys
+from kubectl_pytrace.tracer.elf import ELFError, open_elf
+from kubectl_pytrace.tracer.loader import AttachFailed, Loader
 from kubectl_pytrace.tracer.decode import RecordDecoder, Symbols
 from kubectl_pytrace.tracer.maps import MapReader
 from kubectl_pytrace.tracer.output import Output
@@ -45,23 +47,6 @@ class RunResult:
     exit_code: int = 0
     lost_events: int = 0
     events: int = 0
-
-
-@contextlib.contextmanager
-def captured_stderr() -> Iterator[List[str]]:
-    """Collects what C code (clang, libbpf, the verifier log) writes to fd 2 during the block."""
-    lines: List[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
 
 
 def _tail(lines: List[str], n: int = 12) -> str:
@@ -117,14 +102,20 @@ class _Child:
 
 class Engine:
     def __init__(self, compiled: Compiled, output: Output, resolve_path: Callable[[str], str],
-                 stderr: IO = sys.stderr, json: bool = False):
+                 stderr: IO = sys.stderr, json: bool = False, headers: str = "",
+                 proc_root: str = "/proc", use_cache: bool = True):
         self.compiled = compiled
         self.c = compiled.c
         self.out = output
         self.resolve_path = resolve_path
         self.stderr = stderr
         self.json = json
-        self.bpf = None
+        self.headers = headers
+        self.proc_root = proc_root
+        self.use_cache = use_cache
+        self.obj: Optional[bpfobj.BpfObject] = None
+        self.loader: Optional[Loader] = None
+        self.begin_fd: Optional[int] = None
         self.ring: Optional[RingBuffer] = None
         self.readers: Dict[str, MapReader] = {}
         self.handlers: Dict[int, Callable] = {}
@@ -135,55 +126,38 @@ class Engine:
         self.child: Optional[_Child] = None
 
     # ---- loading ------------------------------------------------------------------------------
-    def load(self) -> None:
-        from bcc import BPF, USDT
-
-        usdt_contexts = []
-        by_path: Dict[str, object] = {}
+    def _usdt_requests(self) -> List[tuple]:
+        out = []
         for a in self.c.attachments:
             s = a.spec
-            if s.provider != "usdt":
-                continue
-            path = self.resolve_path(s.target)
-            ctx = by_path.get(path)
-            if ctx is None:
-                ctx = by_path[path] = USDT(path=path)
-                usdt_contexts.append(ctx)
-            probe = f"{s.ns}:{s.func}" if s.ns else s.func
-            try:
-                ctx.enable_probe(probe=probe, fn_name=a.fn_name)  # type: ignore[attr-defined]
-            except Exception as e:
-                raise TraceError(f"cannot attach {s.name()}: {e}") from None
-        with captured_stderr() as log:
-            try:
-                self.bpf = BPF(text=self.c.text, usdt_contexts=usdt_contexts,
-                               cflags=["-Wno-unused-value", "-Wno-incompatible-pointer-types", "-w"])
-            except Exception as e:
-                err = e
-            else:
-                err = None
-        if err is not None:
-            usdt_failed = [line for line in log if "USDT" in line or "usdt" in line]
-            if usdt_failed:
-                raise TraceError("cannot attach USDT probes:\n" + _tail(usdt_failed))
-            raise TraceError(f"BCC could not compile the generated program ({err}):\n{_tail(log, 25)}\n"
-                             f"(this is a kubectl-pytrace bug; `--dump c` shows the C)")
-        self.ring = RingBuffer(self.bpf[self.c.ringbuf].map_fd, self.c.ringbuf_pages() if False else
-                               self._ringbuf_size())
-        sym = Symbols(self.bpf, self.c.probe_names, "pytrace_stacks" if self.c.uses_stacks else None)
+            if s.provider == "usdt":
+                out.append((self.resolve_path(s.target), f"{s.ns}:{s.func}" if s.ns else s.func, a.fn_name))
+        return out
+
+    def load(self) -> None:
+        functions = sorted({a.fn_name for a in self.c.attachments})
+        try:
+            obj = bpfobj.compile_bpf(self.c.text, functions, self._usdt_requests(), self.headers,
+                                     use_cache=self.use_cache)
+        except bpfobj.CompileFailed as e:
+            raise TraceError(f"BCC could not compile the generated program: {e}\n"
+                             f"{_tail(e.log.splitlines(), 25)}\n"
+                             f"(this is a kubectl-pytrace bug; `--dump c` shows the C)") from None
+        self.obj = obj
+        self.loader = Loader(obj, tracefs.ensure_tracefs())
+        self.loader.create_maps()
+        fds = self.loader.map_fds
+        ring_def = obj.maps[self.c.ringbuf]
+        self.ring = RingBuffer(fds[self.c.ringbuf], ring_def.max_entries)
+        stacks = obj.maps.get("pytrace_stacks")
+        stack_map = bpfsys.RawMap(fds["pytrace_stacks"], 4, stacks.value_size) if stacks else None
+        sym = Symbols(self.c.probe_names, stack_map, self.proc_root)
         for name, spec in self.c.maps.items():
-            self.readers[name] = MapReader(spec, self.bpf[spec.cname].map_fd, sym)
+            self.readers[name] = MapReader(spec, fds[spec.cname], sym)
         for ev in self.c.events.values():
             self.handlers[ev.id] = self._handler(ev, sym)
-        config = bpfsys.RawMap(self.bpf[self.c.config_map].map_fd, 4, 8)
-        config.update(struct.pack("<I", CONFIG_START_NS), struct.pack("<Q", time.monotonic_ns()))
-
-    def _ringbuf_size(self) -> int:
-        from kubectl_pytrace.lang.codegen import CodegenOptions  # noqa: F401 (documentation)
-        text = self.c.text
-        marker = f"BPF_RINGBUF_OUTPUT({self.c.ringbuf}, "
-        pages = int(text[text.index(marker) + len(marker):].split(")", 1)[0])
-        return pages * 4096
+        self.config = bpfsys.RawMap(fds[self.c.config_map], 4, 8)
+        self.config.update(struct.pack("<I", CONFIG_START_NS), struct.pack("<Q", time.monotonic_ns()))
 
     def _handler(self, ev: EventSpec, sym: Symbols) -> Callable:
         decode = RecordDecoder(ev.record, sym)
@@ -212,117 +186,92 @@ class Engine:
 
     # ---- attaching ----------------------------------------------------------------------------
     def attach(self) -> int:
-        from bcc import BPF
-
         n = 0
         for a in self.c.attachments:
-            s = a.spec
-            if s.provider == "usdt":
-                n += 1  # attached by BCC while loading
-                continue
-            with captured_stderr() as log:
-                try:
-                    fd = self._attach_one(BPF, a)
-                    error = None
-                except TraceError as e:
-                    error = str(e)
-                except Exception as e:  # BCC raises bare Exceptions
-                    error = str(e)
-            if error is not None:
-                raise TraceError(self._attach_error(a, error, log))
-            if s.provider == "END":
-                self.end_fd = fd
+            try:
+                self._attach_one(a)
+            except bpfsys.VerifierError as e:
+                raise TraceError(f"cannot attach {a.spec.name()}: the BPF verifier rejected the program "
+                                 f"({e.strerror}); its last lines:\n{_tail(e.log.splitlines())}") from None
+            except (AttachFailed, ELFError) as e:
+                raise TraceError(f"cannot attach {a.spec.name()}: {e}") from None
+            except OSError as e:
+                raise TraceError(self._attach_error(a, e)) from None
             n += 1
         return n
 
-    def _attach_error(self, a: AttachSpec, error: str, log: List[str]) -> str:
+    def _attach_error(self, a: AttachSpec, e: OSError) -> str:
         s = a.spec
-        verifier = [line for line in log if line.strip()]
-        if "Failed to load BPF program" in error and verifier:
-            return (f"cannot attach {s.name()}: the BPF verifier rejected the program; its last "
-                    f"lines:\n{_tail(verifier)}")
+        reason = e.strerror or str(e)
         if s.provider in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
             if not os.path.exists(os.path.join(tracefs.ensure_tracefs(), "kprobe_events")):
                 return (f"cannot attach {s.name()}: this kernel has no kprobes (CONFIG_KPROBES is not set) "
-                        f"and the fentry fallback failed: {error}")
-        detail = _tail(log, 4)
-        return f"cannot attach {s.name()}: {error}" + (f"\n{detail}" if detail else "")
+                        f"and the fentry fallback failed: {reason}")
+        return f"cannot attach {s.name()}: {reason}"
 
-    def _attach_one(self, BPF, a: AttachSpec) -> Optional[int]:
-        b, s, fn = self.bpf, a.spec, a.fn_name
+    def _attach_one(self, a: AttachSpec) -> None:
+        ld, s, fn = self.loader, a.spec, a.fn_name
         p = s.provider
         if p in ("BEGIN", "END"):
-            return b.load_func(fn, BPF.RAW_TRACEPOINT).fd
-        if p == "tracepoint":
-            b.attach_tracepoint(tp=f"{s.target}:{s.func}", fn_name=fn)
+            fd = ld.load(fn, bpfsys.PROG_TYPES["raw_tracepoint"])
+            if p == "BEGIN":
+                self.begin_fd = fd
+            else:
+                self.end_fd = fd
+        elif p == "tracepoint":
+            ld.tracepoint(ld.load(fn, bpfsys.PROG_TYPES["tracepoint"]), s.target, s.func)
         elif p in ("uprobe", "uretprobe"):
             path = self.resolve_path(s.target)
-            attach = b.attach_uprobe if p == "uprobe" else b.attach_uretprobe
-            if s.address is not None:
-                attach(name=path, addr=s.address, fn_name=fn)
-            else:
-                try:
-                    attach(name=path, sym=s.func, fn_name=fn)
-                except Exception as e:
-                    if "could not determine address" in str(e):
-                        raise TraceError(f"no function named '{s.func}' in {path}") from None
-                    raise
-        elif p in ("kprobe", "kretprobe"):
-            if fn.startswith(("kfunc__", "kretfunc__")):
-                self._attach_fentry(b, fn)
-            elif p == "kprobe":
-                b.attach_kprobe(event=s.func, fn_name=fn)
-            else:
-                b.attach_kretprobe(event=s.func, fn_name=fn)
-        elif p in ("kfunc", "kretfunc"):
-            self._attach_fentry(b, fn)
-        elif p in ("profile", "interval"):
-            from bcc import PerfSWConfig, PerfType
-
-            kw = {}
+            off = ld.address_offset(path, s.address) if s.address is not None else ld.symbol_offset(path, s.func)
+            ld.uprobe(ld.load(fn, bpfsys.PROG_TYPES["kprobe"]), path, off, retprobe=p == "uretprobe")
+        elif p == "usdt":
+            self._attach_usdt(a)
+        elif p in ("kprobe", "kretprobe") and self.c.kprobe_mode == "kprobe":
+            ld.kprobe(ld.load(fn, bpfsys.PROG_TYPES["kprobe"]), s.func, retprobe=p == "kretprobe")
+        elif p in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
+            self._attach_fentry(a)
+        elif p == "profile":
+            fd = ld.load(fn, bpfsys.PROG_TYPES["perf_event"])
             if s.unit == "hz":
-                if p == "profile":
-                    kw["sample_freq"] = s.rate
-                else:
-                    kw["sample_period"] = 1_000_000_000 // s.rate
+                ld.cpu_clock(fd, freq=s.rate)
             else:
-                kw["sample_period"] = s.rate * {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}[s.unit]
-            if p == "interval":
-                kw["cpu"] = 0
-            b.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK, fn_name=fn, **kw)
+                ld.cpu_clock(fd, period_ns=s.rate * TIME_UNITS[s.unit])
+        elif p == "interval":
+            fd = ld.load(fn, bpfsys.PROG_TYPES["perf_event"])
+            period = 1_000_000_000 // s.rate if s.unit == "hz" else s.rate * TIME_UNITS[s.unit]
+            ld.cpu_clock(fd, period_ns=period, cpus=[bpfsys.online_cpus()[0]])
         else:
-            raise TraceError(f"unsupported probe type {p}")
-        return None
+            raise AttachFailed(f"unsupported probe type {p}")
 
-    @staticmethod
-    def _attach_fentry(b, fn: str) -> None:
-        if fn.startswith("kretfunc__"):
-            b.attach_kretfunc(fn_name=fn[len("kretfunc__"):])
-        else:
-            b.attach_kfunc(fn_name=fn[len("kfunc__"):])
+    def _attach_usdt(self, a: AttachSpec) -> None:
+        s = a.spec
+        path = self.resolve_path(s.target)
+        elf = open_elf(path)
+        notes = [n for n in elf.usdt_notes() if n.name == s.func and (not s.ns or n.provider == s.ns)]
+        if not notes:
+            raise AttachFailed(f"no USDT probe {s.ns + ':' if s.ns else ''}{s.func} in {path}")
+        fd = self.loader.load(a.fn_name, bpfsys.PROG_TYPES["kprobe"])
+        for note in notes:
+            sem = elf.vaddr_to_offset(note.semaphore) if note.semaphore else 0
+            self.loader.uprobe(fd, path, elf.vaddr_to_offset(note.pc), ref_ctr_offset=sem)
+
+    def _attach_fentry(self, a: AttachSpec) -> None:
+        from kubectl_pytrace.kernel.btf import BTF, FUNC
+
+        s = a.spec
+        btf = BTF.load()
+        ids = [i for i in btf.ids_named(s.func) if btf.kind(i) == FUNC]
+        if not ids:
+            raise AttachFailed(f"kernel function '{s.func}' is not in the kernel's BTF")
+        exit_ = s.provider in ("kretprobe", "kretfunc")
+        fd = self.loader.load(a.fn_name, bpfsys.PROG_TYPES["tracing"],
+                              bpfsys.ATTACH_FEXIT if exit_ else bpfsys.ATTACH_FENTRY, ids[0])
+        self.loader.link(bpfsys.raw_tracepoint_open(fd))
 
     def detach_probes(self) -> None:
         """Detaches every probe (END stays loaded: it runs after)."""
-        b = self.bpf
-        if b is None:
-            return
-        for ev in list(getattr(b, "uprobe_fds", {})):
-            with contextlib.suppress(Exception):
-                b.detach_uprobe_event(ev)
-        for tp in list(getattr(b, "tracepoint_fds", {})):
-            with contextlib.suppress(Exception):
-                b.detach_tracepoint(tp)
-        for ev in list(getattr(b, "kprobe_fds", {})):
-            with contextlib.suppress(Exception):
-                b.detach_kprobe_event(ev)
-        for key in list(getattr(b, "open_perf_events", {})):
-            with contextlib.suppress(Exception):
-                b.detach_perf_event(*key)
-        for table in ("kfunc_entry_fds", "kfunc_exit_fds"):
-            fds = getattr(b, table, {})
-            for name in list(fds):
-                with contextlib.suppress(Exception):
-                    os.close(fds.pop(name))
+        if self.loader is not None:
+            self.loader.detach()
 
     # ---- running ------------------------------------------------------------------------------
     def _dispatch(self, buf) -> bool:
@@ -338,9 +287,9 @@ class Engine:
             self.out.flush()
 
     def lost(self) -> int:
-        if self.bpf is None:
+        if self.loader is None:
             return 0
-        raw = bpfsys.RawMap(self.bpf[self.c.lost_map].map_fd, 4, 8, per_cpu=True)
+        raw = bpfsys.RawMap(self.loader.map_fds[self.c.lost_map], 4, 8, per_cpu=True)
         v = raw.lookup(struct.pack("<I", 0))
         return sum(struct.unpack_from("<Q", s)[0] for s in raw.cpu_slots(v)) if v else 0
 
@@ -381,8 +330,7 @@ class Engine:
                 os._exit(127)
         os.close(gate_r)
         os.close(err_w)
-        config = bpfsys.RawMap(self.bpf[self.c.config_map].map_fd, 4, 8)
-        config.update(struct.pack("<I", CONFIG_CPID), struct.pack("<Q", pid))
+        self.config.update(struct.pack("<I", CONFIG_CPID), struct.pack("<Q", pid))
         self.child = _Child(pid)
         os.write(gate_w, b"x")
         os.close(gate_w)
@@ -410,9 +358,7 @@ class Engine:
             print(f"Attached {n} probe{'s' if n != 1 else ''}", file=self.stderr, flush=True)
             if self.json:
                 self.out.attached_probes(n)
-            begin = [a for a in self.c.attachments if a.spec.provider == "BEGIN"]
-            if begin:
-                self.run_prog(self.bpf.funcs[begin[0].fn_name.encode()].fd)
+            self.run_prog(self.begin_fd)
             if command:
                 self.start_command(command)
             self._loop(deadline)
@@ -462,8 +408,6 @@ class Engine:
         if self.ring is not None:
             self.ring.close()
             self.ring = None
-        if self.bpf is not None:
-            self.detach_probes()
-            with contextlib.suppress(Exception):
-                self.bpf.cleanup()
-            self.bpf = None
+        if self.loader is not None:
+            self.loader.close()
+            self.loader = None

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Tuple
 
 from kubectl_pytrace.kernel import btf as kbtf
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
+from kubectl_pytrace.tracer.elf import ELFError, open_elf, usdt_arg_types
 from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type, VoidT
 
 PathResolver = Callable[[str], str]
+
+
+LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
+                "/usr/lib", "/usr/local/lib")
 
 
 def resolve_host_path(path: str) -> str:
@@ -25,16 +29,29 @@ def resolve_host_path(path: str) -> str:
         if not os.path.exists(path):
             raise LookupFailed(f"{path}: no such file")
         return path
-    from bcc import BPF  # BCC's library search (ld.so.cache)
-
-    found = BPF.find_library(path) or BPF.find_library(path[3:] if path.startswith("lib") else path)
-    if found:
-        return found.decode()
+    names = [path] if path.startswith("lib") else [f"lib{path}", path]
+    for d in LIBRARY_DIRS:
+        try:
+            entries = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            for e in entries:
+                if (e == f"{name}.so" or e.startswith(f"{name}.so.")) and _is_elf(os.path.join(d, e)):
+                    return os.path.join(d, e)  # libc.so itself is a linker script: skipped
     for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
         candidate = os.path.join(d, path)
         if os.access(candidate, os.X_OK):
             return candidate
     raise LookupFailed(f"{path}: no such library or executable")
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
 
 
 def btf_type(t: kbtf.Type, space: str = "kernel", depth: int = 0) -> Type:
@@ -176,35 +193,18 @@ class HostEnvironment(Environment):
         return _usdt_probes(self.resolve_path(path)).get((provider, name))
 
 
-@lru_cache(maxsize=32)
 def _function_symbols(path: str) -> frozenset:
-    from bcc import BPF
-
     try:
-        return frozenset(n.decode("utf-8", "replace") for n, _ in
-                         BPF.get_user_functions_and_addresses(path, b".*"))
-    except Exception as e:  # BCC raises a bare Exception
+        return frozenset(open_elf(path).function_names())
+    except ELFError as e:
         raise LookupFailed(f"cannot read symbols of {path}: {e}") from None
 
 
-@lru_cache(maxsize=32)
 def _usdt_probes(path: str) -> Dict[Tuple[str, str], List[Type]]:
-    """(provider, name) -> argument types, from the probe's first location."""
-    from bcc import USDT
-
+    """(provider, name) -> argument types, from the probe's note."""
     try:
-        ctx = USDT(path=path)  # must outlive the probes: they point into its context
-        probes = ctx.enumerate_probes()
-    except Exception as e:
+        notes = open_elf(path).usdt_notes()
+    except ELFError as e:
         raise LookupFailed(f"cannot read USDT probes of {path}: {e}") from None
-    out: Dict[Tuple[str, str], List[Type]] = {}
-    for p in probes:
-        args: List[Type] = []
-        if p.num_locations:
-            loc = p.get_location(0)
-            for i in range(p.num_arguments):
-                a = loc.get_argument(i)
-                args.append(IntT(max(1, a.size) * 8, a.signed))
-        out[(p.provider.decode(), p.name.decode())] = args
-    del ctx
-    return out
+    return {(n.provider, n.name): [IntT(size * 8, signed) for size, signed in usdt_arg_types(n.args)]
+            for n in notes}

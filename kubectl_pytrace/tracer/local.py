@@ -52,9 +52,10 @@ def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
             return 0
         if os.geteuid() != 0:
             raise TraceError("tracing needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run it with sudo")
-        setup_headers(stderr)
+        found = setup_headers(stderr)
         out = make_output(t.output, stdout, autoflush=False)
-        engine = Engine(compiled, out, resolve, stderr=stderr, json=t.output == "json")  # type: ignore[arg-type]
+        engine = Engine(compiled, out, resolve, stderr=stderr, json=t.output == "json",  # type: ignore[arg-type]
+                        headers=f"{found.path}:{found.release}")
         engine.run(t.deadline, t.command)
         return 0
     except CompileError as e:

@@ -79,6 +79,8 @@ class MapReader:
             else:  # avg, stats: (count, total)
                 value = (sum(s[1] for s in slots), sum(s[0] for s in slots))
             entries.append((self.key_of(k), value))
+        if not entries and vt.kind == "count" and spec.key is None:
+            entries = [((), 0)]  # bpftrace 0.17 prints a key-less count() map that never counted as 0
         return MapDump(name, vt.kind, entries, key_sizes=self._key_sizes())
 
     def _key_sizes(self):

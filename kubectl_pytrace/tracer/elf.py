@@ -1,0 +1,186 @@
+"""A small ELF64 reader: function symbols, load segments and USDT (stapsdt) notes.
+
+Enough to attach uprobes (symbol -> file offset), to attach USDT probes (note -> file offset and
+semaphore offset) and to symbolize user addresses, without loading libbcc (and LLVM with it) into
+the tracer process.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Dict, List, Optional, Tuple
+
+SHT_SYMTAB, SHT_NOTE, SHT_DYNSYM = 2, 7, 11
+PT_LOAD = 1
+STT_FUNC, STT_GNU_IFUNC = 2, 10
+SHN_UNDEF = 0
+NT_STAPSDT = 3
+
+
+class ELFError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    offset: int
+    filesz: int
+    memsz: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class USDTNote:
+    provider: str
+    name: str
+    pc: int  # virtual address of the probe site (already adjusted for prelinking)
+    semaphore: int  # virtual address of the semaphore, 0 if none
+    args: str  # "-4@%edi 8@-24(%rbp)"
+
+
+class ELF:
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as f:
+            self.data = f.read()
+        d = self.data
+        if d[:4] != b"\x7fELF":
+            raise ELFError(f"{path} is not an ELF file")
+        if d[4] != 2 or d[5] != 1:
+            raise ELFError(f"{path}: only 64-bit little-endian ELF files are supported")
+        (self.type, _machine, _version, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
+         shentsize, shnum, shstrndx) = struct.unpack_from("<HHIQQQIHHHHHH", d, 16)
+        self.segments: List[Segment] = []
+        for i in range(phnum):
+            p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align = \
+                struct.unpack_from("<IIQQQQQQ", d, phoff + i * phentsize)
+            if p_type == PT_LOAD:
+                self.segments.append(Segment(p_vaddr, p_offset, p_filesz, p_memsz, p_flags))
+        self.sections: List[Tuple[str, int, int, int, int, int, int]] = []
+        raw = [struct.unpack_from("<IIQQQQIIQQ", d, shoff + i * shentsize) for i in range(shnum)]
+        strtab_off = raw[shstrndx][4] if shnum and shstrndx < shnum else 0
+        for name, stype, _flags, addr, off, size, link, _info, _align, entsize in raw:
+            self.sections.append((self._str(strtab_off, name), stype, addr, off, size, link, entsize))
+        self._symbols: Optional[List[Tuple[int, int, str]]] = None
+        self._by_name: Optional[Dict[str, int]] = None
+
+    def _str(self, table: int, off: int) -> str:
+        end = self.data.index(b"\0", table + off)
+        return self.data[table + off:end].decode("utf-8", "replace")
+
+    @property
+    def is_shared(self) -> bool:
+        return self.type == 3  # ET_DYN: PIE executables and libraries
+
+    # ---- symbols ------------------------------------------------------------------------------
+    def symbols(self) -> List[Tuple[int, int, str]]:
+        """(address, size, name) of every defined function, sorted by address."""
+        if self._symbols is None:
+            seen: Dict[Tuple[int, str], int] = {}
+            for _name, stype, _addr, off, size, link, entsize in self.sections:
+                if stype not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
+                    continue
+                strtab = self.sections[link][3]
+                for i in range(size // entsize):
+                    st_name, st_info, _other, st_shndx, st_value, st_size = \
+                        struct.unpack_from("<IBBHQQ", self.data, off + i * entsize)
+                    if st_info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == SHN_UNDEF or not st_value:
+                        continue
+                    name = self._str(strtab, st_name)
+                    if name:
+                        seen[(st_value, name)] = st_size
+            self._symbols = sorted((a, s, n) for (a, n), s in seen.items())
+        return self._symbols
+
+    def function_names(self) -> List[str]:
+        return sorted({n for _, _, n in self.symbols()})
+
+    def symbol_address(self, name: str) -> Optional[int]:
+        if self._by_name is None:
+            self._by_name = {}
+            for addr, _size, n in self.symbols():
+                self._by_name.setdefault(n, addr)
+        return self._by_name.get(name)
+
+    def vaddr_to_offset(self, vaddr: int) -> int:
+        """File offset of a virtual address (what uprobes attach to)."""
+        for s in self.segments:
+            if s.vaddr <= vaddr < s.vaddr + max(s.memsz, s.filesz):
+                return vaddr - s.vaddr + s.offset
+        raise ELFError(f"{self.path}: address 0x{vaddr:x} is in no loadable segment")
+
+    def offset_to_vaddr(self, offset: int) -> Optional[int]:
+        for s in self.segments:
+            if s.offset <= offset < s.offset + s.filesz:
+                return offset - s.offset + s.vaddr
+        return None
+
+    def symbolize(self, vaddr: int) -> Optional[Tuple[str, int]]:
+        """(function, offset) of the function containing vaddr."""
+        syms = self.symbols()
+        i = bisect.bisect_right(syms, (vaddr, float("inf"), "")) - 1
+        if i < 0:
+            return None
+        addr, size, name = syms[i]
+        if size and vaddr >= addr + size:
+            return None
+        return name, vaddr - addr
+
+    # ---- USDT ---------------------------------------------------------------------------------
+    def usdt_notes(self) -> List[USDTNote]:
+        base_addr = next((addr for name, _t, addr, *_ in self.sections if name == ".stapsdt.base"), None)
+        out = []
+        for name, stype, _addr, off, size, _link, _entsize in self.sections:
+            if stype != SHT_NOTE or name != ".note.stapsdt":
+                continue
+            pos, end = off, off + size
+            while pos + 12 <= end:
+                namesz, descsz, ntype = struct.unpack_from("<III", self.data, pos)
+                pos += 12
+                owner = self.data[pos:pos + namesz]
+                pos += (namesz + 3) & ~3
+                desc = self.data[pos:pos + descsz]
+                pos += (descsz + 3) & ~3
+                if ntype != NT_STAPSDT or not owner.startswith(b"stapsdt"):
+                    continue
+                pc, base, sem = struct.unpack_from("<QQQ", desc, 0)
+                provider, probe, args = desc[24:].split(b"\0")[:3]
+                if base_addr is not None and base:
+                    delta = base_addr - base  # prelink adjustment, as in the SystemTap spec
+                    pc += delta
+                    if sem:
+                        sem += delta
+                out.append(USDTNote(provider.decode(), probe.decode(), pc, sem, args.decode()))
+        return out
+
+
+@lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int, size: int) -> ELF:
+    return ELF(path)
+
+
+def open_elf(path: str) -> ELF:
+    """A cached ELF for path (re-read when the file changes)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ELFError(f"{path}: {e.strerror}") from None
+    return _load(path, st.st_mtime_ns, st.st_size)
+
+
+def usdt_arg_types(args: str) -> List[Tuple[int, bool]]:
+    """(size in bytes, signed) of each argument of a note: '-4@%edi 8@-24(%rbp)' -> [(4, True), (8, False)]."""
+    out = []
+    for a in args.split():
+        size, _, _ = a.partition("@")
+        try:
+            n = int(size)
+        except ValueError:
+            n = 8
+        out.append((abs(n) or 8, n < 0))
+    return out

@@ -1,0 +1,141 @@
+"""Loading a BpfObject into the kernel and attaching its programs, with plain bpf(2)/perf_event_open(2).
+
+Every attachment is a file descriptor (a perf event or a BPF link) owned by this process: closing
+it detaches the probe, and the kernel does the same if the process dies, even by SIGKILL (uprobes
+and kprobes go through the uprobe/kprobe PMUs, which leave nothing in tracefs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import struct
+from typing import Dict, List, Optional
+
+from kubectl_pytrace.tracer import bpfsys
+from kubectl_pytrace.tracer.bpfobj import BpfObject
+from kubectl_pytrace.tracer.elf import ELFError, open_elf
+
+
+class AttachFailed(Exception):
+    pass
+
+
+def _pmu_bit(pmu: str, name: str, default: int) -> int:
+    """Bit position of a PMU format field ("retprobe: config:0")."""
+    try:
+        with open(f"/sys/bus/event_source/devices/{pmu}/format/{name}") as f:
+            return int(f.read().split(":")[1].split("-")[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+class Loader:
+    def __init__(self, obj: BpfObject, tracefs_root: str):
+        self.obj = obj
+        self.tracefs = tracefs_root
+        self.map_fds: Dict[str, int] = {}
+        self.prog_fds: Dict[str, int] = {}
+        self.links: List[int] = []
+        self._keep: List[object] = []  # buffers the kernel reads while opening events
+
+    # ---- maps and programs ----------------------------------------------------------------------
+    def create_maps(self) -> None:
+        for m in self.obj.maps.values():
+            self.map_fds[m.name] = bpfsys.map_create(m.type, m.key_size, m.value_size, m.max_entries,
+                                                     m.flags, m.name)
+
+    def load(self, fn: str, prog_type: int, expected_attach_type: int = 0, attach_btf_id: int = 0) -> int:
+        if fn in self.prog_fds:
+            return self.prog_fds[fn]
+        prog = self.obj.progs[fn]
+        insns = bytearray(prog.insns)
+        for index, map_name in prog.relocs:
+            struct.pack_into("<i", insns, index * 8 + 4, self.map_fds[map_name])
+        fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id)
+        self.prog_fds[fn] = fd
+        return fd
+
+    # ---- attaching ------------------------------------------------------------------------------
+    def _perf(self, attr: bpfsys.PerfEventAttr, prog_fd: int, cpu: int = 0) -> None:
+        fd = bpfsys.perf_event_open(attr, -1, cpu)
+        try:
+            bpfsys.perf_attach(fd, prog_fd)
+        except Exception:
+            os.close(fd)
+            raise
+        self.links.append(fd)
+
+    def tracepoint(self, prog_fd: int, category: str, name: str) -> None:
+        try:
+            with open(os.path.join(self.tracefs, "events", category, name, "id")) as f:
+                tp_id = int(f.read())
+        except OSError as e:
+            raise AttachFailed(f"cannot read the id of tracepoint {category}:{name}: {e.strerror}") from None
+        attr = bpfsys.PerfEventAttr(type=bpfsys.PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1,
+                                    wakeup_events=1)
+        self._perf(attr, prog_fd)
+
+    def uprobe(self, prog_fd: int, path: str, offset: int, retprobe: bool = False,
+               ref_ctr_offset: int = 0) -> None:
+        pmu = bpfsys.pmu_type("uprobe")
+        cpath = ctypes.create_string_buffer(path.encode())
+        self._keep.append(cpath)
+        config = (1 << _pmu_bit("uprobe", "retprobe", 0)) if retprobe else 0
+        if ref_ctr_offset:
+            config |= ref_ctr_offset << _pmu_bit("uprobe", "ref_ctr_offset", 32)
+        attr = bpfsys.PerfEventAttr(type=pmu, config=config, sample_period=1, wakeup_events=1,
+                                    config1=ctypes.addressof(cpath), config2=offset)
+        self._perf(attr, prog_fd)
+
+    def kprobe(self, prog_fd: int, func: str, retprobe: bool = False) -> None:
+        pmu = bpfsys.pmu_type("kprobe")
+        cfunc = ctypes.create_string_buffer(func.encode())
+        self._keep.append(cfunc)
+        config = (1 << _pmu_bit("kprobe", "retprobe", 0)) if retprobe else 0
+        attr = bpfsys.PerfEventAttr(type=pmu, config=config, sample_period=1, wakeup_events=1,
+                                    config1=ctypes.addressof(cfunc), config2=0)
+        self._perf(attr, prog_fd)
+
+    def cpu_clock(self, prog_fd: int, period_ns: int = 0, freq: int = 0, cpus: Optional[List[int]] = None) -> None:
+        flags = bpfsys.FLAG_FREQ if freq else 0
+        for cpu in cpus if cpus is not None else bpfsys.online_cpus():
+            attr = bpfsys.PerfEventAttr(type=bpfsys.PERF_TYPE_SOFTWARE, config=bpfsys.PERF_COUNT_SW_CPU_CLOCK,
+                                        sample_period=freq or period_ns, flags=flags)
+            self._perf(attr, prog_fd, cpu)
+
+    def link(self, fd: int) -> None:
+        self.links.append(fd)
+
+    # ---- symbols --------------------------------------------------------------------------------
+    @staticmethod
+    def symbol_offset(path: str, func: str) -> int:
+        elf = open_elf(path)
+        addr = elf.symbol_address(func)
+        if addr is None:
+            raise AttachFailed(f"no function named '{func}' in {path}")
+        return elf.vaddr_to_offset(addr)
+
+    @staticmethod
+    def address_offset(path: str, addr: int) -> int:
+        elf = open_elf(path)
+        try:
+            return elf.vaddr_to_offset(addr)
+        except ELFError:
+            return addr  # already a file offset
+
+    # ---- teardown -------------------------------------------------------------------------------
+    def detach(self) -> None:
+        while self.links:
+            with contextlib.suppress(OSError):
+                os.close(self.links.pop())
+        self._keep.clear()
+
+    def close(self) -> None:
+        self.detach()
+        for fds in (self.prog_fds, self.map_fds):
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            fds.clear()
