@@ -463,9 +463,14 @@ def choose_filter(c: Container, kinds: Iterable[str] = FILTER_KINDS) -> TaskFilt
 
 class FilterWatcher:
     """Follows a container across restarts: a restarted container keeps its ID but gets a new
-    cgroup and new namespaces. poll() (call it every second or so) returns the new TaskFilter of
-    the same kind when the values changed, else None; while the container has no process the old
-    values are kept."""
+    cgroup and new namespaces. Call poll() every second or so; it returns a TaskFilter (of the kind
+    first chosen) when the values the program must use changed, else None.
+
+    While the container has no process, poll() returns a filter that matches nothing (all ids 0):
+    namespace inode numbers are reused once a namespace is freed (seen here: a restarted container's
+    new pid namespace got the old one's number), so a stale pidns/mntns value could otherwise come to
+    name some other container's namespace. Cgroup ids are not reused.
+    """
 
     def __init__(self, container: Container, current: TaskFilter, cgroup2_mount=None) -> None:
         self.container = container
@@ -479,6 +484,10 @@ class FilterWatcher:
             c = resolve_container(self.container.id, proc_root=self.container.proc_root,
                                   cgroup2_mount=self._mount)
             f = choose_filter(c, kinds=(self.current.kind,))
+        except (ContainerNotFound, NoRunningProcess):
+            c = self.container
+            f = TaskFilter(kind=self.current.kind, cgroup_level=self.current.cgroup_level,
+                           reason=f"{c.describe()} has no running process: nothing matches until it is back")
         except ContainerError:
             return None
         if replace(f, reason="") == replace(self.current, reason=""):

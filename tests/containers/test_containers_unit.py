@@ -378,10 +378,13 @@ def test_watcher_follows_a_restart(tmp_path):
     f = C.choose_filter(c)
     w = C.FilterWatcher(c, f, cgroup2_mount=h.mount)
     assert w.poll() is None
-    # Stopped: no process; the old values stay.
+    # Stopped: no process; nothing matches meanwhile.
     h.remove(100)
     h.remove(101)
-    assert w.poll() is None and w.current == f
+    off = w.poll()
+    assert (off.kind, off.cgroup_id, off.pidns_ino, off.mntns_ino) == ("cgroup", 0, 0, 0)
+    assert off.reason == f"container {a[:12]} (docker) has no running process: nothing matches until it is back"
+    assert w.poll() is None
     # Restarted: same ID, a new cgroup (the old directory kept so its inode is not reused) and
     # new namespaces.
     os.rename(h.cgroup2 / "docker" / a, h.cgroup2 / "old")
