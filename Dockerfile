@@ -29,7 +29,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-bpfcc bpftool \
       python3-click python3-lark python3-jinja2 python3-yaml \
- && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/* /usr/share/locale/*
 COPY --from=build /opt/kubectl-pytrace /opt/kubectl-pytrace
 COPY tracer_image/entrypoint.sh /usr/local/bin/kubectl-pytrace-entrypoint
 ENV PATH=/opt/kubectl-pytrace/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

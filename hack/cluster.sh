@@ -115,8 +115,9 @@ build_k8s() {
   (cd "$REPO/hack/k8s" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
     "$GO" build -trimpath -ldflags "$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl) ||
-    { rm -rf "$tmp"; die "go build of Kubernetes $K8S_VERSION failed"; }
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl) \
+    >"$K8S_CACHE/build.log" 2>&1 ||
+    { tail -n 40 "$K8S_CACHE/build.log" >&2; rm -rf "$tmp"; die "go build of Kubernetes $K8S_VERSION failed (log: $K8S_CACHE/build.log)"; }
   rm -rf "$BIN"
   mv "$tmp" "$BIN"
   cp "$REPO/hack/k8s/go.sum" "$K8S_CACHE/go.sum"
@@ -574,7 +575,7 @@ cmd_up() {
   build_tools
   if all_running && node_ready; then
     log "already up (node $NODE_NAME Ready)"
-    load_images
+    load_images || die "loading the images failed"
     print_env
     return 0
   fi
@@ -589,17 +590,25 @@ cmd_up() {
   gen_pki
   mount_kernel_fs
   make_cgroup_root
+  start_containerd
+  load_pause_image
+  # The images (a docker build and a ~400 MB import for the tracer) load while the control plane
+  # starts.
+  load_images >"$LOGS/images.log" 2>&1 &
+  local images_pid=$!
   start_etcd
   start_apiserver
   log "kube-apiserver ready at https://$NODE_IP:$API_PORT ($(elapsed)s)"
   start_controllers
-  start_containerd
-  load_pause_image
   start_kubelet
   wait_for 120 "node $NODE_NAME Ready" kubelet node_ready
   log "node $NODE_NAME Ready ($(elapsed)s after start)"
   wait_for 60 "the default service account" kube-controller-manager kubectl_admin -n default get serviceaccount default
-  load_images
+  if ! wait "$images_pid"; then
+    cat "$LOGS/images.log" >&2
+    die "loading the images failed (log: $LOGS/images.log)"
+  fi
+  cat "$LOGS/images.log" >&2
   log "cluster up in $(elapsed)s"
   print_env
 }
@@ -609,7 +618,7 @@ load_images() {
   0 | none) return 0 ;;
   workload) CTRD_SOCK=$CTRD_SOCK "$REPO/hack/images.sh" load workload ;;
   *) CTRD_SOCK=$CTRD_SOCK "$REPO/hack/images.sh" load all ;;
-  esac || die "loading the images failed (hack/images.sh load)"
+  esac
 }
 
 # Unmount everything mounted under DIR, deepest first.

@@ -7,6 +7,7 @@
 #                                                k8s.io namespace (pods use imagePullPolicy Never or
 #                                                IfNotPresent)
 #   hack/images.sh save DIR                      write tracer.tar and workload.tar into DIR (for kind)
+#   hack/images.sh workload-tar                  build the workload image tar, print its path
 #   hack/images.sh names                         print the image references
 #
 # tracer    the top-level Dockerfile, built with Docker (hack/docker.sh starts an engine when none
@@ -16,7 +17,8 @@
 # (The pause image is hack/cluster.sh's: it is needed before any pod can run.)
 #
 # Environment: CTRD_SOCK (containerd socket; default the local cluster's), PYTRACE_BASE_IMAGE,
-# PYTRACE_TRACER_IMAGE, PYTRACE_WORKLOAD_IMAGE, PYTRACE_CACHE_DIR.
+# PYTRACE_TRACER_IMAGE, PYTRACE_WORKLOAD_IMAGE, PYTRACE_CACHE_DIR, PYTRACE_DOCKER_NO_CACHE=1 (docker
+# build --no-cache: to measure a cold build).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -121,7 +123,9 @@ build_tracer() {
   base=$(base_image)
   start=$(date +%s)
   log "docker build $TRACER_IMAGE (BASE_IMAGE=$base)"
-  "$docker" build -q --build-arg "BASE_IMAGE=$base" -t "$TRACER_IMAGE" -f "$REPO/Dockerfile" "$REPO" >/dev/null ||
+  local nocache=()
+  [ "${PYTRACE_DOCKER_NO_CACHE:-0}" = 1 ] && nocache=(--no-cache)
+  "$docker" build -q "${nocache[@]}" --build-arg "BASE_IMAGE=$base" -t "$TRACER_IMAGE" -f "$REPO/Dockerfile" "$REPO" >/dev/null ||
     die "docker build of the tracer image failed (run: docker build --build-arg BASE_IMAGE=$base -t $TRACER_IMAGE $REPO)"
   log "tracer image built in $(($(date +%s) - start))s: $("$docker" image inspect -f '{{.Size}}' "$TRACER_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 }
@@ -169,7 +173,10 @@ load_tracer() {
 }
 
 what=${2:-all}
-case "$what" in tracer | workload | all) ;; *) [ "${1:-}" = save ] || die "unknown image '$what' (tracer, workload or all)" ;; esac
+case "${1:-}" in build | load)
+  case "$what" in tracer | workload | all) ;; *) die "unknown image '$what' (tracer, workload or all)" ;; esac
+  ;;
+esac
 
 case "${1:-}" in
 build)
@@ -189,6 +196,9 @@ save)
   "$(docker_cli)" save -o "$dir/tracer.tar" "$TRACER_IMAGE"
   echo "$dir/tracer.tar"
   echo "$dir/workload.tar"
+  ;;
+workload-tar)
+  workload_tar
   ;;
 names)
   echo "TRACER_IMAGE=$TRACER_IMAGE"

@@ -90,17 +90,17 @@ def test_tracer_pod_imports_bcc_and_loads_bpf(cluster, namespace):
 
 
 def test_tracer_pod_sees_host_pids_and_tracefs(cluster, namespace):
-    script = ("readlink /proc/1/ns/pid; test -e /sys/kernel/tracing/events/syscalls && echo tracefs; "
+    script = ("readlink /proc/self/ns/pid; test -e /sys/kernel/tracing/events/syscalls && echo tracefs; "
               "test -e /sys/kernel/debug/tracing && echo debugfs; test -e /sys/kernel/btf/vmlinux && echo btf; "
               "ls /lib/modules >/dev/null && ls /usr/src >/dev/null && echo hostdirs; "
-              "python3 -m kubectl_pytrace --help >/dev/null 2>&1; echo package=$?")
+              "python3 -c 'import kubectl_pytrace' && echo package")
     cluster.apply(tracer_pod("host", cluster.tracer_image, ["sh", "-c", script]), namespace)
     phase = cluster.wait_pod_phase("host", namespace, ["Succeeded", "Failed"], timeout=120)
     lines = cluster.logs("host", namespace).splitlines()
     assert phase == "Succeeded", lines
-    assert {"tracefs", "debugfs", "btf", "hostdirs"} <= set(lines), lines
-    if cluster.local:  # same host: the pod's PID 1 is the host's
-        assert lines[0] == os.readlink("/proc/1/ns/pid")
+    assert {"tracefs", "debugfs", "btf", "hostdirs", "package"} <= set(lines), lines
+    if cluster.local:  # same host: the pod is in the host's PID namespace
+        assert lines[0] == os.readlink("/proc/self/ns/pid")
 
 
 # --- local cluster only: crash recovery and a clean `down` --------------------------------------
