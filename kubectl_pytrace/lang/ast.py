@@ -208,7 +208,24 @@ class Unroll(Stmt):
 
 
 @dataclass(eq=True)
+class While(Stmt):
+    cond: Expr
+    body: Block
+    span: Span = _span()
+
+
+@dataclass(eq=True)
 class Return(Stmt):
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class Break(Stmt):
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class Continue(Stmt):
     span: Span = _span()
 
 

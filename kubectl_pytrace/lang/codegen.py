@@ -313,8 +313,20 @@ class FunctionGen:
             with self.nested("{"):
                 self.block(s.body)
 
+    def stmt_While(self, s: ast.While):
+        with self.nested("while (1) {"):
+            cond = self.int_value(s.cond)
+            self.emit(f"if (!({cond})) break;")
+            self.block(s.body)
+
     def stmt_Return(self, s: ast.Return):
         self.emit("return 0;")
+
+    def stmt_Break(self, s: ast.Break):
+        self.emit("break;")
+
+    def stmt_Continue(self, s: ast.Continue):
+        self.emit("continue;")
 
     # ---- storing values -----------------------------------------------------------------------
     def store(self, dest: str, dtype: Type, e: ast.Expr):
@@ -417,6 +429,9 @@ class FunctionGen:
             self.emit(f"u64 {bucket} = ({v} < {lo}) ? 0 : ({v} >= {hi}) ? {nb + 1} : "
                       f"1 + (u64)({v} - {lo}) / {step};")
         key = self.map_key(m, info, bucket)
+        if agg.kind in ("min", "max"):
+            self.min_max(cmap, key, agg, v)  # type: ignore[arg-type]
+            return
         zero = self.tmp("zero")
         ctype_ = agg_value_ctype(agg)
         self.emit(f"{ctype_} {zero} = {'0' if ctype_ in ('u64', 's64') else '{}'};")
@@ -427,14 +442,21 @@ class FunctionGen:
                 self.emit(f"*{p} += 1;")
             elif agg.kind == "sum":
                 self.emit(f"*{p} += {v};")
-            elif agg.kind in ("min", "max"):
-                op = "<" if agg.kind == "min" else ">"
-                cast = "s64" if agg.signed else "u64"
-                self.emit(f"if (!{p}->set || ({cast}){v} {op} ({cast}){p}->value) "
-                          f"{{ {p}->value = {v}; {p}->set = 1; }}")
             else:  # avg, stats
                 self.emit(f"{p}->total += {v};")
                 self.emit(f"{p}->count += 1;")
+
+    def min_max(self, cmap: str, key: str, agg: AggT, v: str):
+        """bpftrace 0.17's min()/max(): a per-CPU slot that starts at 0 and only grows; min()
+        stores 0xffffffff - value. So max() of a negative value on a new key stores nothing (0 does), and
+        user space prints max(slots) for max, 0xffffffff - max(slots) for min."""
+        p, cur, new = self.tmp("p"), self.tmp("cur"), self.tmp("new")
+        self.emit(f"s64 *{p} = {cmap}.lookup(&{key});")
+        self.emit(f"s64 {cur} = {p} ? *{p} : 0;")
+        value = f"(0xffffffffLL - (s64){v})" if agg.kind == "min" else f"(s64){v}"
+        self.emit(f"s64 {new} = {value};")
+        with self.nested(f"if ({new} >= {cur}) {{"):
+            self.emit(f"if ({p}) *{p} = {new}; else {cmap}.update(&{key}, &{new});")
 
     def map_read(self, m: ast.Map) -> Value:
         info = self.gen.analysis.maps[m.name]
@@ -594,38 +616,53 @@ class FunctionGen:
         if op in ("==", "!=", "<", ">", "<=", ">="):
             return f"((s64)(({c})({left}) {op} ({c})({right})))"
         if op in ("/", "%"):
-            # BPF defines x/0 == 0 and x%0 == x; keep that explicit and well-defined in C too
+            # bpftrace 0.17 divides unsigned whatever the operands' types (-7 / 2 is
+            # 9223372036854775804); a zero divisor gives 0, as BPF defines it
             r = self.tmp("div")
-            self.emit(f"{c} {r} = ({c})({right});")
-            return f"(({c})({r} ? ({c})({left}) {op} {r} : 0))"
+            self.emit(f"u64 {r} = (u64)({right});")
+            return f"(({c})({r} ? (u64)({left}) {op} {r} : 0))"
         if op in ("<<", ">>"):
             return f"(({c})(({c})({left}) {op} (({right}) & 63)))"
         return f"(({c})(({c})({left}) {op} ({c})({right})))"
 
-    def string_equal(self, a: Value, at: Type, b: Value, bt: Type) -> str:
+    def string_equal(self, a: Value, at: Type, b: Value, bt: Type, limit: Optional[int] = None) -> str:
+        """C expression that is 1 when the two strings are equal (in their first `limit` bytes)."""
         if isinstance(a, Lit) and isinstance(b, Lit):
-            return "1" if a.data.split(b"\0")[0] == b.data.split(b"\0")[0] else "0"
+            x, y = a.data.split(b"\0")[0], b.data.split(b"\0")[0]
+            if limit is not None:
+                x, y = x[:limit], y[:limit]
+            return "1" if x == y else "0"
         if isinstance(a, Lit):
             a, b, at, bt = b, a, bt, at
         assert isinstance(a, Buf)
         asize = at.size if isinstance(at, StrT) else at.length  # type: ignore[attr-defined]
+        out = self.tmp("eq")
+        self.emit(f"s64 {out} = 0;")
         if isinstance(b, Lit):
             data = b.data.split(b"\0")[0] + b"\0"
-            if len(data) > asize:
-                # the literal with its NUL does not fit: equal only if the buffer is full and a prefix
-                data = data[:asize]
-            terms = [f"{a.ref}[{i}] == {byte if byte < 128 else byte - 256}" for i, byte in enumerate(data)]
-            return "(" + " && ".join(terms) + ")"
+            data = data[:min(asize, limit if limit is not None else len(data))]
+            # one early exit per byte: every mismatch jumps to the same point, so the verifier
+            # sees a single state there instead of one per combination of compared bytes
+            with self.nested("do {", "} while (0);"):
+                for i, byte in enumerate(data):
+                    self.emit(f"if ({a.ref}[{i}] != {byte if byte < 128 else byte - 256}) break;")
+                self.emit(f"{out} = 1;")
+            return out
         assert isinstance(b, Buf)
         bsize = bt.size if isinstance(bt, StrT) else bt.length  # type: ignore[attr-defined]
-        n = min(asize, bsize)
-        out = self.tmp("eq")
-        self.emit(f"s64 {out} = 1;")
+        n = min(asize, bsize, limit if limit is not None else asize)
+        self.emit(f"{out} = 1;")
         self.emit("#pragma unroll")
         with self.nested(f"for (int i = 0; i < {n}; i++) {{"):
             self.emit(f"if ({a.ref}[i] != {b.ref}[i]) {{ {out} = 0; break; }}")
             self.emit(f"if ({a.ref}[i] == 0) break;")
         return out
+
+    def call_strncmp(self, c: ast.Call) -> Value:
+        a, b = c.args[0], c.args[1]
+        n = c.args[2].value  # type: ignore[attr-defined]
+        eq = self.string_equal(self.value(a), self.type(a), self.value(b), self.type(b), n)
+        return f"((s64)!({eq}))"
 
     def expr_Unop(self, e: ast.Unop) -> Value:
         t = self.type(e.operand)
@@ -1004,11 +1041,13 @@ class Generator:
             "    return v ? *v : 0;",
             "}",
             "",
-            "/* hist() buckets: 0 for negatives, 1 for 0, k+2 for [2^k, 2^(k+1)) */",
+            "/* hist() buckets: 0 for negatives, 1 for 0, k+2 for [2^k, 2^(k+1)); like bpftrace 0.17,",
+            "   whose log2 looks at 32 bits, every value from 2^31 up lands in [2G, 4G) */",
             "static __always_inline u64 pytrace_log2_bucket(s64 v)",
             "{",
             "    if (v < 0) return 0;",
             "    if (v == 0) return 1;",
+            "    if (v >= 0x80000000LL) return 33;",
             "    u64 n = v, r = 0;",
             "    if (n >> 32) { n >>= 32; r += 32; }",
             "    if (n >> 16) { n >>= 16; r += 16; }",

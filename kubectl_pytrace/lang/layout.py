@@ -109,7 +109,6 @@ C_PRELUDE_TYPES = """\
 struct pytrace_stack { s64 id; u64 pid; };
 struct pytrace_usym { u64 addr; u64 pid; };
 struct pytrace_inet { u64 af; u8 addr[16]; };
-struct pytrace_minmax { s64 value; u64 set; };
 struct pytrace_avg { s64 total; u64 count; };
 """
 
@@ -119,15 +118,13 @@ def agg_value_format(agg: AggT) -> str:
     if agg.kind in ("count", "sum", "hist", "lhist"):
         return "<q" if agg.signed and agg.kind == "sum" else "<Q"
     if agg.kind in ("min", "max"):
-        return "<qQ" if agg.signed else "<QQ"
+        return "<q"
     return "<qQ" if agg.signed else "<QQ"  # avg, stats: (total, count)
 
 
 def agg_value_ctype(agg: AggT) -> str:
     if agg.kind in ("count", "hist", "lhist"):
         return "u64"
-    if agg.kind == "sum":
+    if agg.kind in ("sum", "min", "max"):
         return "s64"
-    if agg.kind in ("min", "max"):
-        return "struct pytrace_minmax"
     return "struct pytrace_avg"

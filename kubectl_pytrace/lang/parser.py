@@ -148,6 +148,15 @@ class _ToAst(Transformer):
     def return_stmt(self, meta, children):
         return ast.Return(_span(meta))
 
+    def break_stmt(self, meta, children):
+        return ast.Break(_span(meta))
+
+    def continue_stmt(self, meta, children):
+        return ast.Continue(_span(meta))
+
+    def while_stmt(self, meta, children):
+        return ast.While(children[0], children[1], _span(meta))
+
     def cond(self, meta, children):
         return ast.Cond(children[0], children[1], children[2], _span(meta))
 

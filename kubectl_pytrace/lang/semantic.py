@@ -104,6 +104,7 @@ class Checker(ast.NodeVisitor):
         self.fn, self.maps, self.env, self.diags, self.final = fn, maps, env, diags, final
         self.params, self.has_cpid = params, has_cpid
         self.changed = False
+        self.loops = 0
         fn.types.clear()
         fn.fields.clear()
         fn.formats.clear()
@@ -207,8 +208,27 @@ class Checker(ast.NodeVisitor):
         self.set(s.count, INT64)
         self.block(s.body)
 
+    def stmt_While(self, s: ast.While):
+        try:
+            t = self.expr(s.cond)
+            if not is_integer_like(t):
+                self.error(f"invalid condition in while(): {t}", s.cond.span)
+        except _Unknown:
+            pass
+        self.loops += 1
+        self.block(s.body)
+        self.loops -= 1
+
     def stmt_Return(self, s: ast.Return):
         pass
+
+    def stmt_Break(self, s: ast.Break):
+        if not self.loops:
+            self.error("'break' outside a while loop", s.span)
+
+    def stmt_Continue(self, s: ast.Continue):
+        if not self.loops:
+            self.error("'continue' outside a while loop", s.span)
 
     def check_storable(self, t: Type, span: Span):
         if isinstance(t, VoidT):
@@ -630,7 +650,7 @@ class Checker(ast.NodeVisitor):
         method = getattr(self, "call_" + c.name, None)
         if method is None:
             if c.name in ("system", "cat", "signal", "override", "join", "buf", "reg", "kaddr", "uaddr",
-                          "cgroupid", "strncmp", "sizeof", "macaddr", "path", "strftime", "skboutput",
+                          "cgroupid", "sizeof", "macaddr", "path", "strftime", "skboutput",
                           "unwatch", "offsetof", "strerror", "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
             self.error(f"unknown function '{c.name}'", c.name_span)
@@ -715,6 +735,18 @@ class Checker(ast.NodeVisitor):
                     self.error("str() length must not be negative", c.args[1].span)
                 size = min(size, n + 1)
         return StrT(max(1, size))
+
+    def call_strncmp(self, c: ast.Call) -> Type:
+        self.nargs(c, 3)
+        for a in c.args[:2]:
+            t = self.expr(a)
+            if not (isinstance(t, StrT) or is_char_array(t)):
+                self.error(f"strncmp() compares strings, not {t}", a.span)
+        n = _const_int(c.args[2])
+        if n is None or n < 0:
+            self.error("strncmp() length must be a non-negative integer literal", c.args[2].span)
+        self.set(c.args[2], INT64)
+        return INT64
 
     def call_ksym(self, c: ast.Call) -> Type:
         self.nargs(c, 1)

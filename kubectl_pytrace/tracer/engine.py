@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import struct
 import sys
@@ -311,29 +312,32 @@ class Engine:
     def start_command(self, command: List[str]) -> None:
         """Starts the -c command with its pid known to BPF before it runs a single instruction.
 
-        The child is forked and waits on a pipe; cpid is written into the config map, then the
-        child is released to exec the command (an exec failure comes back through a second pipe).
+        The forked child stops itself (SIGSTOP: no read or open that a trace of its syscalls
+        would see), cpid is written into the config map, then the child is continued and execs.
+        An exec failure comes back through a close-on-exec pipe.
         """
-        gate_r, gate_w = os.pipe()
+        path = shutil.which(command[0])
+        if path is None:
+            raise TraceError(f"cannot run {command[0]}: command not found")
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # child
             try:
-                os.close(gate_w)
-                os.close(err_r)
-                os.read(gate_r, 1)
-                os.close(gate_r)
-                os.execvp(command[0], command)
+                os.kill(os.getpid(), signal.SIGSTOP)
+                os.execv(path, command)
             except OSError as e:
                 os.write(err_w, str(e.errno).encode())
             finally:
                 os._exit(127)
-        os.close(gate_r)
         os.close(err_w)
-        self.config.update(struct.pack("<I", CONFIG_CPID), struct.pack("<Q", pid))
+        _, status = os.waitpid(pid, os.WUNTRACED)
         self.child = _Child(pid)
-        os.write(gate_w, b"x")
-        os.close(gate_w)
+        if not os.WIFSTOPPED(status):
+            self.child.status = os.waitstatus_to_exitcode(status)
+            os.close(err_r)
+            raise TraceError(f"cannot run {command[0]}: the child process died before exec")
+        self.config.update(struct.pack("<I", CONFIG_CPID), struct.pack("<Q", pid))
+        os.kill(pid, signal.SIGCONT)
         failed = os.read(err_r, 16)
         os.close(err_r)
         if failed:
@@ -355,9 +359,9 @@ class Engine:
         try:
             self.load()
             n = self.attach()
+            # stdout carries only the program's output (bpftrace prints "Attaching N probes..."
+            # there); the count goes to stderr
             print(f"Attached {n} probe{'s' if n != 1 else ''}", file=self.stderr, flush=True)
-            if self.json:
-                self.out.attached_probes(n)
             self.run_prog(self.begin_fd)
             if command:
                 self.start_command(command)

@@ -59,8 +59,8 @@ class MapReader:
                 user = k[:self.bucket_offset]
                 bucket = self.bucket_struct.unpack_from(k, self.bucket_offset)[0]
                 total = sum(self.value_struct.unpack(slot)[0] for slot in self.raw.cpu_slots(v))
+                per_key = buckets.setdefault(user, {})  # zero() keeps the keys, with no counts
                 if total:
-                    per_key = buckets.setdefault(user, {})
                     per_key[bucket] = per_key.get(bucket, 0) + total
             entries = [(self.key_of(k), b) for k, b in buckets.items()]
             return MapDump(name, vt.kind, entries, lhist=vt.lhist, key_sizes=self._key_sizes())
@@ -71,11 +71,10 @@ class MapReader:
                 value = sum(s[0] for s in slots)
                 if vt.kind == "count" or not vt.signed:
                     value &= (1 << 64) - 1
-            elif vt.kind in ("min", "max"):
-                seen = [s[0] for s in slots if s[1]]
-                if not seen:
-                    continue
-                value = min(seen) if vt.kind == "min" else max(seen)
+            elif vt.kind == "max":
+                value = max(s[0] for s in slots)
+            elif vt.kind == "min":
+                value = 0xFFFFFFFF - max(s[0] for s in slots)
             else:  # avg, stats: (count, total)
                 value = (sum(s[1] for s in slots), sum(s[0] for s in slots))
             entries.append((self.key_of(k), value))
