@@ -29,8 +29,8 @@ def _bcc():
 
 
 class Probe:
-    def __init__(self, f: C.TaskFilter, server: str, lib: str) -> None:
-        arg = json.dumps({"filter": dataclasses.asdict(f), "server": server, "lib": lib})
+    def __init__(self, f: C.TaskFilter, server: str, lib: str, cached: bool = False) -> None:
+        arg = json.dumps({"filter": dataclasses.asdict(f), "server": server, "lib": lib, "cached": cached})
         self.p = subprocess.Popen([sys.executable, str(PROBE), arg], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
@@ -44,14 +44,19 @@ class Probe:
         return {k: {int(t): n for t, n in v.items()} for k, v in json.loads(out.splitlines()[-1]).items()}
 
 
+def _filter(c, which):
+    return C.choose_filter(c) if which == "chosen" else C.choose_filter(c, kinds=(which,))
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["direct", "cached"])
 @pytest.mark.parametrize("which", ["chosen", "pidns"])
-def test_only_the_target_container_counts(two_containers, which):
+def test_only_the_target_container_counts(two_containers, which, cached):
     a, b = two_containers
     c = C.resolve_container(a.id)
-    f = C.choose_filter(c) if which == "chosen" else C.choose_filter(c, kinds=("pidns",))
+    f = _filter(c, which)
     server = F.resolve_path(c, "/app/server")
     lib = F.find_library(c, "libpytracetest")[1]
-    probe = Probe(f, server, lib)
+    probe = Probe(f, server, lib, cached)
     time.sleep(1.0)
     # Processes the containers start after attach: exactly 100 iterations each.
     a.exec("/app/server", "7", "100", "0")
@@ -67,3 +72,29 @@ def test_only_the_target_container_counts(two_containers, which):
         assert n[event].get(7, 0) == 100, (event, n)
         assert n[event].get(8, 0) == 0, (event, n)
         assert n[event + "_all"].get(8, 0) == 100, (event, n)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["direct", "cached"])
+def test_a_task_moving_into_the_container_cgroup(two_containers, cached):
+    # A host process opens marker 9 fifty times, moves itself into A's cgroup v2 group, and opens
+    # it fifty times more: the cgroup filter counts exactly the last fifty (the cached form drops
+    # the verdict it had for the task), the pid namespace filter none.
+    a, _ = two_containers
+    c = C.resolve_container(a.id)
+    f = C.choose_filter(c)
+    if f.kind != "cgroup":
+        pytest.skip(f"this host uses the {f.kind} filter: {f.reason}")
+    from kubectl_pytrace.tracer import procfs
+    group = os.path.join(procfs.find_cgroup2_mount().mount_point, c.cgroup_v2_path.lstrip("/"))
+    Path("/tmp/pytrace-marker-9").touch()
+    script = ('i=0; while [ $i -lt 50 ]; do : < /tmp/pytrace-marker-9; i=$((i+1)); done; '
+              'echo $$ > "$1/cgroup.procs"; '
+              'i=0; while [ $i -lt 50 ]; do : < /tmp/pytrace-marker-9; i=$((i+1)); done')
+    server = F.resolve_path(c, "/app/server")
+    lib = F.find_library(c, "libpytracetest")[1]
+    for g in (f, C.choose_filter(c, kinds=("pidns",))):
+        probe = Probe(g, server, lib, cached)
+        subprocess.run(["/bin/sh", "-c", script, "sh", group], check=True)
+        n = probe.stop()
+        assert n["openat_all"].get(9, 0) == 100, n
+        assert n["openat"].get(9, 0) == (50 if g.kind == "cgroup" else 0), (g.kind, n)
