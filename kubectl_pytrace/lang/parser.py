@@ -81,16 +81,26 @@ def decode_string(tok: Token) -> bytes:
     return bytes(out)
 
 
+MAX_EXPONENT = 19  # 1e19 still fits in 64 bits; a larger exponent never does
+
+
 def parse_int(text: str) -> int:
+    """The value of an integer literal; ValueError (with a message for the user) when invalid."""
     t = text.replace("_", "")
+    if len(t.lstrip("0")) > 66:  # longer than b + 64 binary digits: never fits (int() refuses > 4300 digits)
+        raise ValueError("integer literal does not fit in 64 bits")
     if t[:2].lower() == "0x":
         return int(t[2:], 16)
     if t[:2].lower() == "0b":
         return int(t[2:], 2)
     if "e" in t.lower():
         mant, exp = re.split("[eE]", t)
+        if int(exp) > MAX_EXPONENT:  # 1e999999999 would take forever to compute
+            raise ValueError(f"exponent will overflow integer range: {int(exp)}")
         return int(mant) * 10 ** int(exp)
     if len(t) > 1 and t[0] == "0":
+        if not set(t) <= set("01234567"):
+            raise ValueError(f"invalid octal literal '{text}'")
         return int(t, 8)
     return int(t)
 
@@ -197,7 +207,10 @@ class _ToAst(Transformer):
 
     def integer(self, meta, children):
         tok = children[0]
-        return ast.Integer(parse_int(tok.value), _tspan(tok))
+        try:
+            return ast.Integer(parse_int(tok.value), _tspan(tok))
+        except ValueError as err:
+            raise _SyntaxProblem(str(err), _tspan(tok)) from None
 
     def string(self, meta, children):
         tok = children[0]
