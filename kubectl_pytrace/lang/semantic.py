@@ -333,6 +333,8 @@ class Checker(ast.NodeVisitor):
                 self.set(a, INT64)
                 if v is None:
                     self.error("lhist() min, max and step must be integer literals", a.span)
+                if not -(1 << 63) <= v < 1 << 63:  # they become C constants compared with an s64
+                    self.error("lhist() min, max and step must fit in a signed 64-bit integer", a.span)
             lo, hi, step = vals  # type: ignore[misc]
             if lo < 0:
                 self.error("lhist() min must be non-negative", c.args[1].span)
