@@ -911,10 +911,13 @@ class FunctionGen:
             self.emit(f"{out}.af = {self.int_value(c.args[0])};")
         if isinstance(at, ArrayT):
             n = at.length * max(1, at.elem.bits // 8)  # type: ignore[attr-defined]
-            addr = self.int_value(addr_e)  # arrays evaluate to their address
+            addr = self.value(addr_e)
             if len(c.args) == 1:
                 self.emit(f"{out}.af = {2 if n == 4 else 10};")
-            self.emit(f"bpf_probe_read_kernel(&{out}.addr, {n}, (void *)({addr}));")
+            if isinstance(addr, Buf):  # byte arrays (u8 saddr[4]) are already read into a buffer
+                self.emit(f"__builtin_memcpy(&{out}.addr, &{addr.ref}, {n});")
+            else:  # other arrays evaluate to their address
+                self.emit(f"bpf_probe_read_kernel(&{out}.addr, {n}, (void *)({addr}));")
         else:
             v = self.int_value(addr_e)
             if len(c.args) == 1:

@@ -788,7 +788,7 @@ class Checker(ast.NodeVisitor):
         if len(c.args) == 2:
             self.int_expr(c.args[0], "ntop() address family")
         t = self.expr(c.args[-1])
-        if not (is_integer_like(t) or isinstance(t, (ArrayT, StrT))):
+        if not (is_integer_like(t) or isinstance(t, ArrayT)):
             self.error(f"ntop() expects an integer IPv4 address or a 4/16-byte array, not {t}", c.args[-1].span)
         if isinstance(t, ArrayT) and t.elem.bits * t.length not in (32, 128):  # type: ignore[union-attr]
             self.error(f"ntop() expects a 4 or 16-byte address, not {t}", c.args[-1].span)
