@@ -8,7 +8,9 @@ stand-in container: a pid namespace and a cgroup v2 group of its own, made here 
 The probe on syscalls:sys_enter_getppid counts into a per-CPU array (bpftrace's `@ = count()`), either
 unscoped or behind the predicate the engine emits for each filter kind (TaskFilter.c_condition(), with
 its values as constants, or read from a one-entry array map as a program following container
-restarts does). Variants are interleaved round by round; medians are reported.
+restarts does). Variants are interleaved round by round; each is reported by its best run (the
+least disturbed by other tasks on the CPU: on a shared machine the median is mostly noise), with
+the spread (max - min) beside it.
 
     probe cost  = ns per call with the probe - ns per call with no probe attached
     extra       = (scoped probe cost - unscoped probe cost) / unscoped probe cost
@@ -24,7 +26,6 @@ import ctypes
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -323,7 +324,7 @@ def run_once(cmd) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=1_000_000, help="getppid() calls per run")
-    ap.add_argument("--rounds", type=int, default=7, help="runs per variant (median reported)")
+    ap.add_argument("--rounds", type=int, default=7, help="runs per variant (the best is reported)")
     ap.add_argument("--cpu", type=int, default=min(1, os.cpu_count() - 1), help="CPU to pin the workload to")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--bpf-stats", action="store_true",
@@ -416,7 +417,7 @@ def main() -> None:
         standin.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = {k: min(v) for k, v in samples.items()}
     rows = []
     for where, suffix in (("inside", ""), ("outside", "/outside")):
         base = med["none" + suffix]
