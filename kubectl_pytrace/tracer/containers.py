@@ -477,8 +477,19 @@ class FilterWatcher:
         self.current = current
         self._mount = cgroup2_mount
 
+    def _unchanged(self) -> bool:
+        # Cheap check first: the process the values came from still runs in the same pid namespace
+        # and cgroup, so the container has not restarted (a restart replaces every process).
+        c = self.container
+        if self.current.cgroup_id == 0 and self.current.pidns_ino == 0 and self.current.mntns_ino == 0:
+            return False            # blanked while the container was down
+        if procfs.ns_id(c.proc_root, c.pid, "pid") != c.pidns:
+            return False
+        text = procfs.read_text(os.path.join(procfs.pid_dir(c.proc_root, c.pid), "cgroup"))
+        return text is not None and c.id in {r.id for r in cgroups.containers_of(cgroups.parse_cgroup_file(text))}
+
     def poll(self) -> Optional[TaskFilter]:
-        if self.container.id is None:
+        if self.container.id is None or self._unchanged():
             return None
         try:
             c = resolve_container(self.container.id, proc_root=self.container.proc_root,
