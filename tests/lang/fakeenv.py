@@ -1,0 +1,119 @@
+"""A small, fully known Environment for the compiler's unit tests (no tracefs, no BTF file).
+
+It answers like the tracer's HostEnvironment does: None where it knows nothing, LookupFailed for
+names that do not exist, and a few tracepoints, structs, functions and USDT probes that do.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Dict, List, Optional, Tuple
+
+from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
+from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type
+
+I32, U32, I64, U64 = IntT(32, True), IntT(32, False), IntT(64, True), IntT(64, False)
+CHAR = IntT(8, True)
+
+TRACEPOINTS: Dict[Tuple[str, str], List[TracepointField]] = {
+    ("syscalls", "sys_enter_openat"): [
+        TracepointField("__syscall_nr", I32, 8, 4),
+        TracepointField("dfd", I64, 16, 8),
+        TracepointField("filename", PtrT(CHAR, "user"), 24, 8),
+        TracepointField("flags", I64, 32, 8),
+        TracepointField("mode", U64, 40, 8),
+    ],
+    ("syscalls", "sys_enter_read"): [
+        TracepointField("__syscall_nr", I32, 8, 4),
+        TracepointField("fd", U64, 16, 8),
+        TracepointField("buf", PtrT(CHAR, "user"), 24, 8),
+        TracepointField("count", U64, 32, 8),
+    ],
+    ("syscalls", "sys_exit_read"): [
+        TracepointField("__syscall_nr", I32, 8, 4),
+        TracepointField("ret", I64, 16, 8),
+    ],
+    ("sched", "sched_switch"): [
+        TracepointField("prev_comm", ArrayT(CHAR, 16), 8, 16),
+        TracepointField("prev_pid", I32, 24, 4),
+        TracepointField("prev_prio", I32, 28, 4),
+        TracepointField("next_comm", ArrayT(CHAR, 16), 40, 16),
+        TracepointField("next_pid", I32, 56, 4),
+    ],
+    ("sched", "sched_process_exec"): [
+        TracepointField("filename", PtrT(CHAR, "kernel"), 8, 4, data_loc=True),
+        TracepointField("pid", I32, 12, 4),
+    ],
+}
+
+TASK = StructT("struct task_struct")
+STRUCTS: Dict[str, Dict[str, StructField]] = {
+    "struct task_struct": {
+        "pid": StructField(2400, I32),
+        "tgid": StructField(2404, I32),
+        "comm": StructField(3000, ArrayT(CHAR, 16)),
+        "real_parent": StructField(2416, PtrT(TASK, "kernel")),
+        "flags": StructField(44, U32),
+        "in_execve": StructField(2000, IntT(32, False), bit_offset=3, bit_size=1),
+    },
+    "struct sock": {
+        "sk_family": StructField(16, IntT(16, False)),
+        "sk_daddr": StructField(0, U32),
+        "sk_v6_daddr": StructField(56, ArrayT(IntT(8, False), 16)),
+    },
+    "struct file": {"f_flags": StructField(64, U32)},
+}
+
+USER_FUNCTIONS = {"/bin/x": ["main", "foo", "foo_bar", "ns::f", "_ZN2ns1fEv"]}
+USDT = {"/bin/x": {("prov", "start"): [I32, U64], ("prov", "stop"): [], ("other", "start"): [I64]}}
+KFUNCS = {"vfs_read": ([("file", PtrT(StructT("struct file"), "kernel")), ("count", U64)], I64)}
+
+
+class FakeEnv(Environment):
+    """Knows the tables above; every other name does not exist."""
+
+    kprobes_available = False
+
+    def tracepoints(self, category: str, name: str) -> Optional[List[Tuple[str, str]]]:
+        return [k for k in TRACEPOINTS if fnmatch.fnmatchcase(k[0], category) and fnmatch.fnmatchcase(k[1], name)]
+
+    def tracepoint_fields(self, category: str, name: str) -> Optional[List[TracepointField]]:
+        try:
+            return TRACEPOINTS[(category, name)]
+        except KeyError:
+            raise LookupFailed(f"tracepoint {category}:{name} not found") from None
+
+    def has_btf(self) -> bool:
+        return True
+
+    def struct_exists(self, cname: str) -> Optional[bool]:
+        return cname in STRUCTS
+
+    def struct_field(self, cname: str, member: str) -> Optional[StructField]:
+        if cname not in STRUCTS:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        try:
+            return STRUCTS[cname][member]
+        except KeyError:
+            raise LookupFailed(f"{cname} has no member '{member}'") from None
+
+    def kernel_functions(self, pattern: str) -> Optional[List[str]]:
+        return sorted(f for f in KFUNCS if fnmatch.fnmatchcase(f, pattern))
+
+    def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
+        if func not in KFUNCS:
+            raise LookupFailed(f"kernel function '{func}' is not in the kernel's BTF")
+        return KFUNCS[func]
+
+    def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
+        if path not in USER_FUNCTIONS:
+            raise LookupFailed(f"cannot read symbols of {path}: no such file")
+        return [f for f in USER_FUNCTIONS[path] if fnmatch.fnmatchcase(f, pattern)]
+
+    def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
+        if path not in USDT:
+            raise LookupFailed(f"cannot read USDT probes of {path}: no such file")
+        return sorted(USDT[path])
+
+    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
+        return USDT.get(path, {}).get((provider, name))
