@@ -100,9 +100,10 @@ class Checker(ast.NodeVisitor):
     """Types one ProbeFunction. In a non-final round it only learns map types, reporting nothing."""
 
     def __init__(self, fn: ProbeFunction, maps: Dict[str, MapInfo], env: Environment,
-                 diags: Diagnostics, final: bool, params: List[str], has_cpid: bool):
+                 diags: Diagnostics, final: bool, params: List[str], has_cpid: bool,
+                 guess_maps: bool = True):
         self.fn, self.maps, self.env, self.diags, self.final = fn, maps, env, diags, final
-        self.params, self.has_cpid = params, has_cpid
+        self.params, self.has_cpid, self.guess_maps = params, has_cpid, guess_maps
         self.changed = False
         self.loops = 0
         fn.types.clear()
@@ -449,7 +450,7 @@ class Checker(ast.NodeVisitor):
     def expr_Map(self, e: ast.Map) -> Type:
         info = self.maps.get(e.name)
         if info is None or info.value is None:
-            if not self.final:
+            if not self.final and self.guess_maps:
                 # not learnt yet (`@x += 1` reads @x before anything assigned it): guess an
                 # integer for this round; the final round reports maps nothing ever assigned
                 return INT64
@@ -850,15 +851,19 @@ def analyse(program: ast.Program, groups: List[Tuple[ast.Probe, List[ProbeSpec],
     maps: Dict[str, MapInfo] = {}
     params = params or []
     # Learn map types until nothing changes (an END probe may read a map filled by a later probe),
-    # then check everything once more, this time reporting errors.
-    for _ in range(8):
-        changed = False
-        for fn in functions:
-            ch = Checker(fn, maps, env, diags, False, params, has_cpid)
-            ch.run()
-            changed |= ch.changed
-        if not changed:
-            break
+    # then check everything once more, this time reporting errors. First without guessing: a
+    # statement that reads a map whose type is still unknown is skipped, so `END { @a = @b; }`
+    # does not fix @a as an integer before `BEGIN { @b = "str"; }` is seen. Then maps that only
+    # their own reads define (`@x += 1`, `@n++`) are guessed to be integers.
+    for guess in (False, True):
+        for _ in range(8):
+            changed = False
+            for fn in functions:
+                ch = Checker(fn, maps, env, diags, False, params, has_cpid, guess_maps=guess)
+                ch.run()
+                changed |= ch.changed
+            if not changed:
+                break
     for fn in functions:
         Checker(fn, maps, env, diags, True, params, has_cpid).run()
     for info in maps.values():
