@@ -60,6 +60,7 @@ STRUCTS: Dict[str, Dict[str, StructField]] = {
         "sk_family": StructField(16, IntT(16, False)),
         "sk_daddr": StructField(0, U32),
         "sk_v6_daddr": StructField(56, ArrayT(IntT(8, False), 16)),
+        "skc_ports": StructField(12, ArrayT(IntT(16, False), 2)),
     },
     "struct file": {"f_flags": StructField(64, U32)},
 }
