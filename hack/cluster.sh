@@ -2,8 +2,8 @@
 # A single-node Kubernetes cluster on this host, from real components, for the e2e tests.
 #
 #   hack/cluster.sh up       install what is missing, build (or reuse) the Kubernetes binaries, start
-#                            etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd
-#                            and kubelet, load the images, wait until the node is Ready
+#                            etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd,
+#                            kubelet and kube-proxy, load the images, wait until the node is Ready
 #   hack/cluster.sh down     stop everything `up` started (PID files only), remove pods, mounts,
 #                            cgroups, the CNI bridge and all state
 #   hack/cluster.sh status   what runs, and the node as the API server sees it (exit 1 if not up)
@@ -12,7 +12,7 @@
 #
 # Runs as root. Components:
 #   etcd, containerd, runc, CNI plugins   Debian packages (installed here when missing)
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl
 #                                         built with Go from the k8s.io/kubernetes module pinned in
 #                                         hack/k8s/go.mod, cached in $CACHE_ROOT/k8s-$K8S_VERSION
 #   pause image, pytrace-cri              built from hack/k8s/cmd (no registry is reachable)
@@ -50,9 +50,10 @@ CGROUP_ROOT=pytrace # the kubelet's --cgroup-root, under every cgroup hierarchy
 PAUSE_IMAGE=localhost/kubectl-pytrace/pause:3.10
 KUBECONFIG_ADMIN=$STATE/admin.kubeconfig
 GO=${GO:-/usr/local/go/bin/go}
-COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
-APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins iptables conntrack openssl
-  curl iproute2 util-linux mount ca-certificates)
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins iptables nftables conntrack
+  openssl curl iproute2 util-linux mount ca-certificates)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -115,7 +116,8 @@ build_k8s() {
   (cd "$REPO/hack/k8s" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
     "$GO" build -trimpath -ldflags "$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl) \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
+    k8s.io/kubernetes/cmd/kubectl) \
     >"$K8S_CACHE/build.log" 2>&1 ||
     { tail -n 40 "$K8S_CACHE/build.log" >&2; rm -rf "$tmp"; die "go build of Kubernetes $K8S_VERSION failed (log: $K8S_CACHE/build.log)"; }
   rm -rf "$BIN"
@@ -290,6 +292,7 @@ gen_pki() {
   cert controller-manager system:kube-controller-manager ""
   cert scheduler system:kube-scheduler ""
   cert kubelet-client "system:node:$NODE_NAME" system:nodes
+  cert kube-proxy system:kube-proxy ""
   cert kubelet-serving "system:node:$NODE_NAME" system:nodes "DNS:$NODE_NAME,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP"
   openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key" 2>/dev/null
   openssl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -297,6 +300,7 @@ gen_pki() {
   kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager system:kube-controller-manager
   kubeconfig "$STATE/scheduler.kubeconfig" scheduler system:kube-scheduler
   kubeconfig "$STATE/kubelet.kubeconfig" kubelet-client "system:node:$NODE_NAME"
+  kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy system:kube-proxy
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +361,30 @@ mount_kernel_fs() {
   if [ ! -e /sys/fs/bpf ] || ! mountpoint -q /sys/fs/bpf; then
     mkdir -p /sys/fs/bpf 2>/dev/null && mount -t bpf bpf /sys/fs/bpf && echo /sys/fs/bpf >>"$STATE/host-mounts" || true
   fi
+}
+
+# Docker sets the FORWARD policy to DROP; with br_netfilter, traffic between pods on our bridge
+# and to Services (DNAT to a pod on the same bridge) goes through FORWARD too. One chain of ours,
+# jumped to from FORWARD, accepts what enters or leaves the bridge; `down` removes both.
+FORWARD_CHAIN=PYTRACE-FORWARD
+
+allow_forwarding() {
+  if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != 1 ]; then
+    echo 1 >/proc/sys/net/ipv4/ip_forward
+    echo 0 >"$STATE/ip_forward.orig"
+  fi
+  iptables -w -N "$FORWARD_CHAIN" 2>/dev/null || iptables -w -F "$FORWARD_CHAIN"
+  iptables -w -A "$FORWARD_CHAIN" -i "$BRIDGE" -j ACCEPT
+  iptables -w -A "$FORWARD_CHAIN" -o "$BRIDGE" -j ACCEPT
+  iptables -w -C FORWARD -j "$FORWARD_CHAIN" 2>/dev/null || iptables -w -I FORWARD 1 -j "$FORWARD_CHAIN"
+}
+
+remove_forwarding() {
+  command -v iptables >/dev/null || return 0
+  while iptables -w -D FORWARD -j "$FORWARD_CHAIN" 2>/dev/null; do :; done
+  iptables -w -F "$FORWARD_CHAIN" 2>/dev/null || true
+  iptables -w -X "$FORWARD_CHAIN" 2>/dev/null || true
+  if [ -f "$STATE/ip_forward.orig" ]; then cat "$STATE/ip_forward.orig" >/proc/sys/net/ipv4/ip_forward; fi
 }
 
 write_cni_config() {
@@ -553,19 +581,48 @@ start_kubelet() {
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
 }
 
+# kube-proxy in nftables mode: Services get ClusterIPs that route, through nft tables of its own
+# ("kube-proxy" in the ip and ip6 families), so Docker's iptables rules are never touched; `down`
+# deletes those tables.
+start_kube_proxy() {
+  cat >"$STATE/kube-proxy-config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+mode: nftables
+clusterCIDR: $POD_CIDR
+hostnameOverride: $NODE_NAME
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [primary]
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  start_daemon kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy-config.yaml" --v=1
+}
+
+kube_proxy_ready() { curl -fsS http://127.0.0.1:10256/healthz; }
+
+delete_kube_proxy_tables() {
+  command -v nft >/dev/null || return 0
+  nft delete table ip kube-proxy 2>/dev/null || true
+  nft delete table ip6 kube-proxy 2>/dev/null || true
+}
+
 node_ready() {
   [ "$(kubectl_admin get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 
 all_running() {
   local n
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+  for n in "${DAEMONS[@]}"; do
     daemon_pid "$n" >/dev/null || return 1
   done
 }
 
 leftovers() { # anything of a previous run on this host
-  [ -d "$STATE" ] || [ -d "$RUN" ] || ip link show "$BRIDGE" >/dev/null 2>&1
+  [ -d "$STATE" ] || [ -d "$RUN" ] || ip link show "$BRIDGE" >/dev/null 2>&1 ||
+    { command -v nft >/dev/null && nft list table ip kube-proxy >/dev/null 2>&1; } ||
+    iptables -w -n -L "$FORWARD_CHAIN" >/dev/null 2>&1
 }
 
 cmd_up() {
@@ -590,6 +647,7 @@ cmd_up() {
   gen_pki
   mount_kernel_fs
   make_cgroup_root
+  allow_forwarding
   start_containerd
   load_pause_image
   # The images (a docker build and a ~400 MB import for the tracer) load while the control plane
@@ -601,9 +659,11 @@ cmd_up() {
   log "kube-apiserver ready at https://$NODE_IP:$API_PORT ($(elapsed)s)"
   start_controllers
   start_kubelet
+  start_kube_proxy
   wait_for 120 "node $NODE_NAME Ready" kubelet node_ready
   log "node $NODE_NAME Ready ($(elapsed)s after start)"
   wait_for 60 "the default service account" kube-controller-manager kubectl_admin -n default get serviceaccount default
+  wait_for 60 "kube-proxy" kube-proxy kube_proxy_ready
   if ! wait "$images_pid"; then
     cat "$LOGS/images.log" >&2
     die "loading the images failed (log: $LOGS/images.log)"
@@ -635,7 +695,8 @@ cmd_down() {
   tools=$(tools_dir)
   [ -x "$tools/pytrace-cri" ] && have_tools=1
   # 1. No kubelet, so nothing restarts pods while we remove them.
-  stop_daemon kubelet 30; log "kubelet stopped ($(elapsed)s)"
+  stop_daemons 30 kubelet kube-proxy
+  log "kubelet stopped ($(elapsed)s)"
   # 2. Remove every pod through the CRI, which tears down its network (CNI DEL), mounts and shim.
   #    After a crash containerd may be gone: start it again on the same state to do this properly.
   if [ -f "$STATE/containerd.toml" ] && [ "$have_tools" = 1 ]; then
@@ -673,6 +734,8 @@ cmd_down() {
   unmount_under "$STATE"
   unmount_under "$RUN"
   remove_cgroup_root
+  delete_kube_proxy_tables
+  remove_forwarding
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE" 2>/dev/null || true
   if [ -f "$STATE/host-mounts" ]; then
     while read -r f; do umount "$f" 2>/dev/null || true; done < <(sort -r "$STATE/host-mounts")
@@ -683,7 +746,7 @@ cmd_down() {
 
 cmd_status() {
   local n pid rc=0
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+  for n in "${DAEMONS[@]}"; do
     if pid=$(daemon_pid "$n"); then
       printf '%-24s running (pid %s)\n' "$n" "$pid"
     else

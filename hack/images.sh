@@ -72,7 +72,7 @@ busybox_static() {
 
 workload_tar() { # builds (cached by the hash of the sources) and prints the tar's path
   local src=$REPO/tests/workloads/cluster h out bin busybox
-  h=$( (cat "$src/ticker.c" "$REPO/hack/k8s/image_tar.py" && echo "$WORKLOAD_IMAGE") | sha256sum | cut -c1-16)
+  h=$( (cat "$src/ticker.c" "$REPO/hack/k8s/image_tar.py" "$REPO/hack/images.sh" && echo "$WORKLOAD_IMAGE") | sha256sum | cut -c1-16)
   out=$CACHE/workload-$h.tar
   if [ ! -f "$out" ]; then
     apt_need gcc libc6-dev
@@ -85,7 +85,7 @@ workload_tar() { # builds (cached by the hash of the sources) and prints the tar
       --file "$bin/ticker:/usr/local/bin/ticker:0755" --file "$busybox:/bin/busybox:0755")
     local applet
     for applet in sh ash cat echo ls ps sleep date true false env id hostname grep head tail wc \
-      mkdir rm touch kill printf test uname mount; do
+      mkdir rm touch kill printf test uname mount nc httpd ip seq; do
       args+=(--symlink "/bin/$applet:busybox")
     done
     /usr/bin/python3 "$REPO/hack/k8s/image_tar.py" "${args[@]}"
@@ -135,7 +135,11 @@ build_tracer() {
 
 ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
 
-have_image() { ctr_ images ls -q 2>/dev/null | grep -qxF "$1"; }
+have_image() { # (no `ctr | grep -q`: with pipefail, grep's early exit fails the pipeline)
+  local refs
+  refs=$(ctr_ images ls -q 2>/dev/null) || return 1
+  grep -qxF "$1" <<<"$refs"
+}
 
 load_tar() { # load_tar NAME REF KEY TAR-or-"-": skip when KEY was loaded already
   local name=$1 ref=$2 key=$3 src=$4

@@ -184,6 +184,10 @@ def test_down_leaves_nothing_then_up_again(local_only, namespace):
         assert not os.path.exists(STATE) and not os.path.exists(RUN)
         assert netns_before & {p.name for p in pathlib.Path("/run/netns").glob("cni-*")} == set()
         assert subprocess.run(["ip", "link", "show", "pytrace0"], capture_output=True).returncode != 0
+        assert subprocess.run(["iptables", "-w", "-n", "-L", "PYTRACE-FORWARD"], capture_output=True).returncode != 0
+        assert "CNI-" not in subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True,
+                                            text=True).stdout
+        assert subprocess.run(["nft", "list", "table", "ip", "kube-proxy"], capture_output=True).returncode != 0
         for hierarchy in pathlib.Path("/sys/fs/cgroup").iterdir():
             assert not (hierarchy / "pytrace").exists(), hierarchy
     finally:
@@ -191,3 +195,24 @@ def test_down_leaves_nothing_then_up_again(local_only, namespace):
         again = start_local_cluster()
     print(f"down: {down_s:.1f}s, warm up: {again.up_seconds:.1f}s")
     assert again.up_seconds < 60
+
+
+def test_service_cluster_ip_routes_to_a_pod(cluster, namespace):
+    server = manifest_pod("web", cluster.workload_image, ["httpd", "-f", "-p", "8080", "-h", "/etc"])
+    server["metadata"]["labels"] = {"app": "web"}
+    cluster.apply(server, namespace)
+    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+                  namespace)
+    cluster.wait_pod_phase("web", namespace, ["Running"])
+    ip = cluster.get("service", "web", namespace)["spec"]["clusterIP"]
+    # The client retries: kube-proxy programs the Service and its endpoint asynchronously.
+    # (busybox's wget crashes in a static build: it is not in the image; nc is.)
+    request = "GET /hostname HTTP/1.0\r\n\r\n"
+    client = manifest_pod("client", cluster.workload_image, [
+        "sh", "-c", 'for i in $(seq 60); do printf "$0" | nc -w 2 "$1" 80 | grep -q "^HTTP/1.[01] 200" '
+                    '&& { printf "$0" | nc -w 2 "$1" 80; exit 0; }; sleep 1; done; exit 1', request, ip])
+    cluster.apply(client, namespace)
+    assert cluster.wait_pod_phase("client", namespace, ["Succeeded", "Failed"], timeout=120) == "Succeeded", \
+        cluster.logs("client", namespace)
+    assert cluster.logs("client", namespace).splitlines()[-1] == "web"
