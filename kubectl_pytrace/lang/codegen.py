@@ -502,7 +502,7 @@ class FunctionGen:
         text = params[e.index - 1] if e.index <= len(params) else ""
         t = self.type(e)
         if isinstance(t, IntT):
-            return f"((s64){int(text, 0)}LL)"
+            return f"((s64){int(text, 0) % (1 << 64)}ULL)"  # the 64-bit pattern: -1 is 18446744073709551615ULL
         return Lit(text.encode())
 
     def expr_Builtin(self, e: ast.Builtin) -> Value:

@@ -381,10 +381,12 @@ class Checker(ast.NodeVisitor):
             self.error("positional parameters start at $1", e.span)
         value = self.params[e.index - 1] if e.index <= len(self.params) else ""
         try:
-            int(value, 0)
-            return INT64
+            number = int(value, 0)
         except ValueError:
             return StrT(len(value.encode()) + 1)
+        if not -(1 << 63) <= number < 1 << 64:  # it becomes a C constant
+            self.error(f"${e.index} is used as a number but {value!r} does not fit in 64 bits", e.span)
+        return INT64
 
     def expr_Builtin(self, e: ast.Builtin) -> Type:
         name, prov = e.name, self.fn.provider
