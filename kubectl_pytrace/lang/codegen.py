@@ -22,7 +22,7 @@ from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, pad8, sizeof,
 )
 from kubectl_pytrace.lang.probes import ProbeSpec
-from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
+from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, _const_int
 from kubectl_pytrace.lang.types import (
     AggT, ArrayT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
@@ -660,7 +660,7 @@ class FunctionGen:
 
     def call_strncmp(self, c: ast.Call) -> Value:
         a, b = c.args[0], c.args[1]
-        n = c.args[2].value  # type: ignore[attr-defined]
+        n = _const_int(c.args[2])  # a literal, maybe negated (-0): checked by the semantic pass
         eq = self.string_equal(self.value(a), self.type(a), self.value(b), self.type(b), n)
         return f"((s64)!({eq}))"
 
@@ -829,8 +829,8 @@ class FunctionGen:
     def call_print(self, c: ast.Call) -> Value:
         a = c.args[0]
         if isinstance(a, ast.Map) and not a.keys:
-            top = c.args[1].value if len(c.args) > 1 else 0  # type: ignore[attr-defined]
-            div = c.args[2].value if len(c.args) > 2 else 0  # type: ignore[attr-defined]
+            top = _const_int(c.args[1]) if len(c.args) > 1 else 0  # literals, maybe negated (-0)
+            div = _const_int(c.args[2]) if len(c.args) > 2 else 0
             ev = self.gen.new_event("print_map", [], map=a.name, top=top, div=div)
             self.send(ev, [])
             return "0"
