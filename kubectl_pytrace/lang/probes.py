@@ -103,6 +103,8 @@ def _rate(provider: str, parts: List[str]) -> ProbeSpec:
         raise AttachPointError(f"invalid {provider} rate '{value}': not an integer") from None
     if rate <= 0:
         raise AttachPointError(f"invalid {provider} rate '{value}': must be positive")
+    if rate * max(1, TIME_UNITS[unit]) >= 1 << 64:  # the period in ns (or the frequency) is a u64
+        raise AttachPointError(f"invalid {provider} rate '{value}': too large")
     return ProbeSpec(provider, unit=unit, rate=rate)
 
 
