@@ -192,6 +192,8 @@ class Engine:
             try:
                 self._attach_one(a)
             except bpfsys.VerifierError as e:
+                if not e.log.strip():  # refused before verification (EPERM, EINVAL...)
+                    raise TraceError(self._attach_error(a, e)) from None
                 raise TraceError(f"cannot attach {a.spec.name()}: the BPF verifier rejected the program "
                                  f"({e.strerror}); its last lines:\n{_tail(e.log.splitlines())}") from None
             except (AttachFailed, ELFError) as e:

@@ -30,11 +30,27 @@ class LocalTrace:
     resolve_path: object = None  # path resolver (a container's root), default: this host
 
 
+def ringbuf_pages() -> int:
+    """Ring buffer size in 4 KiB pages: PYTRACE_RINGBUF_PAGES (a power of two), default 4096 (16 MiB)."""
+    text = os.environ.get("PYTRACE_RINGBUF_PAGES", "")
+    if not text:
+        return CodegenOptions.ringbuf_pages
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0 or n & (n - 1):
+        raise TraceError(f"PYTRACE_RINGBUF_PAGES={text}: must be a power of two (pages of 4 KiB)")
+    return n
+
+
 def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
     """Runs one trace; returns the exit status. Errors are printed, never raised."""
     resolve = t.resolve_path or resolve_host_path
     env = HostEnvironment(resolve_path=resolve)  # type: ignore[arg-type]
     try:
+        if t.dump is None and os.geteuid() != 0:
+            raise TraceError("tracing needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run it with sudo")
         if t.dump != "ast" and os.geteuid() == 0:
             tracefs.ensure_tracefs()
         if t.dump == "ast":
@@ -43,15 +59,14 @@ def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
             print(ast.dump(parse(t.text, t.filename)), file=stdout)
             return 0
         kprobe_mode = "kprobe" if env.kprobes_available else "fentry"
-        options = CodegenOptions(task_filter=t.task_filter, ns_pids=t.ns_pids, kprobe_mode=kprobe_mode)
+        options = CodegenOptions(task_filter=t.task_filter, ns_pids=t.ns_pids, kprobe_mode=kprobe_mode,
+                                 ringbuf_pages=ringbuf_pages())
         compiled = compile_program(t.text, t.filename, env, options, t.params, has_cpid=bool(t.command))
         if compiled.warnings:
             print(compiled.warnings, file=stderr)
         if t.dump == "c":
             print(compiled.c.text, file=stdout)
             return 0
-        if os.geteuid() != 0:
-            raise TraceError("tracing needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run it with sudo")
         found = setup_headers(stderr)
         out = make_output(t.output, stdout, autoflush=False)
         engine = Engine(compiled, out, resolve, stderr=stderr, json=t.output == "json",  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""Shared test set-up: facility checks behind the markers, and the host workloads.
+
+Markers (pyproject.toml): root, bpf, kprobes, bpftrace, docker, cluster. A test carrying one is
+skipped, with the reason, only when this machine really lacks the facility; CI runs as root on a
+BPF-capable kernel and runs them all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
+
+
+def _bpf_missing() -> str:
+    if os.geteuid() != 0:
+        return "needs root (loads BPF programs)"
+    if not os.path.exists("/sys/kernel/btf/vmlinux") and not os.path.exists("/sys/fs/bpf"):
+        return "this kernel has no BPF support"
+    return ""
+
+
+def _kprobes_missing() -> str:
+    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        if os.path.exists(os.path.join(root, "kprobe_events")):
+            return ""
+    return "this kernel has no kprobes (CONFIG_KPROBES is not set)"
+
+
+def pytest_collection_modifyitems(config, items):
+    reasons = {
+        "root": "needs root" if os.geteuid() != 0 else "",
+        "bpf": _bpf_missing(),
+        "kprobes": _kprobes_missing(),
+        "bpftrace": "" if shutil.which("bpftrace") else "bpftrace is not installed (apt-get install bpftrace)",
+    }
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracefs_mounted():
+    """bpftrace and the tracer both need tracefs, which this VM does not mount at boot."""
+    if os.geteuid() == 0 and not os.path.exists("/sys/kernel/tracing/events"):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def host_workloads():
+    """{name: path} of the C programs of tests/workloads/host, built with gcc (cached)."""
+    path = REPO / "tests" / "workloads" / "host" / "build.py"
+    spec = importlib.util.spec_from_file_location("pytrace_host_workloads", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_workloads()
