@@ -1,0 +1,217 @@
+"""Attach points: parsing (aliases, quoted C++ symbols, addresses, USDT providers, rates) and the
+expansion of wildcards into concrete probes."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubectl_pytrace.lang import CompileError, compile_program
+from kubectl_pytrace.lang.diagnostics import Diagnostics, Source
+from kubectl_pytrace.lang.env import Environment
+from kubectl_pytrace.lang.expand import expand
+from kubectl_pytrace.lang.parser import parse
+from kubectl_pytrace.lang.probes import AttachPointError, ProbeSpec, parse_attach_point, split_attach_point
+
+from .fakeenv import FakeEnv
+
+
+@pytest.mark.parametrize("raw, spec", [
+    ("BEGIN", ProbeSpec("BEGIN")),
+    ("END", ProbeSpec("END")),
+    ("tracepoint:syscalls:sys_enter_openat", ProbeSpec("tracepoint", "syscalls", "sys_enter_openat")),
+    ("t:sched:sched_switch", ProbeSpec("tracepoint", "sched", "sched_switch")),
+    ("t:syscalls:sys_enter_*", ProbeSpec("tracepoint", "syscalls", "sys_enter_*")),
+    ("uprobe:/bin/bash:readline", ProbeSpec("uprobe", "/bin/bash", "readline")),
+    ("u:/bin/bash:readline", ProbeSpec("uprobe", "/bin/bash", "readline")),
+    ("u:libc:malloc", ProbeSpec("uprobe", "libc", "malloc")),
+    ("ur:/bin/bash:readline", ProbeSpec("uretprobe", "/bin/bash", "readline")),
+    ("uretprobe:/bin/bash:readline", ProbeSpec("uretprobe", "/bin/bash", "readline")),
+    ('uprobe:/bin/x:"ns::f"', ProbeSpec("uprobe", "/bin/x", "ns::f")),
+    ('uprobe:/bin/x:"std::vector<int>::push_back(int const&)"',
+     ProbeSpec("uprobe", "/bin/x", "std::vector<int>::push_back(int const&)")),
+    ('uprobe:"/opt/my app/bin":f', ProbeSpec("uprobe", "/opt/my app/bin", "f")),
+    ("uprobe:/bin/x:0x1234", ProbeSpec("uprobe", "/bin/x", address=0x1234)),
+    ("ur:/bin/x:0XABCdef", ProbeSpec("uretprobe", "/bin/x", address=0xABCDEF)),
+    ("usdt:/bin/x:probe", ProbeSpec("usdt", "/bin/x", "probe")),
+    ("usdt:/bin/x:prov:probe", ProbeSpec("usdt", "/bin/x", "probe", ns="prov")),
+    ("U:/bin/x:prov:probe", ProbeSpec("usdt", "/bin/x", "probe", ns="prov")),
+    ("U:/bin/x:*", ProbeSpec("usdt", "/bin/x", "*")),
+    ("kprobe:do_nanosleep", ProbeSpec("kprobe", func="do_nanosleep")),
+    ("k:do_nanosleep", ProbeSpec("kprobe", func="do_nanosleep")),
+    ("kprobe:ext4:ext4_sync_fs", ProbeSpec("kprobe", "ext4", "ext4_sync_fs")),
+    ("kr:vfs_*", ProbeSpec("kretprobe", func="vfs_*")),
+    ("kretprobe:vfs_read", ProbeSpec("kretprobe", func="vfs_read")),
+    ("f:vfs_read", ProbeSpec("kfunc", func="vfs_read")),
+    ("kfunc:vfs_read", ProbeSpec("kfunc", func="vfs_read")),
+    ("fentry:vfs_read", ProbeSpec("kfunc", func="vfs_read")),
+    ("fr:vfs_read", ProbeSpec("kretfunc", func="vfs_read")),
+    ("fexit:vfs_read", ProbeSpec("kretfunc", func="vfs_read")),
+    ("profile:hz:99", ProbeSpec("profile", unit="hz", rate=99)),
+    ("p:hz:99", ProbeSpec("profile", unit="hz", rate=99)),
+    ("profile:s:1", ProbeSpec("profile", unit="s", rate=1)),
+    ("profile:ms:10", ProbeSpec("profile", unit="ms", rate=10)),
+    ("profile:us:100", ProbeSpec("profile", unit="us", rate=100)),
+    ("interval:s:1", ProbeSpec("interval", unit="s", rate=1)),
+    ("i:ms:100", ProbeSpec("interval", unit="ms", rate=100)),
+    ("i:us:500", ProbeSpec("interval", unit="us", rate=500)),
+    ("interval:hz:2", ProbeSpec("interval", unit="hz", rate=2)),
+    ("interval:ms:0x10", ProbeSpec("interval", unit="ms", rate=16)),  # bpftrace accepts it too
+])
+def test_parse_attach_point(raw, spec):
+    assert parse_attach_point(raw) == spec
+
+
+@pytest.mark.parametrize("raw, name", [
+    ("t:sched:sched_switch", "tracepoint:sched:sched_switch"),
+    ("u:/bin/x:f", "uprobe:/bin/x:f"),
+    ("ur:/bin/x:0x10", "uretprobe:/bin/x:0x10"),
+    ('uprobe:/bin/x:"ns::f"', "uprobe:/bin/x:ns::f"),
+    ("U:/bin/x:prov:p", "usdt:/bin/x:prov:p"),
+    ("U:/bin/x:p", "usdt:/bin/x:p"),
+    ("k:f", "kprobe:f"),
+    ("kprobe:mod:f", "kprobe:mod:f"),
+    ("fr:f", "kretfunc:f"),
+    ("p:hz:99", "profile:hz:99"),
+    ("i:s:1", "interval:s:1"),
+    ("BEGIN", "BEGIN"),
+])
+def test_full_probe_names(raw, name):
+    """What the `probe` builtin prints: aliases expanded, quotes removed."""
+    assert parse_attach_point(raw).name() == name
+
+
+def test_return_and_wildcard_properties():
+    assert parse_attach_point("ur:/bin/x:f").is_return and parse_attach_point("kr:f").is_return
+    assert parse_attach_point("fr:f").is_return and not parse_attach_point("u:/bin/x:f").is_return
+    assert parse_attach_point("t:syscalls:sys_enter_*").is_wildcard
+    assert parse_attach_point("u:/bin/x:foo?").is_wildcard
+    assert parse_attach_point("U:/bin/x:p*:x").is_wildcard
+    assert not parse_attach_point("u:/bin/x:foo").is_wildcard
+
+
+def test_split_keeps_colons_inside_quotes():
+    assert split_attach_point('uprobe:/bin/x:"a::b":c') == ["uprobe", "/bin/x", "a::b", "c"]
+    assert split_attach_point("a") == ["a"]
+    assert split_attach_point("a::b") == ["a", "", "b"]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("foo:bar", "unknown probe type 'foo'"),
+    ("kprobe", "incomplete attach point 'kprobe'"),
+    ("kprobe:", "incomplete attach point 'kprobe:'"),
+    ("uprobe::f", "incomplete attach point 'uprobe::f'"),
+    ("uprobe:/bin/x:ns::f", "incomplete attach point 'uprobe:/bin/x:ns::f'"),
+    ("BEGIN:x", "BEGIN takes no arguments"),
+    ("END:", "END takes no arguments"),
+    ("tracepoint:a", "tracepoint probes are written tracepoint:CATEGORY:NAME"),
+    ("t:a:b:c", "tracepoint probes are written tracepoint:CATEGORY:NAME"),
+    ("uprobe:/bin/x", "uprobe probes are written uprobe:PATH:FUNCTION or uprobe:PATH:0xADDRESS"),
+    ("ur:/bin/x", "uretprobe probes are written uretprobe:PATH:FUNCTION or uretprobe:PATH:0xADDRESS"),
+    ("uprobe:/bin/x:0xzz", "invalid address '0xzz'"),
+    ("usdt:/bin/x", "usdt probes are written usdt:PATH:[PROVIDER:]NAME"),
+    ("usdt:/bin/x:a:b:c", "usdt probes are written usdt:PATH:[PROVIDER:]NAME"),
+    ("kprobe:a:b:c", "kprobe probes are written kprobe:FUNCTION"),
+    ("profile:s", "profile probe takes a unit and a rate: profile:s:1, profile:ms:100 or profile:hz:99"),
+    ("interval:99", "interval probe takes a unit and a rate: interval:s:1, interval:ms:100 or interval:hz:99"),
+    ("profile:hz:99:1", "profile probe takes a unit and a rate: profile:s:1, profile:ms:100 or profile:hz:99"),
+    ("profile:ns:100", "invalid profile unit 'ns': use one of s, ms, us, hz"),
+    ("interval:m:1", "invalid interval unit 'm': use one of s, ms, us, hz"),
+    ("profile:hz:0", "invalid profile rate '0': must be positive"),
+    ("interval:s:-1", "invalid interval rate '-1': must be positive"),
+    ("interval:s:x", "invalid interval rate 'x': not an integer"),
+    ("interval:s:1.5", "invalid interval rate '1.5': not an integer"),
+    ("interval:s:18446744074", "invalid interval rate '18446744074': too large"),
+    ("profile:hz:18446744073709551616", "invalid profile rate '18446744073709551616': too large"),
+])
+def test_attach_point_errors(raw, message):
+    with pytest.raises(AttachPointError) as info:
+        parse_attach_point(raw)
+    assert str(info.value) == message
+
+
+def test_largest_rates():
+    assert parse_attach_point("interval:s:18446744073").rate == 18446744073
+    assert parse_attach_point("profile:hz:18446744073709551615").rate == 2 ** 64 - 1
+
+
+def test_attach_point_errors_are_diagnostics_at_the_attach_point():
+    with pytest.raises(CompileError) as info:
+        compile_program("BEGIN { }\nkprobe:f, profile:ns:1, interval:s:1 { }")
+    assert str(info.value) == "\n".join([
+        "stdin:2:11-22: ERROR: profile:ns:1: invalid profile unit 'ns': use one of s, ms, us, hz",
+        "kprobe:f, profile:ns:1, interval:s:1 { }",
+        "          ~~~~~~~~~~~~",
+    ])
+
+
+def test_attach_points_as_the_lexer_reads_them():
+    prog = parse('uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:malloc,ur:"/a b/c":"x::y" /pid/{ }')
+    assert [a.raw for a in prog.probes[0].attach_points] == [
+        "uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:malloc", 'ur:"/a b/c":"x::y"']
+    assert prog.probes[0].predicate is not None
+
+
+# ---- expansion ---------------------------------------------------------------------------------------
+
+def expanded(src, env=None):
+    env = env or FakeEnv()
+    diags = Diagnostics(Source(src))
+    groups = expand(parse(src), env, diags)
+    assert not diags.has_errors(), diags.render()
+    return [[s.name() for s in specs] for _, specs, _ in groups]
+
+
+def test_wildcards_expand_with_the_environment():
+    assert expanded("t:syscalls:sys_enter_* { @ = count(); }") == [
+        ["tracepoint:syscalls:sys_enter_openat", "tracepoint:syscalls:sys_enter_read"]]
+    assert expanded("u:/bin/x:foo* { @ = count(); }") == [["uprobe:/bin/x:foo", "uprobe:/bin/x:foo_bar"]]
+    assert expanded("kfunc:vfs_* { @ = count(); }") == [["kfunc:vfs_read"]]
+
+
+def test_bodies_that_depend_on_the_probe_get_one_function_per_probe():
+    assert expanded("t:syscalls:sys_enter_* { @[probe] = count(); }") == [
+        ["tracepoint:syscalls:sys_enter_openat"], ["tracepoint:syscalls:sys_enter_read"]]
+    assert expanded("t:syscalls:sys_*_read { @[args.__syscall_nr] = count(); }") == [
+        ["tracepoint:syscalls:sys_enter_read"], ["tracepoint:syscalls:sys_exit_read"]]
+    # USDT argument readers are compiled into each function
+    assert expanded("U:/bin/x:prov:* { @ = count(); }") == [["usdt:/bin/x:prov:start"], ["usdt:/bin/x:prov:stop"]]
+    assert expanded("U:/bin/x:*:start { @ = count(); }") == [["usdt:/bin/x:other:start"], ["usdt:/bin/x:prov:start"]]
+
+
+def test_without_an_environment_attach_points_stay_as_written():
+    assert expanded("t:syscalls:sys_enter_*, u:/bin/x:f*, U:/bin/x:p { @ = count(); }", env=Environment()) == [
+        ["tracepoint:syscalls:sys_enter_*"], ["uprobe:/bin/x:f*"], ["usdt:/bin/x:p"]]
+
+
+def test_addresses_are_not_looked_up():
+    assert expanded("uprobe:/bin/x:0x1234 { }") == [["uprobe:/bin/x:0x1234"]]
+
+
+@pytest.mark.parametrize("src, message", [
+    ("t:syscalls:nosuch { }", "t:syscalls:nosuch: no such tracepoint: 'syscalls:nosuch'"),
+    ("t:nosuch:* { }", "t:nosuch:*: no tracepoints match 'nosuch:*'"),
+    ("u:/bin/x:nosuch { }", "u:/bin/x:nosuch: no function named 'nosuch' in /bin/x"),
+    ("u:/bin/x:zz* { }", "u:/bin/x:zz*: no functions match 'zz*' in /bin/x"),
+    ("u:/bin/nosuch:f { }", "u:/bin/nosuch:f: cannot read symbols of /bin/nosuch: no such file"),
+    ("U:/bin/x:nope { }", "U:/bin/x:nope: no USDT probe 'nope' in /bin/x"),
+    ("U:/bin/x:p:start { }", "U:/bin/x:p:start: no USDT probe 'p:start' in /bin/x"),
+    ("kfunc:zz* { }", "kfunc:zz*: no kernel functions match 'zz*'"),
+    ("kfunc:nope { }", "kernel function 'nope' is not in the kernel's BTF"),
+    ("BEGIN { } BEGIN { }", "more than one BEGIN probe"),
+    ("END { } END { }", "more than one END probe"),
+])
+def test_expansion_errors(src, message):
+    with pytest.raises(CompileError) as info:
+        compile_program(src, env=FakeEnv())
+    assert [d.message for d in info.value.diagnostics.errors] == [message]
+
+
+def test_attachments_of_a_compiled_program():
+    c = compile_program("BEGIN { } t:syscalls:sys_enter_* { @ = count(); } u:/bin/x:foo, ur:/bin/x:foo { } "
+                        "END { }", env=FakeEnv()).c
+    assert [(a.spec.name(), a.fn_name) for a in c.attachments] == [
+        ("BEGIN", "probe_0"),
+        ("tracepoint:syscalls:sys_enter_openat", "probe_1"), ("tracepoint:syscalls:sys_enter_read", "probe_1"),
+        ("uprobe:/bin/x:foo", "probe_2"), ("uretprobe:/bin/x:foo", "probe_3"),
+        ("END", "probe_4")]
+    assert c.begin_fn == "probe_0" and c.end_fn == "probe_4"
