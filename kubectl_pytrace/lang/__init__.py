@@ -15,17 +15,18 @@ passed in, so the kubectl client can compile without a node and the tracer with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from kubectl_pytrace.lang import ast
-from kubectl_pytrace.lang.codegen import CodegenOptions, CProgram, TaskFilter, generate
+from kubectl_pytrace.lang.codegen import CodegenOptions, CProgram, generate
 from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source
 from kubectl_pytrace.lang.env import Environment
 from kubectl_pytrace.lang.expand import expand
 from kubectl_pytrace.lang.parser import parse
+from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, analyse
 
-__all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "TaskFilter", "compile_program",
+__all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "ScopeFilter", "compile_program",
            "parse"]
 
 
@@ -39,8 +40,11 @@ class Compiled:
 
 def compile_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
                     options: Optional[CodegenOptions] = None, params: Optional[List[str]] = None,
-                    has_cpid: bool = False) -> Compiled:
-    """Compile a program; raises CompileError with every diagnostic of the failing pass."""
+                    has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None) -> Compiled:
+    """Compile a program; raises CompileError with every diagnostic of the failing pass.
+
+    predefined: variables the runtime sets before every probe body, e.g. {"$container_pid": 4242}.
+    """
     env = env or Environment()
     params = params or []
     program = parse(text, filename)
@@ -48,7 +52,7 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
     groups = expand(program, env, diags)
     if diags.has_errors():
         raise CompileError(diags)
-    analysis = analyse(program, groups, env, diags, params, has_cpid)
+    analysis = analyse(program, groups, env, diags, params, has_cpid, predefined)
     if diags.has_errors():
         raise CompileError(diags)
     c = generate(analysis, options, params)

@@ -22,6 +22,8 @@ from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, pad8, sizeof,
 )
 from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang import scope as scope_c
+from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, _const_int
 from kubectl_pytrace.lang.types import (
     AggT, ArrayT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
@@ -33,23 +35,9 @@ STACK_MAP_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
-class TaskFilter:
-    """Scope every probe (but BEGIN/END) to the tasks of one container.
-
-    kind "pidns": tasks whose pid namespace is (dev, ino) of /proc/PID/ns/pid;
-    kind "cgroup": tasks whose cgroup v2 id is cgroup_id.
-    """
-
-    kind: str
-    dev: int = 0
-    ino: int = 0
-    cgroup_id: int = 0
-
-
-@dataclass(frozen=True)
 class CodegenOptions:
-    task_filter: Optional[TaskFilter] = None
-    ns_pids: bool = False  # `pid`/`tid` as seen inside the filter's pid namespace
+    scope: Optional[ScopeFilter] = None  # trace only one container's tasks (lang/scope.py)
+    ns_pids: bool = False  # `pid`/`tid` as seen inside the target's pid namespace
     ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
     map_max_entries: int = MAP_MAX_ENTRIES
     kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available
@@ -88,6 +76,7 @@ class AttachSpec:
     spec: ProbeSpec
     fn_name: str
     probe_id: int
+    internal: bool = False  # a probe of the runtime's own (container scope), not of the program
 
 
 @dataclass
@@ -247,7 +236,10 @@ class FunctionGen:
     def generate(self) -> str:
         fn = self.fn
         for var, t in fn.vars.items():
-            self.emit(decl(t, "v_" + var[1:], self.gen.tuples) + zero_init(t))
+            if var in self.gen.analysis.predefined:
+                self.emit(f"{decl(t, 'v_' + var[1:], self.gen.tuples)} = {self.gen.analysis.predefined[var]}LL;")
+            else:
+                self.emit(decl(t, "v_" + var[1:], self.gen.tuples) + zero_init(t))
         if fn.provider not in ("BEGIN", "END"):
             self.task_filter()
         if fn.probe.predicate is not None:
@@ -259,17 +251,8 @@ class FunctionGen:
         return f"int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
 
     def task_filter(self):
-        f = self.gen.options.task_filter
-        if f is None:
-            return
-        if f.kind == "pidns":
-            self.emit("struct bpf_pidns_info pytrace_ns = {};")
-            self.emit(f"if (bpf_get_ns_current_pid_tgid({f.dev}ULL, {f.ino}ULL, &pytrace_ns, "
-                      f"sizeof(pytrace_ns)) != 0) return 0;")
-        elif f.kind == "cgroup":
-            self.emit(f"if (bpf_get_current_cgroup_id() != {f.cgroup_id}ULL) return 0;")
-        else:
-            raise ValueError(f"unknown task filter {f.kind}")
+        if self.gen.options.scope is not None:
+            self.emit("if (!pytrace_in_scope()) return 0;")
 
     # ---- statements ---------------------------------------------------------------------------
     def block(self, b: ast.Block):
@@ -507,11 +490,14 @@ class FunctionGen:
 
     def expr_Builtin(self, e: ast.Builtin) -> Value:
         name = e.name
-        f = self.gen.options.task_filter
-        if name in ("pid", "tid") and self.gen.options.ns_pids and f is not None and f.kind == "pidns":
-            ns = self.tmp("ns")
+        if name in ("pid", "tid") and self.gen.options.ns_pids and self.gen.options.scope is not None:
+            # as seen in the target's pid namespace (its dev/ino are in the scope config)
+            ns, cfg, zero = self.tmp("ns"), self.tmp("cfg"), self.tmp("zero")
             self.emit(f"struct bpf_pidns_info {ns} = {{}};")
-            self.emit(f"bpf_get_ns_current_pid_tgid({f.dev}ULL, {f.ino}ULL, &{ns}, sizeof({ns}));")
+            self.emit(f"int {zero} = 0;")
+            self.emit(f"struct pytrace_scope_cfg *{cfg} = pytrace_scope_cfg.lookup(&{zero});")
+            self.emit(f"if ({cfg}) bpf_get_ns_current_pid_tgid({cfg}->pidns_dev, {cfg}->pidns_ino, &{ns}, "
+                      f"sizeof({ns}));")
             return f"((u64){ns}.{'tgid' if name == 'pid' else 'pid'})"
         simple = {
             "pid": "(bpf_get_current_pid_tgid() >> 32)",
@@ -992,6 +978,13 @@ class Generator:
         functions: List[str] = []
         attachments: List[AttachSpec] = []
         begin_fn = end_fn = None
+        scope = self.options.scope
+        if scope is not None and scope.cached:
+            # attached first: the cached scope verdict is only trusted once these run
+            attachments.append(AttachSpec(ProbeSpec("rawtracepoint", func="sched_switch"),
+                                          scope_c.SWITCH_FN, -1, internal=True))
+            attachments.append(AttachSpec(ProbeSpec("tracepoint", "cgroup", "cgroup_attach_task"),
+                                          scope_c.ATTACH_FN, -1, internal=True))
         for fn in a.functions:
             name = f"probe_{fn.index}"
             prov = fn.provider
@@ -1062,6 +1055,8 @@ class Generator:
             "}",
             "",
         ]
+        if scope is not None:
+            parts.append(scope_c.prelude(scope))
         text = "\n".join(parts) + "\n" + "\n".join(functions)
         return CProgram(text, attachments, self.events, self.maps, self.probe_names, begin_fn, end_fn,
                         self.uses_stacks, a.uses_elapsed, a.uses_cpid, self.options.kprobe_mode)

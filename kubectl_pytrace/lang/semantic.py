@@ -78,6 +78,7 @@ class Analysis:
     maps: Dict[str, MapInfo]
     uses_elapsed: bool = False
     uses_cpid: bool = False
+    predefined: Dict[str, int] = field(default_factory=dict)  # variables set by the runtime
 
 
 def _is_agg_call(e: ast.Expr) -> bool:
@@ -101,7 +102,7 @@ class Checker(ast.NodeVisitor):
 
     def __init__(self, fn: ProbeFunction, maps: Dict[str, MapInfo], env: Environment,
                  diags: Diagnostics, final: bool, params: List[str], has_cpid: bool,
-                 guess_maps: bool = True):
+                 guess_maps: bool = True, predefined: Optional[Dict[str, int]] = None):
         self.fn, self.maps, self.env, self.diags, self.final = fn, maps, env, diags, final
         self.params, self.has_cpid, self.guess_maps = params, has_cpid, guess_maps
         self.changed = False
@@ -110,6 +111,8 @@ class Checker(ast.NodeVisitor):
         fn.fields.clear()
         fn.formats.clear()
         fn.vars.clear()
+        for name in predefined or {}:
+            fn.vars[name] = INT64  # $container_pid and the like, set before the probe body
 
     # ---- helpers ------------------------------------------------------------------------------
     def error(self, msg: str, span: Span, hint: Optional[str] = None):
@@ -847,7 +850,7 @@ def _printf_kind(t: Type) -> str:
 
 def analyse(program: ast.Program, groups: List[Tuple[ast.Probe, List[ProbeSpec], dict]],
             env: Environment, diags: Diagnostics, params: Optional[List[str]] = None,
-            has_cpid: bool = False) -> Analysis:
+            has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(p, specs, i, **extra) for i, (p, specs, extra) in enumerate(groups)]
     maps: Dict[str, MapInfo] = {}
@@ -861,15 +864,17 @@ def analyse(program: ast.Program, groups: List[Tuple[ast.Probe, List[ProbeSpec],
         for _ in range(8):
             changed = False
             for fn in functions:
-                ch = Checker(fn, maps, env, diags, False, params, has_cpid, guess_maps=guess)
+                ch = Checker(fn, maps, env, diags, False, params, has_cpid, guess_maps=guess,
+                             predefined=predefined)
                 ch.run()
                 changed |= ch.changed
             if not changed:
                 break
     for fn in functions:
-        Checker(fn, maps, env, diags, True, params, has_cpid).run()
+        Checker(fn, maps, env, diags, True, params, has_cpid, predefined=predefined).run()
     for info in maps.values():
         if info.value is None and not diags.has_errors():
             diags.error(f"map '{info.name}' is used but never assigned a value", info.span)
     uses = {n.name for fn in functions for n in fn.probe.walk() if isinstance(n, ast.Builtin)}
-    return Analysis(functions, maps, uses_elapsed="elapsed" in uses, uses_cpid="cpid" in uses)
+    return Analysis(functions, maps, uses_elapsed="elapsed" in uses, uses_cpid="cpid" in uses,
+                    predefined=dict(predefined or {}))

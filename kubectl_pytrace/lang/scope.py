@@ -1,0 +1,118 @@
+"""The in-kernel container scope: C for "does the current task belong to the target?".
+
+Every probe (but BEGIN/END) starts with `if (!pytrace_in_scope()) return 0;`. The values it
+compares with (cgroup id, pid namespace, mount namespace inode, tgid) live in the one-entry array
+`pytrace_scope_cfg`, written by the tracer and rewritten when the container restarts, so the
+program follows it. Which comparison is compiled in is the filter's kind, chosen per host by the
+tracer (tracer/containers.py): none of them reads a kernel struct through the headers; the mount
+namespace one reads through offsets from BTF.
+
+Helper calls cost ~20 ns each on the machines measured, so the verdict is cached per CPU for the
+running task (docs/containers.md): a raw sched_switch probe forgets it when another task is
+switched in, and a cgroup_attach_task probe bumps a generation when any task changes cgroup. The
+mount namespace verdict is not cached (setns/unshare would need more invalidation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+KINDS = ("cgroup", "pidns", "mntns", "tgid")
+
+
+@dataclass(frozen=True)
+class ScopeFilter:
+    kind: str  # one of KINDS
+    mntns_offsets: Optional[Tuple[int, int, int]] = None  # task_struct.nsproxy, nsproxy.mnt_ns, mnt_namespace.ns.inum
+
+    @property
+    def cached(self) -> bool:
+        return self.kind in ("cgroup", "pidns")
+
+
+CFG_STRUCT = ("struct pytrace_scope_cfg { u64 cgroup_id; s64 cgroup_level; u64 pidns_dev; u64 pidns_ino; "
+              "u64 mntns_ino; u64 tgid; };")
+CFG_FORMAT = "<QqQQQQ"  # the same fields, for the tracer
+
+SWITCH_FN = "pytrace_scope_switch"
+ATTACH_FN = "pytrace_scope_attach"
+
+
+def _predicate(f: ScopeFilter) -> List[str]:
+    """Statements that return 1 when the current task is in scope (c: the cfg entry)."""
+    if f.kind == "cgroup":
+        return ["if (c->cgroup_level >= 0)",
+                "    return bpf_get_current_ancestor_cgroup_id(c->cgroup_level) == c->cgroup_id;",
+                "return bpf_get_current_cgroup_id() == c->cgroup_id;"]
+    if f.kind == "pidns":
+        return ["struct bpf_pidns_info info = {};",
+                "return bpf_get_ns_current_pid_tgid(c->pidns_dev, c->pidns_ino, &info, sizeof(info)) == 0;"]
+    if f.kind == "tgid":
+        return ["return (bpf_get_current_pid_tgid() >> 32) == c->tgid;"]
+    if f.kind == "mntns":
+        if f.mntns_offsets is None:
+            raise ValueError("a mount namespace filter needs the BTF offsets")
+        nsproxy, mnt_ns, inum = f.mntns_offsets
+        return ["u64 p = 0; u32 ino = 0;",
+                "u64 task = (u64)bpf_get_current_task();",
+                f"bpf_probe_read_kernel(&p, 8, (void *)(task + {nsproxy}));",
+                "if (!p) return 0;",
+                f"bpf_probe_read_kernel(&p, 8, (void *)(p + {mnt_ns}));",
+                "if (!p) return 0;",
+                f"bpf_probe_read_kernel(&ino, 4, (void *)(p + {inum}));",
+                "return ino == c->mntns_ino;"]
+    raise ValueError(f"unknown scope kind {f.kind!r}")
+
+
+def prelude(f: ScopeFilter) -> str:
+    """Maps and functions to put before the probe functions."""
+    lines = [CFG_STRUCT, "BPF_ARRAY(pytrace_scope_cfg, struct pytrace_scope_cfg, 1);", "",
+             "static __always_inline int pytrace_scope_check(void)", "{", "    int zero = 0;",
+             "    struct pytrace_scope_cfg *c = pytrace_scope_cfg.lookup(&zero);", "    if (!c) return 0;"]
+    lines += ["    " + s for s in _predicate(f)]
+    lines += ["}", ""]
+    if not f.cached:
+        lines += ["static __always_inline int pytrace_in_scope(void) { return pytrace_scope_check(); }", ""]
+        return "\n".join(lines)
+    lines += [
+        "struct pytrace_scope_slot { u64 gen; u64 next; u64 verdict; };",
+        "BPF_PERCPU_ARRAY(pytrace_scope_slot, struct pytrace_scope_slot, 1);",
+        "BPF_ARRAY(pytrace_scope_gen, u64, 1); /* 0: no caching yet */",
+        "",
+        "static __always_inline int pytrace_in_scope(void)",
+        "{",
+        "    int zero = 0;",
+        "    struct pytrace_scope_slot *s = pytrace_scope_slot.lookup(&zero);",
+        "    u64 *g = pytrace_scope_gen.lookup(&zero);",
+        "    if (!s || !g) return pytrace_scope_check();",
+        "    u64 gen = *(volatile u64 *)g;",
+        "    if (gen != 0 && s->gen == gen) return s->verdict;",
+        "    int v = pytrace_scope_check();",
+        "    /* only the task sched_switch announced may store a verdict: an event between the",
+        "       switch tracepoint and the switch itself still runs as the previous task */",
+        "    if (gen != 0 && (s->next == 0 || s->next == (u64)bpf_get_current_task())) {",
+        "        s->verdict = v;",
+        "        s->gen = gen;",
+        "    }",
+        "    return v;",
+        "}",
+        "",
+        f"int {SWITCH_FN}(u64 *ctx)  /* raw tracepoint sched_switch: next is args[2], never read */",
+        "{",
+        "    int zero = 0;",
+        "    struct pytrace_scope_slot *s = pytrace_scope_slot.lookup(&zero);",
+        "    if (s) { s->gen = 0; s->next = ctx[2]; }",
+        "    return 0;",
+        "}",
+        "",
+        f"int {ATTACH_FN}(void *ctx)  /* tracepoint cgroup:cgroup_attach_task */",
+        "{",
+        "    int zero = 0;",
+        "    u64 *g = pytrace_scope_gen.lookup(&zero);",
+        "    if (g) __sync_fetch_and_add(g, 1);",
+        "    return 0;",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
