@@ -220,6 +220,8 @@ class _ToAst(Transformer):
         tok = children[0]
         if tok.value == "$#":
             return ast.Positional(0, True, _tspan(tok))
+        if len(tok.value) > 7:  # int() refuses thousands of digits; nobody passes a million parameters
+            raise _SyntaxProblem("positional parameter number too large", _tspan(tok))
         return ast.Positional(int(tok.value[1:]), False, _tspan(tok))
 
     def ident(self, meta, children):

@@ -425,6 +425,9 @@ class Checker(ast.NodeVisitor):
                 return StructT("args")
             self.error(f"the args builtin can only be used with tracepoint and kfunc probes, not "
                        f"'{prov}'", e.span)
+        if name.startswith(("arg", "sarg")) and len(name.lstrip("sarg")) > 6:
+            # argNNN...: int() of thousands of digits fails, and the number ends up in the C
+            self.error(f"{name[:16]}...: argument number too large", e.span)
         if name.startswith("arg"):
             if prov not in ("kprobe", "uprobe", "usdt"):
                 self.error(f"the {name} builtin can only be used with 'kprobe', 'uprobe' and 'usdt' "
@@ -436,6 +439,8 @@ class Checker(ast.NodeVisitor):
                     self.error(f"{name}: USDT probe {spec.ns}:{spec.func} has {len(self.fn.usdt_args)} "
                                f"argument{'s' if len(self.fn.usdt_args) != 1 else ''}", e.span)
                 return self.fn.usdt_args[n]
+            if prov == "usdt" and n >= 12:
+                self.error(f"{name}: USDT probes have at most 12 arguments", e.span)
             if prov != "usdt" and n > 5:
                 self.error(f"{name}: only arg0..arg5 are passed in registers on x86_64", e.span)
             return UINT64
@@ -592,9 +597,9 @@ class Checker(ast.NodeVisitor):
         if isinstance(base, TupleT):
             if e.arrow or not e.name.isdigit():
                 self.error(f"tuples are indexed with .N, like $t.0", e.span)
+            if len(e.name) > 6 or int(e.name) >= len(base.elems):
+                self.error(f"tuple index {e.name} out of range for a tuple of {len(base.elems)} elements", e.span)
             i = int(e.name)
-            if i >= len(base.elems):
-                self.error(f"tuple index {i} out of range for a tuple of {len(base.elems)} elements", e.span)
             return base.elems[i]
         if isinstance(e.expr, ast.Builtin) and e.expr.name == "args":
             return self.args_field(e)
