@@ -32,10 +32,15 @@ def parse_duration(text: str) -> float:
 @click.option("--deadline", metavar="DURATION", help="Stop after this long (30s, 5m, 1h).")
 @click.option("-c", "command", metavar="CMD", help="Run CMD after attaching; stop when it exits (sets cpid).")
 @click.option("--dump", type=click.Choice(["ast", "c"]), help="Print the parsed tree or the generated C and exit.")
+@click.option("--container-id", metavar="ID", help="With --local: trace only this container (docker://ID, "
+              "containerd://ID or a unique prefix of 12+ hex digits).")
+@click.option("--pid", "target_pid", type=int, metavar="PID",
+              help="With --local: trace only the container PID is in (or PID itself if it is in none).")
+@click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
 @click.argument("params", nargs=-1)
 def run(target: Optional[str], program: Optional[str], program_file: Optional[str], local: bool,
         output: str, deadline: Optional[str], command: Optional[str], dump: Optional[str],
-        params: Tuple[str, ...]) -> None:
+        container_id: Optional[str], target_pid: Optional[int], ns_pids: bool, params: Tuple[str, ...]) -> None:
     """Run a trace: `run --local -e PROGRAM` traces this host."""
     if (program is None) == (program_file is None):
         raise click.UsageError("give the program with exactly one of -e PROGRAM or -f FILE")
@@ -50,12 +55,16 @@ def run(target: Optional[str], program: Optional[str], program_file: Optional[st
         text, filename = program, "stdin"
     if not local and dump is None:
         raise click.UsageError("tracing a cluster target is not available yet: use --local to trace this host")
+    if container_id is not None and target_pid is not None:
+        raise click.UsageError("give at most one of --container-id and --pid")
+    if ns_pids and container_id is None and target_pid is None:
+        raise click.UsageError("--ns-pids needs --container-id or --pid")
     if target is not None and local:
         params = (target,) + params
     trace = local_trace.LocalTrace(
         text=text, filename=filename, output=output,
         deadline=parse_duration(deadline) if deadline else None,
         command=shlex.split(command) if command else None,
-        dump=dump, params=list(params),
+        dump=dump, params=list(params), container_id=container_id, pid=target_pid, ns_pids=ns_pids,
     )
     sys.exit(local_trace.run(trace))

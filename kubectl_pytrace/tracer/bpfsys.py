@@ -218,9 +218,11 @@ def prog_load(prog_type: int, insns: bytes, name: str, expected_attach_type: int
             raise first
 
 
-def raw_tracepoint_open(prog_fd: int) -> int:
-    """Attaches a fentry/fexit program (its target came with the load)."""
-    attr = _RawTpOpenAttr(name=0, prog_fd=prog_fd)
+def raw_tracepoint_open(prog_fd: int, name: str = "") -> int:
+    """Attaches a raw tracepoint program to `name`, or a fentry/fexit program (name "": its target
+    came with the load)."""
+    cname = ctypes.create_string_buffer(name.encode()) if name else None
+    attr = _RawTpOpenAttr(name=ctypes.addressof(cname) if cname else 0, prog_fd=prog_fd)
     return _bpf(BPF_RAW_TRACEPOINT_OPEN, attr)
 
 

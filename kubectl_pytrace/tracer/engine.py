@@ -25,6 +25,7 @@ from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang import Compiled
 from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.codegen import AttachSpec, CONFIG_CPID, CONFIG_START_NS, EventSpec
+from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.probes import TIME_UNITS
 from kubectl_pytrace.tracer import bpfobj, bpfsys
 from kubectl_pytrace.tracer.elf import ELFError, open_elf
@@ -104,7 +105,7 @@ class _Child:
 class Engine:
     def __init__(self, compiled: Compiled, output: Output, resolve_path: Callable[[str], str],
                  stderr: IO = sys.stderr, json: bool = False, headers: str = "",
-                 proc_root: str = "/proc", use_cache: bool = True):
+                 proc_root: str = "/proc", use_cache: bool = True, scope=None):
         self.compiled = compiled
         self.c = compiled.c
         self.out = output
@@ -112,6 +113,9 @@ class Engine:
         self.stderr = stderr
         self.json = json
         self.headers = headers
+        # (containers.TaskFilter with the values, containers.FilterWatcher) when scoped to a container
+        self.scope = scope
+        self.scope_gen = 0
         self.proc_root = proc_root
         self.use_cache = use_cache
         self.obj: Optional[bpfobj.BpfObject] = None
@@ -157,8 +161,26 @@ class Engine:
             self.readers[name] = MapReader(spec, fds[spec.cname], sym)
         for ev in self.c.events.values():
             self.handlers[ev.id] = self._handler(ev, sym)
+        if self.scope is not None:
+            self.write_scope(self.scope[0])
         self.config = bpfsys.RawMap(fds[self.c.config_map], 4, 8)
         self.config.update(struct.pack("<I", CONFIG_START_NS), struct.pack("<Q", time.monotonic_ns()))
+
+    def write_scope(self, f) -> None:
+        """Writes the container's ids into the program (and invalidates cached verdicts)."""
+        fds = self.loader.map_fds  # type: ignore[union-attr]
+        cfg = bpfsys.RawMap(fds["pytrace_scope_cfg"], 4, struct.calcsize(scope_c.CFG_FORMAT))
+        cfg.update(struct.pack("<I", 0), struct.pack(scope_c.CFG_FORMAT, f.cgroup_id, f.cgroup_level,
+                                                     f.pidns_dev, f.pidns_ino, f.mntns_ino, f.tgid))
+        if self.scope_gen:
+            self.bump_scope_gen()
+
+    def bump_scope_gen(self) -> None:
+        fds = self.loader.map_fds  # type: ignore[union-attr]
+        if "pytrace_scope_gen" in fds:
+            self.scope_gen += 1
+            bpfsys.RawMap(fds["pytrace_scope_gen"], 4, 8).update(struct.pack("<I", 0),
+                                                                 struct.pack("<Q", self.scope_gen))
 
     def _handler(self, ev: EventSpec, sym: Symbols) -> Callable:
         decode = RecordDecoder(ev.record, sym)
@@ -188,7 +210,12 @@ class Engine:
     # ---- attaching ----------------------------------------------------------------------------
     def attach(self) -> int:
         n = 0
+        internal_done = False
         for a in self.c.attachments:
+            if not a.internal and not internal_done:
+                internal_done = True
+                if self.scope is not None:
+                    self.bump_scope_gen()  # the invalidating probes run: cached verdicts are safe
             try:
                 self._attach_one(a)
             except bpfsys.VerifierError as e:
@@ -200,7 +227,7 @@ class Engine:
                 raise TraceError(f"cannot attach {a.spec.name()}: {e}") from None
             except OSError as e:
                 raise TraceError(self._attach_error(a, e)) from None
-            n += 1
+            n += 0 if a.internal else 1
         return n
 
     def _attach_error(self, a: AttachSpec, e: OSError) -> str:
@@ -215,7 +242,9 @@ class Engine:
     def _attach_one(self, a: AttachSpec) -> None:
         ld, s, fn = self.loader, a.spec, a.fn_name
         p = s.provider
-        if p in ("BEGIN", "END"):
+        if p == "rawtracepoint":
+            ld.raw_tracepoint(ld.load(fn, bpfsys.PROG_TYPES["raw_tracepoint"]), s.func)
+        elif p in ("BEGIN", "END"):
             fd = ld.load(fn, bpfsys.PROG_TYPES["raw_tracepoint"])
             if p == "BEGIN":
                 self.begin_fd = fd
@@ -402,6 +431,10 @@ class Engine:
             if now >= next_lost:
                 self.report_lost()
                 next_lost = now + LOST_CHECK_INTERVAL
+                if self.scope is not None:
+                    changed = self.scope[1].poll()  # a restarted container has new ids
+                    if changed is not None:
+                        self.write_scope(changed)
             if self.child is not None and self.child.poll() is not None:
                 self.stop_reason = "command"
 

@@ -105,6 +105,9 @@ class Loader:
                                         sample_period=freq or period_ns, flags=flags)
             self._perf(attr, prog_fd, cpu)
 
+    def raw_tracepoint(self, prog_fd: int, name: str) -> None:
+        self.links.append(bpfsys.raw_tracepoint_open(prog_fd, name))
+
     def link(self, fd: int) -> None:
         self.links.append(fd)
 

@@ -9,7 +9,8 @@ from typing import IO, List, Optional
 
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang import CodegenOptions, CompileError, ast, compile_program
-from kubectl_pytrace.lang.codegen import TaskFilter
+from kubectl_pytrace.lang.scope import ScopeFilter
+from kubectl_pytrace.tracer import containerfs, containers
 from kubectl_pytrace.lang.env import LookupFailed
 from kubectl_pytrace.tracer.engine import Engine, TraceError, setup_headers
 from kubectl_pytrace.tracer.hostenv import HostEnvironment, resolve_host_path
@@ -25,9 +26,9 @@ class LocalTrace:
     command: Optional[List[str]] = None
     dump: Optional[str] = None  # ast | c
     params: List[str] = field(default_factory=list)
-    task_filter: Optional[TaskFilter] = None
-    ns_pids: bool = False
-    resolve_path: object = None  # path resolver (a container's root), default: this host
+    container_id: Optional[str] = None  # trace one container (docker://..., containerd://..., or bare)
+    pid: Optional[int] = None  # trace the container this process is in (or the process itself)
+    ns_pids: bool = False  # print pid/tid as the container sees them
 
 
 def ringbuf_pages() -> int:
@@ -44,10 +45,40 @@ def ringbuf_pages() -> int:
     return n
 
 
+@dataclass
+class Target:
+    """A resolved --container-id/--pid: what the compiler and the engine need to scope the trace."""
+
+    container: containers.Container
+    filter: containers.TaskFilter
+    scope: ScopeFilter
+
+    def resolve_path(self, path: str) -> str:
+        if self.container.id is None:  # a host process: paths are the host's
+            return resolve_host_path(path)
+        return containerfs.resolve_binary(self.container, path)
+
+
+def resolve_target(t: LocalTrace, env: HostEnvironment) -> Optional[Target]:
+    if t.container_id is None and t.pid is None:
+        return None
+    if t.container_id is not None:
+        c = containers.resolve_container(t.container_id)
+    else:
+        c = containers.resolve_pid(t.pid)  # type: ignore[arg-type]
+    kinds = ("cgroup", "pidns", "mntns") if env.has_btf() else ("cgroup", "pidns")
+    f = containers.choose_filter(c, kinds)
+    offsets = None
+    if f.kind == "mntns":
+        offsets = (env.struct_field("struct task_struct", "nsproxy").offset,  # type: ignore[union-attr]
+                   env.struct_field("struct nsproxy", "mnt_ns").offset,  # type: ignore[union-attr]
+                   env.struct_field("struct mnt_namespace", "ns.inum").offset)  # type: ignore[union-attr]
+    return Target(c, f, ScopeFilter(f.kind, offsets))
+
+
 def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
     """Runs one trace; returns the exit status. Errors are printed, never raised."""
-    resolve = t.resolve_path or resolve_host_path
-    env = HostEnvironment(resolve_path=resolve)  # type: ignore[arg-type]
+    env = HostEnvironment()
     try:
         if t.dump is None and os.geteuid() != 0:
             raise TraceError("tracing needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run it with sudo")
@@ -58,10 +89,18 @@ def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
 
             print(ast.dump(parse(t.text, t.filename)), file=stdout)
             return 0
+        target = resolve_target(t, env)
+        predefined = {}
+        if target is not None:
+            env.resolve_path = target.resolve_path
+            predefined["$container_pid"] = target.container.pid
+            print(f"kubectl-pytrace: tracing {target.container.describe()}: {target.filter.reason}",
+                  file=stderr)
         kprobe_mode = "kprobe" if env.kprobes_available else "fentry"
-        options = CodegenOptions(task_filter=t.task_filter, ns_pids=t.ns_pids, kprobe_mode=kprobe_mode,
-                                 ringbuf_pages=ringbuf_pages())
-        compiled = compile_program(t.text, t.filename, env, options, t.params, has_cpid=bool(t.command))
+        options = CodegenOptions(scope=target.scope if target else None, ns_pids=t.ns_pids,
+                                 kprobe_mode=kprobe_mode, ringbuf_pages=ringbuf_pages())
+        compiled = compile_program(t.text, t.filename, env, options, t.params, has_cpid=bool(t.command),
+                                   predefined=predefined)
         if compiled.warnings:
             print(compiled.warnings, file=stderr)
         if t.dump == "c":
@@ -69,14 +108,16 @@ def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
             return 0
         found = setup_headers(stderr)
         out = make_output(t.output, stdout, autoflush=False)
-        engine = Engine(compiled, out, resolve, stderr=stderr, json=t.output == "json",  # type: ignore[arg-type]
-                        headers=f"{found.path}:{found.release}")
+        engine = Engine(compiled, out, env.resolve_path, stderr=stderr, json=t.output == "json",
+                        headers=f"{found.path}:{found.release}",
+                        scope=(target.filter, containers.FilterWatcher(target.container, target.filter))
+                        if target else None)
         engine.run(t.deadline, t.command)
         return 0
     except CompileError as e:
         print(str(e), file=stderr)
         return 1
-    except (TraceError, LookupFailed, tracefs.TracefsError) as e:
+    except (TraceError, LookupFailed, tracefs.TracefsError, containers.ContainerError) as e:
         print(f"error: {e}", file=stderr)
         return 1
     except KeyboardInterrupt:

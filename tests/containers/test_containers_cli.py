@@ -17,7 +17,6 @@ import pytest
 
 pytestmark = [
     pytest.mark.docker, pytest.mark.root, pytest.mark.bpf,
-    pytest.mark.xfail(reason="engine not wired yet", strict=False),
 ]
 
 MAP_LINE = re.compile(r"^@(?:\[(?P<key>.*)\])?: (?P<value>-?\d+)$")
