@@ -89,18 +89,25 @@ install_packages() {
   return 0
 }
 
+k8s_built() {
+  local c
+  for c in "${COMPONENTS[@]}"; do [ -x "$BIN/$c" ] || return 1; done
+  [ -f "$K8S_CACHE/go.sum" ] && cmp -s "$K8S_CACHE/go.sum" "$REPO/hack/k8s/go.sum"
+}
+
 # The Kubernetes binaries, keyed by version: a second `up` reuses them.
 build_k8s() {
-  local c ok=1
-  for c in "${COMPONENTS[@]}"; do [ -x "$BIN/$c" ] || ok=0; done
-  if [ "$ok" = 1 ] && [ -f "$K8S_CACHE/go.sum" ] && cmp -s "$K8S_CACHE/go.sum" "$REPO/hack/k8s/go.sum"; then
-    return 0
-  fi
+  k8s_built && return 0
   [ -x "$GO" ] || GO=$(command -v go || true)
   [ -n "$GO" ] && [ -x "$GO" ] || die "the Go toolchain is needed to build Kubernetes $K8S_VERSION (looked for /usr/local/go/bin/go and go in PATH)"
   mkdir -p "$K8S_CACHE"
+  # One build at a time (two `up`s at once): the second waits and then finds the binaries.
   exec 9>"$K8S_CACHE/.build.lock"
   flock 9
+  if k8s_built; then
+    exec 9>&-
+    return 0
+  fi
   local start tmp minor ld p
   start=$(date +%s)
   tmp=$(mktemp -d "$K8S_CACHE/bin.tmp.XXXXXX")
@@ -120,12 +127,13 @@ build_k8s() {
     k8s.io/kubernetes/cmd/kubectl) \
     >"$K8S_CACHE/build.log" 2>&1 ||
     { tail -n 40 "$K8S_CACHE/build.log" >&2; rm -rf "$tmp"; die "go build of Kubernetes $K8S_VERSION failed (log: $K8S_CACHE/build.log)"; }
+  chmod 755 "$tmp"
   rm -rf "$BIN"
   mv "$tmp" "$BIN"
   cp "$REPO/hack/k8s/go.sum" "$K8S_CACHE/go.sum"
   echo "$(($(date +%s) - start))" >"$K8S_CACHE/build-seconds"
   log "built Kubernetes $K8S_VERSION in $(($(date +%s) - start))s into $BIN"
-  flock -u 9
+  exec 9>&- # (also releases the lock; the daemons started later must not inherit it)
 }
 
 # Small helpers of ours (pause, pytrace-cri), keyed by the hash of their sources.
@@ -140,6 +148,7 @@ build_tools() {
   (cd "$REPO/hack/k8s" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
     "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/" ./cmd/pause ./cmd/pytrace-cri) ||
     { rm -rf "$tmp"; die "go build of hack/k8s/cmd failed"; }
+  chmod 755 "$tmp"
   rm -rf "$TOOLS"
   mv "$tmp" "$TOOLS"
 }
