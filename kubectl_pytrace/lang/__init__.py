@@ -22,7 +22,7 @@ from kubectl_pytrace.lang.codegen import CodegenOptions, CProgram, generate
 from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source
 from kubectl_pytrace.lang.env import Environment
 from kubectl_pytrace.lang.expand import expand
-from kubectl_pytrace.lang.parser import parse
+from kubectl_pytrace.lang.parser import parse, recursion_room
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, analyse
 
@@ -47,13 +47,14 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
     """
     env = env or Environment()
     params = params or []
-    program = parse(text, filename)
+    program = parse(text, filename)  # rejects programs nested deeper than the passes can walk
     diags = Diagnostics(Source(text, filename))
-    groups = expand(program, env, diags)
-    if diags.has_errors():
-        raise CompileError(diags)
-    analysis = analyse(program, groups, env, diags, params, has_cpid, predefined)
-    if diags.has_errors():
-        raise CompileError(diags)
-    c = generate(analysis, options, params)
+    with recursion_room():
+        groups = expand(program, env, diags)
+        if diags.has_errors():
+            raise CompileError(diags)
+        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined)
+        if diags.has_errors():
+            raise CompileError(diags)
+        c = generate(analysis, options, params)
     return Compiled(program, analysis, c, diags.render())

@@ -266,20 +266,23 @@ class NodeVisitor:
 
 
 def dump(node: Node, indent: int = 0) -> str:
-    """A readable tree (for --dump ast)."""
-    pad = "  " * indent
-    name = type(node).__name__
-    scalars = []
-    kids: List[Node] = []
-    for f in fields(node):  # type: ignore[arg-type]
-        if f.name in ("span", "name_span"):
-            continue
-        v = getattr(node, f.name)
-        if isinstance(v, Node):
-            kids.append(v)
-        elif isinstance(v, list):
-            kids.extend(x for x in v if isinstance(x, Node))
-        elif v is not None and not isinstance(v, list):
-            scalars.append(repr(v) if isinstance(v, bytes) else str(v))
-    head = pad + name + (" " + " ".join(scalars) if scalars else "")
-    return "\n".join([head] + [dump(k, indent + 1) for k in kids])
+    """A readable tree (for --dump ast). Iterative: trees can be hundreds of levels deep."""
+    out: List[str] = []
+    stack = [(node, indent)]
+    while stack:
+        node, level = stack.pop()
+        scalars = []
+        kids: List[Node] = []
+        for f in fields(node):  # type: ignore[arg-type]
+            if f.name in ("span", "name_span"):
+                continue
+            v = getattr(node, f.name)
+            if isinstance(v, Node):
+                kids.append(v)
+            elif isinstance(v, list):
+                kids.extend(x for x in v if isinstance(x, Node))
+            elif v is not None:
+                scalars.append(repr(v) if isinstance(v, bytes) else str(v))
+        out.append("  " * level + type(node).__name__ + (" " + " ".join(scalars) if scalars else ""))
+        stack.extend((k, level + 1) for k in reversed(kids))
+    return "\n".join(out)

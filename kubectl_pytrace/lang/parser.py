@@ -6,11 +6,13 @@ diagnostics with the offending token's span.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 from functools import lru_cache
 from typing import List, Optional
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from kubectl_pytrace.lang import ast
@@ -257,13 +259,49 @@ def _describe(tok: Token) -> str:
     return repr(tok.value) if tok.value else tok.type
 
 
+# Every pass walks the tree recursively; deeper programs (a sum of 1000 terms, 500 nested ifs)
+# would exhaust Python's stack in the middle of a pass. 600 levels of the parse tree are a sum of
+# 600 terms or 200 nested ifs; the passes then need a few thousand frames (recursion_room()).
+MAX_NESTING = 600
+_RECURSION_LIMIT = 10000
+
+
+@contextlib.contextmanager
+def recursion_room():
+    """Enough Python stack for the passes on a tree of MAX_NESTING levels (several frames each)."""
+    old = sys.getrecursionlimit()
+    if old < _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+    try:
+        yield
+    finally:
+        if old < _RECURSION_LIMIT:
+            sys.setrecursionlimit(old)
+
+
+def _check_nesting(tree: Tree) -> None:
+    stack = [(tree, 1, Span(0, 1))]
+    while stack:
+        node, depth, span = stack.pop()
+        if not node.meta.empty:  # an empty rule (no statements) has no position: keep its parent's
+            span = Span(node.meta.start_pos, node.meta.end_pos)
+        if depth > MAX_NESTING:
+            raise _SyntaxProblem(f"the program is nested too deeply (more than {MAX_NESTING} levels of "
+                                 f"expressions and blocks)", span)
+        stack.extend((c, depth + 1, span) for c in node.children if isinstance(c, Tree))
+
+
 def parse(text: str, filename: str = "stdin") -> ast.Program:
     """Parse a program; raises CompileError carrying the rendered diagnostics."""
     source = Source(text, filename)
     diags = Diagnostics(source)
     try:
         tree = _parser().parse(text)
-        return _ToAst().transform(tree)
+        _check_nesting(tree)
+        with recursion_room():
+            return _ToAst().transform(tree)
+    except _SyntaxProblem as e:
+        diags.error(e.message, e.span)
     except VisitError as e:
         if isinstance(e.orig_exc, _SyntaxProblem):
             diags.error(e.orig_exc.message, e.orig_exc.span)
