@@ -26,6 +26,7 @@ from kubectl_pytrace.lang.types import (
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist")
 KPROBE_LIKE = ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt")
 MAX_UNROLL = 100
+MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big for the verifier
 MAX_LHIST_BUCKETS = 1000
 STACK_MODES = ("bpftrace", "perf", "raw")
 
@@ -107,6 +108,7 @@ class Checker(ast.NodeVisitor):
         self.params, self.has_cpid, self.guess_maps = params, has_cpid, guess_maps
         self.changed = False
         self.loops = 0
+        self.unrolled = 1  # how many copies of the current statement nested unroll()s make
         fn.types.clear()
         fn.fields.clear()
         fn.formats.clear()
@@ -209,8 +211,14 @@ class Checker(ast.NodeVisitor):
             self.error("unroll() needs an integer literal", s.count.span)
         elif not 1 <= n <= MAX_UNROLL:
             self.error(f"unroll() count must be between 1 and {MAX_UNROLL} (got {n})", s.count.span)
+        copies = self.unrolled * n  # type: ignore[operator]
+        if copies > MAX_UNROLL_COPIES:  # the C would be copies times the body: 100^3 is 380 MB
+            self.error(f"nested unroll() would copy its body {copies} times (at most {MAX_UNROLL_COPIES})",
+                       s.count.span)
         self.set(s.count, INT64)
+        self.unrolled, outer = copies, self.unrolled
         self.block(s.body)
+        self.unrolled = outer
 
     def stmt_While(self, s: ast.While):
         try:
