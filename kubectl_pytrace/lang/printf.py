@@ -464,6 +464,34 @@ class Formatter:
 
     format = __call__
 
+    def python_expression(self, args: Sequence[str]) -> Tuple[str, Dict[str, Callable]]:
+        """A Python expression computing the text from variables named `args`, and the globals it
+        needs: the runtime compiles one function per printf call site instead of calling through
+        this object for every event (integer conversions become inline arithmetic)."""
+        if len(args) != self.nargs:
+            raise ValueError("format expects %d values, got %d" % (self.nargs, len(args)))
+        env: Dict[str, Callable] = {"_T": self._template}
+        parts = []
+        convs = conversions(self.segments)
+        for i, (f, conv, name) in enumerate(zip(self._funcs, convs, args)):
+            if f is _DROP:
+                continue
+            if f is None:
+                parts.append(name)
+            elif conv.conv in "diuxXo" and conv.precision != 0:
+                bits = _BITS.get(conv.length, 64)
+                mask, half = (1 << bits) - 1, 1 << (bits - 1)
+                if conv.conv in "di":
+                    parts.append("(((%s + %d) & %d) - %d)" % (name, half, mask, half))
+                else:
+                    parts.append("(%s & %d)" % (name, mask))
+            else:
+                env["_f%d" % i] = f
+                parts.append("_f%d(%s)" % (i, name))
+        if not parts:
+            return "_T % ()", env
+        return "_T %% (%s,)" % ", ".join(parts), env
+
 
 _DROP = object()
 

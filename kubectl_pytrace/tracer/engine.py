@@ -30,7 +30,9 @@ from kubectl_pytrace.lang.probes import TIME_UNITS
 from kubectl_pytrace.tracer import bpfobj, bpfsys
 from kubectl_pytrace.tracer.elf import ELFError, open_elf
 from kubectl_pytrace.tracer.loader import AttachFailed, Loader
-from kubectl_pytrace.tracer.decode import RecordDecoder, Symbols
+from kubectl_pytrace.lang.layout import field_count
+from kubectl_pytrace.lang.types import StrT
+from kubectl_pytrace.tracer.decode import RecordDecoder, Symbols, converter
 from kubectl_pytrace.tracer.maps import MapReader
 from kubectl_pytrace.tracer.output import Output
 from kubectl_pytrace.tracer.ringbuf import RingBuffer
@@ -124,6 +126,7 @@ class Engine:
         self.ring: Optional[RingBuffer] = None
         self.readers: Dict[str, MapReader] = {}
         self.handlers: Dict[int, Callable] = {}
+        self.pending: List[str] = []  # printf text not yet written (text mode)
         self.end_fd: Optional[int] = None
         self.stop_reason: Optional[str] = None
         self.lost_reported = 0
@@ -182,12 +185,61 @@ class Engine:
             bpfsys.RawMap(fds["pytrace_scope_gen"], 4, 8).update(struct.pack("<I", 0),
                                                                  struct.pack("<Q", self.scope_gen))
 
+    def _printf_handler(self, ev: EventSpec, sym: Symbols) -> Callable:
+        """One Python function per printf call site, compiled once: unpack, convert, format.
+
+        In text mode the texts are collected and written once per batch (_flush_text); in JSON
+        mode each printf is its own record."""
+        fmt = printf_format.compile_format(ev.fmt)  # type: ignore[arg-type]
+        fields = ev.record.fields
+        names = [f"a{i}" for i in range(len(fields))]
+        expr, env = fmt.python_expression(names)
+        unpack = struct.Struct(ev.record.struct_format()).unpack_from if fields else None
+        lines = ["def handler(buf):"]
+        if fields:
+            items = [field_count(f.type) for f in fields]
+            if any(n != 1 for n in items):  # tuples, stacks, usym...: the general decoder
+                env["_decode"] = RecordDecoder(ev.record, sym)
+                lines.append(f"    {', '.join(names)}, = _decode(buf)")
+            else:
+                env["_unpack"] = unpack
+                lines.append(f"    {', '.join(names)}, = _unpack(buf, {fields[0].offset})")
+                for i, f in enumerate(fields):
+                    if isinstance(f.type, StrT):
+                        lines.append(f"    a{i} = a{i}.split(b'\\0', 1)[0].decode('utf-8', 'surrogateescape')")
+                    else:
+                        conv = converter(f.type, sym)
+                        if conv is not None:
+                            env[f"_c{i}"] = conv
+                            lines.append(f"    a{i} = _c{i}((a{i},))")
+        if self.json:
+            env["_emit"] = self.out.printf
+        else:
+            env["_emit"] = self.pending.append
+        lines.append(f"    _emit({expr})")
+        exec("\n".join(lines), env)  # the source is built from our own names and numbers only
+        return env["handler"]
+
+    def _flush_text(self) -> None:
+        if self.pending:
+            self.out.printf("".join(self.pending))
+            self.pending.clear()
+
+    def _ordered(self, handler: Callable) -> Callable:
+        """Non-printf events print after the printf text collected before them."""
+        def run(buf):
+            self._flush_text()
+            return handler(buf)
+        return run
+
     def _handler(self, ev: EventSpec, sym: Symbols) -> Callable:
+        if ev.kind == "printf":
+            return self._printf_handler(ev, sym)
+        return self._ordered(self._other_handler(ev, sym))
+
+    def _other_handler(self, ev: EventSpec, sym: Symbols) -> Callable:
         decode = RecordDecoder(ev.record, sym)
         out = self.out
-        if ev.kind == "printf":
-            fmt = printf_format.compile_format(ev.fmt)  # type: ignore[arg-type]
-            return lambda buf: out.printf(fmt(decode(buf)))
         if ev.kind == "print_value":
             return lambda buf: out.print_value(decode(buf)[0])
         if ev.kind == "print_map":
@@ -316,6 +368,7 @@ class Engine:
     def drain(self) -> None:
         if self.ring is not None:
             self.ring.drain(self._dispatch)
+            self._flush_text()
             self.out.flush()
 
     def lost(self) -> int:
@@ -394,6 +447,7 @@ class Engine:
             # there); the count goes to stderr
             print(f"Attached {n} probe{'s' if n != 1 else ''}", file=self.stderr, flush=True)
             self.run_prog(self.begin_fd)
+            self.drain()  # BEGIN's output now, not at the next poll
             if command:
                 self.start_command(command)
             self._loop(deadline)
