@@ -34,6 +34,8 @@ VOCAB = [
     "pid", "tid", "comm", "nsecs", "elapsed", "cpu", "cgroup", "retval", "args", "args.filename",
     "args->prev_comm", "func", "probe", "curtask", "rand", "kstack", "ustack", "cpid", "ctx",
     "username", "arg0", "arg9", "sarg0", "arg1000000000000000000000",
+    "arg" + "9" * 4400, "$" + "9" * 4400, ".9" + "9" * 4400, "9" * 4400,
+    "(" * 300, ")" * 300, "if (1) { " * 100, "}" * 100, "unroll(100) { " * 3, " + 1" * 300,
     "printf", "print", "time", "exit", "str", "ksym", "usym", "ntop", "delete", "clear", "zero",
     "has_key", "strncmp", "count", "sum", "avg", "min", "max", "stats", "hist", "lhist",
     "system", "kaddr", "nosuch", "perf", "raw", "bpftrace",

@@ -51,6 +51,12 @@ def test_corpus_programs_compile(program):
 @example("BEGIN { @l = lhist(1, 0, 100000000000000000000000, 1000000000000000000000); }")  # (f8530f2)
 @example("END { @a = @b; @k[@b] = 1; @t = (1, @b); } BEGIN { @b = \"str\"; }")  # wrong type (503c204)
 @example("interval:s:18446744074 { }")  # period overflowed u64 (66213ea)
+# Found by reading the code while writing these tests (same classes of crash):
+@example("BEGIN { @ = $" + "9" * 5000 + "; }")  # int() digit limit (9b7d60f)
+@example("kprobe:f { @ = arg" + "9" * 5000 + " + sarg" + "9" * 5000 + "; }")  # (9b7d60f)
+@example("BEGIN { $t = (1, 2); @ = $t." + "9" * 5000 + "; }")  # (9b7d60f)
+@example("BEGIN { @x = 1" + " + 1" * 400 + "; }")  # RecursionError in codegen (e961037)
+@example("BEGIN { " + "if (1) { " * 200 + "}" * 200 + " }")  # RecursionError in lark (e961037)
 @example("")
 @example("\x00")
 @example("BEGIN { @x = 1 }\n#!")

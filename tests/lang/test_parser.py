@@ -352,3 +352,41 @@ def test_words_out_of_place_are_identifiers():
     assert expr("uint8") == Identifier("uint8")
     assert expr("uint8_t") == Identifier("uint8_t")
     assert "syntax error" in syntax_error("BEGIN { @ = (uint8_t)$a; }")
+
+
+def test_shebang_line_is_ignored():
+    src = "#!/usr/bin/env bpftrace\n// comment\nBEGIN { @x = 1; }\n"
+    assert parse(src) == parse("BEGIN { @x = 1; }")
+    assert parse("BEGIN { }\n#!/x\nEND { }") == parse("BEGIN { } END { }")
+    assert "unexpected character '#'" in syntax_error("BEGIN { @x = 1 #!/x\n}")
+    assert "unexpected character '#'" in syntax_error("#define X 1\nBEGIN { }")
+
+
+def test_positional_parameter_number_too_large():
+    assert "positional parameter number too large" in syntax_error("BEGIN { @ = $" + "9" * 5000 + "; }")
+    assert expr("$123456") == Positional(123456)
+
+
+# ---- nesting: every pass is recursive, so depth is bounded with a clear error -----------------------
+
+def test_deep_but_reasonable_programs_parse():
+    assert expr("1" + " + 1" * 550).op == "+"
+    assert expr("(" * 5000 + "1" + ")" * 5000) == I(1)  # parentheses add no depth
+    stmts = body("if (1) { " * 190 + "@x = 1;" + " }" * 190)
+    depth = 0
+    while stmts and isinstance(stmts[0], If):
+        depth += 1
+        stmts = stmts[0].then.stmts
+    assert depth == 190
+
+
+@pytest.mark.parametrize("src, column", [
+    ("BEGIN { @ = 1" + " + 1" * 700 + "; }", "stdin:1:437:"),
+    ("BEGIN { " + "if (1) { " * 250 + "}" * 250 + " }", "stdin:1:1800-"),
+    ("BEGIN { @ = " + "(" * 5000 + "1" + ", 1)" * 5000 + "; }", "stdin:1:"),
+    ("BEGIN { @ = " + "!" * 100000 + "1; }", "stdin:1:"),
+])
+def test_too_deep_programs_are_rejected(src, column):
+    out = syntax_error(src)
+    assert out.startswith(column)
+    assert "ERROR: the program is nested too deeply (more than 600 levels of expressions and blocks)" in out

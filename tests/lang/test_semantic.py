@@ -413,3 +413,49 @@ def test_arrays_cannot_be_stored_but_byte_arrays_are_strings():
     a = analysis("BEGIN { $s = (struct sock *)0; @x = $s->sk_v6_daddr; @p = $s->skc_ports[1]; }")
     assert a.maps["@x"].value == StrT(16)  # like args.prev_comm: char[16] is a string[16]
     assert a.maps["@p"].value == UINT64
+
+
+# ---- limits that keep the generated C bounded ---------------------------------------------------------
+
+def test_nested_unroll_copies_are_bounded():
+    assert messages("BEGIN { unroll(100) { unroll(100) { @x++; } } }") == []
+    assert error("BEGIN { unroll(100) { unroll(100) { unroll(2) { @x++; } } } }") == \
+        "nested unroll() would copy its body 20000 times (at most 10000)"
+    # siblings do not multiply
+    assert messages("BEGIN { unroll(100) { @a++; } unroll(100) { unroll(100) { @b++; } } }") == []
+
+
+@pytest.mark.parametrize("src, message", [
+    ("kprobe:f { @ = arg" + "9" * 5000 + "; }", "arg9999999999999...: argument number too large"),
+    ("kprobe:f { @ = sarg" + "9" * 30 + "; }", "sarg999999999999...: argument number too large"),
+    ("kprobe:f { @ = arg1234567; }", "arg1234567...: argument number too large"),
+    ("usdt:/bin/y:p { @ = arg12; }", "arg12: USDT probes have at most 12 arguments"),
+    ("BEGIN { $t = (1, 2); @ = $t." + "9" * 5000 + "; }",
+     "tuple index " + "9" * 5000 + " out of range for a tuple of 2 elements"),
+])
+def test_numbers_in_names(src, message):
+    assert error(src, env=FakeEnv() if "/bin/y" not in src else Environment()) == message
+
+
+def test_numbers_in_names_that_fit():
+    assert messages("kprobe:f { @ = arg000005 + sarg123456; }", env=Environment()) == []
+    assert messages("usdt:/bin/y:p { @ = arg11; }", env=Environment()) == []
+
+
+def test_positional_parameter_too_large_for_64_bits():
+    assert error("BEGIN { @x = $1 + 1; }", params=["99999999999999999999999"]) == \
+        "$1 is used as a number but '99999999999999999999999' does not fit in 64 bits"
+    assert messages("BEGIN { @x = $1 + $2; }", params=["18446744073709551615", "-9223372036854775808"]) == []
+
+
+@pytest.mark.parametrize("src", [
+    "BEGIN { @x = 1" + " + 1" * 590 + "; }",
+    "BEGIN { $x = 1; @x = " + "($x ? " * 290 + "1" + " : 2)" * 290 + "; }",
+    "BEGIN { @x = " + "(uint8)" * 590 + "1; }",
+    "BEGIN { @a[1] = 1; @x = " + "@a[" * 590 + "1" + "]" * 590 + "; }",
+    "BEGIN { $i = 0; " + "while ($i < 1) { " * 190 + "$i++; " + "}" * 190 + " }",
+    "BEGIN { @x = 1" + " && @x" * 590 + "; }",
+])
+def test_deep_programs_compile_in_every_pass(src):
+    """Just under the parser's nesting limit, every pass (recursive) still has room."""
+    assert compile_program(src).c.text
