@@ -194,6 +194,10 @@ class FunctionGen:
 
     def __init__(self, gen: "Generator", fn: ProbeFunction, name: str, ctx_type: str):
         self.gen, self.fn, self.name, self.ctx_type = gen, fn, name, ctx_type
+        # fentry/fexit programs (kfunc:, or kprobe: on kernels without kprobes) get the function's
+        # arguments, then its return value, in a u64 array instead of registers
+        self.fentry = fn.provider in ("kfunc", "kretfunc") or (
+            fn.provider in ("kprobe", "kretprobe") and gen.options.kprobe_mode == "fentry")
         self.lines: List[str] = []
         self.indent = 1
         self.ntmp = 0
@@ -527,7 +531,7 @@ class FunctionGen:
         if name == "args":
             return "((u64)ctx)"
         if name == "retval":
-            if self.fn.provider == "kretfunc":
+            if self.fentry:
                 n = len(self.fn.kfunc_args or [])
                 return self.as_c(f"((u64 *)ctx)[{n}]", self.type(e))
             return f"PYTRACE_REG(ctx, {REG_RC})"
@@ -548,7 +552,7 @@ class FunctionGen:
                 self.emit(f"{c} {out} = 0;")
                 self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
                 return self.as_c(out, t)
-            if self.fn.provider in ("kfunc", "kretfunc"):
+            if self.fentry:
                 return f"(((u64 *)ctx)[{n}])"
             return f"PYTRACE_REG(ctx, {REG_PARAMS[n]})"
         raise AssertionError(name)

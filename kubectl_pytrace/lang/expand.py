@@ -67,7 +67,9 @@ def _extra(spec: ProbeSpec, env: Environment, uses_args: bool) -> dict:
         return {"tp_fields": None if fields is None else {f.name: f for f in fields}}
     if spec.provider == "usdt":
         return {"usdt_args": env.usdt_args(spec.target, spec.ns, spec.func)}
-    if spec.provider in ("kfunc", "kretfunc"):
+    fentry = spec.provider in ("kfunc", "kretfunc") or (
+        spec.provider in ("kprobe", "kretprobe") and env.kprobes_available is False)
+    if fentry:  # arguments and the return value sit in an array whose layout BTF gives
         proto = env.kernel_function_args(spec.func)
         if proto is not None:
             return {"kfunc_args": proto[0], "kfunc_ret": proto[1]}
