@@ -70,7 +70,12 @@ def _extra(spec: ProbeSpec, env: Environment, uses_args: bool) -> dict:
     fentry = spec.provider in ("kfunc", "kretfunc") or (
         spec.provider in ("kprobe", "kretprobe") and env.kprobes_available is False)
     if fentry:  # arguments and the return value sit in an array whose layout BTF gives
-        proto = env.kernel_function_args(spec.func)
+        try:
+            proto = env.kernel_function_args(spec.func)
+        except LookupFailed:
+            if spec.provider in ("kfunc", "kretfunc"):
+                raise
+            proto = None  # a kprobe: attaching says why it cannot (no kprobes, no fentry)
         if proto is not None:
             return {"kfunc_args": proto[0], "kfunc_ret": proto[1]}
     return {}
