@@ -276,15 +276,15 @@ class Engine:
                 raise TraceError(f"cannot attach {a.spec.name()}: the BPF verifier rejected the program "
                                  f"({e.strerror}); its last lines:\n{_tail(e.log.splitlines())}") from None
             except (AttachFailed, ELFError) as e:
-                raise TraceError(f"cannot attach {a.spec.name()}: {e}") from None
+                raise TraceError(self._attach_error(a, str(e))) from None
             except OSError as e:
                 raise TraceError(self._attach_error(a, e)) from None
             n += 0 if a.internal else 1
         return n
 
-    def _attach_error(self, a: AttachSpec, e: OSError) -> str:
+    def _attach_error(self, a: AttachSpec, e) -> str:
         s = a.spec
-        reason = e.strerror or str(e)
+        reason = e if isinstance(e, str) else (e.strerror or str(e))
         if s.provider in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
             if not os.path.exists(os.path.join(tracefs.ensure_tracefs(), "kprobe_events")):
                 return (f"cannot attach {s.name()}: this kernel has no kprobes (CONFIG_KPROBES is not set) "
