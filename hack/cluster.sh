@@ -750,7 +750,7 @@ cmd_down() {
     while read -r f; do umount "$f" 2>/dev/null || true; done < <(sort -r "$STATE/host-mounts")
   fi
   rm -rf "$STATE" "$RUN"
-  log "down"
+  log "down in $(elapsed)s"
 }
 
 cmd_status() {
