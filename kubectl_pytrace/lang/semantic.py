@@ -379,6 +379,8 @@ class Checker(ast.NodeVisitor):
         if b"\0" in e.value:
             # the rest would be cut off everywhere a C string is used
             pass
+        if len(e.value) + 1 > STRLEN:  # as bpftrace: strings live on the 512-byte BPF stack
+            self.error(f"string is too long (over {STRLEN} bytes)", e.span)
         return StrT(len(e.value) + 1)
 
     def expr_Identifier(self, e: ast.Identifier) -> Type:
@@ -394,7 +396,8 @@ class Checker(ast.NodeVisitor):
         try:
             number = int(value, 0)
         except ValueError:
-            return StrT(len(value.encode()) + 1)
+            # cut to bpftrace's string size, as str($1) does: a long one would not fit the BPF stack
+            return StrT(min(len(value.encode()) + 1, STRLEN))
         if not -(1 << 63) <= number < 1 << 64:  # it becomes a C constant
             self.error(f"${e.index} is used as a number but {value!r} does not fit in 64 bits", e.span)
         return INT64
