@@ -30,7 +30,11 @@ PAYLOADS = [
     b"??=??/??' trigraphs",
     b"line1\nline2\rline3\ttab",
     b"`$(reboot)` ${IFS} 'q'",
-    bytes(range(1, 256)),
+    bytes(range(1, 64)),
+    bytes(range(64, 127)),
+    bytes(range(127, 190)),
+    bytes(range(190, 253)),
+    b"\xfd\xfe\xff" + b"x" * 60,  # 63 bytes: the longest literal (bpftrace's strings are 64 with the NUL)
 ]
 
 
@@ -101,6 +105,18 @@ def test_map_keys_and_comparisons(data):
     assert compared[:len(first[:16])] == list(first[:16])
 
 
+def test_long_positional_parameters_are_cut_like_str_does():
+    c = compile_c('BEGIN { @x = $1; }', params=["p" * 100])
+    stores = byte_stores(c)
+    assert decoded(stores, [d for d in stores if d.startswith("val")][0]) == b"p" * 63
+
+
+def test_printf_and_time_formats_may_be_long():
+    # they stay in Python (bpftrace accepts them too)
+    compiled = compile_program('BEGIN { printf("' + "f" * 500 + '%d\\n", 1); time("' + "%H" * 100 + '"); }')
+    assert "f" * 20 not in compiled.c.text
+
+
 def test_positional_parameters_are_byte_stores():
     evil = '"); system("rm -rf /"); /* */ //'
     c = compile_c('BEGIN { @x = $1; printf("%s\\n", $1); }', params=[evil])
@@ -156,6 +172,7 @@ def test_variable_names_are_prefixed(name):
 
 
 @pytest.mark.parametrize("src, message", [
+    ('BEGIN { @x = "' + "a" * 64 + '"; }', "string is too long (over 64 bytes)"),
     ('BEGIN { @x = "a\\\nb"; }', "unterminated string"),
     ('BEGIN { @x = 1; } \\\nEND { }', "unexpected '\\'"),
     ('BEGIN { @x = "\\q"; }', "invalid escape sequence"),

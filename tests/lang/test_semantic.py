@@ -459,3 +459,16 @@ def test_positional_parameter_too_large_for_64_bits():
 def test_deep_programs_compile_in_every_pass(src):
     """Just under the parser's nesting limit, every pass (recursive) still has room."""
     assert compile_program(src).c.text
+
+
+def test_string_literals_are_at_most_63_bytes():
+    # bpftrace: "String is too long (over 64 bytes)"; longer ones overflowed the BPF stack in BCC
+    assert messages('BEGIN { @x = "' + "a" * 63 + '"; }') == []
+    assert error('BEGIN { @x = "' + "a" * 64 + '"; }') == "string is too long (over 64 bytes)"
+    assert error('BEGIN { if (comm == "' + "a" * 100 + '") { } }') == "string is too long (over 64 bytes)"
+    assert messages('BEGIN { printf("' + "a" * 300 + '\\n"); }') == []  # formats stay in Python
+
+
+def test_long_positional_strings_are_cut_to_63_bytes():
+    a = analysis("BEGIN { @x = $1; @y = str($1); }", params=["p" * 100])
+    assert a.maps["@x"].value == StrT(64) and a.maps["@y"].value == StrT(64)
