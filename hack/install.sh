@@ -31,3 +31,6 @@ fi
 extra=""
 [ "$want_test" = 1 ] && extra="[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra}"
+# Byte-compile now: the tracer's start-up is measured against bpftrace's, and an environment with
+# PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every run.
+.venv/bin/python -m compileall -q kubectl_pytrace >/dev/null

@@ -9,7 +9,6 @@ from typing import Optional, Tuple
 
 import click
 
-from kubectl_pytrace.tracer import local as local_trace
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
@@ -61,6 +60,8 @@ def run(target: Optional[str], program: Optional[str], program_file: Optional[st
         raise click.UsageError("--ns-pids needs --container-id or --pid")
     if target is not None and local:
         params = (target,) + params
+    from kubectl_pytrace.tracer import local as local_trace  # not at import: `--help` stays fast
+
     trace = local_trace.LocalTrace(
         text=text, filename=filename, output=output,
         deadline=parse_duration(deadline) if deadline else None,

@@ -15,16 +15,16 @@ passed in, so the kubectl client can compile without a node and the tracer with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from kubectl_pytrace.lang import ast
-from kubectl_pytrace.lang.codegen import CodegenOptions, CProgram, generate
 from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source
 from kubectl_pytrace.lang.env import Environment
-from kubectl_pytrace.lang.expand import expand
-from kubectl_pytrace.lang.parser import parse, recursion_room
+from kubectl_pytrace.lang.program import CodegenOptions, CProgram
 from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.lang.semantic import Analysis, analyse
+
+if TYPE_CHECKING:
+    from kubectl_pytrace.lang import ast
+    from kubectl_pytrace.lang.semantic import Analysis
 
 __all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "ScopeFilter", "compile_program",
            "parse"]
@@ -32,10 +32,16 @@ __all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "ScopeFi
 
 @dataclass
 class Compiled:
-    program: ast.Program
-    analysis: Analysis
+    program: "ast.Program"
+    analysis: "Analysis"
     c: CProgram
     warnings: str = ""
+
+
+def parse(text: str, filename: str = "stdin") -> Any:
+    from kubectl_pytrace.lang.parser import parse as _parse
+
+    return _parse(text, filename)
 
 
 def compile_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
@@ -45,9 +51,16 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
 
     predefined: variables the runtime sets before every probe body, e.g. {"$container_pid": 4242}.
     """
+    # the passes are imported here, not at the top: a tracer that finds the compiled program in
+    # its cache never loads the parser (lark) or the passes
+    from kubectl_pytrace.lang.codegen import generate
+    from kubectl_pytrace.lang.expand import expand
+    from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
+    from kubectl_pytrace.lang.semantic import analyse
+
     env = env or Environment()
     params = params or []
-    program = parse(text, filename)  # rejects programs nested deeper than the passes can walk
+    program = _parse(text, filename)  # rejects programs nested deeper than the passes can walk
     diags = Diagnostics(Source(text, filename))
     with recursion_room():
         groups = expand(program, env, diags)

@@ -22,6 +22,10 @@ from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, pad8, sizeof,
 )
 from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang.program import (  # noqa: F401 (re-exported)
+    CONFIG_CPID, CONFIG_START_NS, MAP_MAX_ENTRIES, STACK_MAP_ENTRIES, AttachSpec, CodegenOptions,
+    CProgram, EventSpec, MapSpec,
+)
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, _const_int
@@ -30,82 +34,11 @@ from kubectl_pytrace.lang.types import (
     VoidT, is_char_array, storage_type,
 )
 
-MAP_MAX_ENTRIES = 4096  # bpftrace's default (BPFTRACE_MAP_KEYS_MAX)
-STACK_MAP_ENTRIES = 4096
-
-
-@dataclass(frozen=True)
-class CodegenOptions:
-    scope: Optional[ScopeFilter] = None  # trace only one container's tasks (lang/scope.py)
-    ns_pids: bool = False  # `pid`/`tid` as seen inside the target's pid namespace
-    ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
-    map_max_entries: int = MAP_MAX_ENTRIES
-    kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available
-
-
-@dataclass
-class EventSpec:
-    """One kind of record in the ring buffer, identified by the u64 at its start."""
-
-    id: int
-    kind: str  # printf print_value print_map time exit clear zero
-    record: Record  # the fields after the id
-    fmt: object = None  # parsed printf format (printf), strftime text (time)
-    map: Optional[str] = None  # print_map / clear / zero
-    top: int = 0
-    div: int = 0
-
-
-@dataclass
-class MapSpec:
-    name: str
-    cname: str
-    key: Optional[Record]  # None for a scalar map (u64 key 0)
-    value_type: Type  # storage type, or AggT
-    bucketed: bool = False  # hist/lhist: the key ends with a u64 bucket number
-
-    @property
-    def per_cpu(self) -> bool:
-        return isinstance(self.value_type, AggT)
-
-
-@dataclass
-class AttachSpec:
-    """One attachment the tracer must make: spec -> C function."""
-
-    spec: ProbeSpec
-    fn_name: str
-    probe_id: int
-    internal: bool = False  # a probe of the runtime's own (container scope), not of the program
-
-
-@dataclass
-class CProgram:
-    text: str
-    attachments: List[AttachSpec]
-    events: Dict[int, EventSpec]
-    maps: Dict[str, MapSpec]
-    probe_names: List[str]
-    begin_fn: Optional[str] = None
-    end_fn: Optional[str] = None
-    uses_stacks: bool = False
-    uses_elapsed: bool = False
-    uses_cpid: bool = False
-    kprobe_mode: str = "kprobe"
-    lost_map: str = "pytrace_lost"
-    ringbuf: str = "pytrace_events"
-    config_map: str = "pytrace_config"
-
-
 # x86-64 struct pt_regs, in u64 slots: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax ip cs
 # flags sp ss. Function arguments are passed in di si dx cx r8 r9; the return value is in ax.
 REG_PARAMS = (14, 13, 12, 11, 9, 8)
 REG_RC = 10
 REG_SP = 19
-
-CONFIG_START_NS = 0
-CONFIG_CPID = 1
-
 
 def c_bytes_literal(data: bytes) -> str:
     """A C string literal for arbitrary bytes: only [A-Za-z0-9 ] pass through, the rest as octal."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import cgroups, procfs
+from .errors import TraceError
 from .procfs import NsId
 
 ENV_ROOT = "HOST_ROOT"
@@ -51,7 +52,7 @@ _ID_RE = re.compile(r"^(?:(?P<scheme>[a-z-]+)://)?(?P<id>[0-9a-fA-F]+)$")
 # ------------------------------------------------------------------------------------------------
 # Errors: each message reads well as "error: <message>".
 
-class ContainerError(Exception):
+class ContainerError(TraceError):
     """Base of the errors of container resolution."""
 
 

@@ -1,6 +1,6 @@
 """The trace engine: loads a compiled program with BCC, attaches it, streams its events, ends it.
 
-    engine = Engine(compiled, output, resolve_path=..., stderr=...)
+    engine = Engine(program, output, resolve_path=..., stderr=...)   # program: lang.program.CProgram
     status = engine.run(deadline=30.0, command=["ls"])      # blocks; always detaches
 
 Lifecycle, as bpftrace: compile C -> attach every probe ("Attached N probes") -> BEGIN ->
@@ -22,12 +22,12 @@ from typing import IO, Callable, Dict, Iterator, List, Optional
 
 from kubectl_pytrace.kernel import headers as kheaders
 from kubectl_pytrace.kernel import tracefs
-from kubectl_pytrace.lang import Compiled
 from kubectl_pytrace.lang import printf as printf_format
-from kubectl_pytrace.lang.codegen import AttachSpec, CONFIG_CPID, CONFIG_START_NS, EventSpec
+from kubectl_pytrace.lang.program import AttachSpec, CONFIG_CPID, CONFIG_START_NS, CProgram, EventSpec
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.probes import TIME_UNITS
 from kubectl_pytrace.tracer import bpfobj, bpfsys
+from kubectl_pytrace.tracer.errors import TraceError
 from kubectl_pytrace.tracer.elf import ELFError, open_elf
 from kubectl_pytrace.tracer.loader import AttachFailed, Loader
 from kubectl_pytrace.lang.layout import field_count
@@ -40,10 +40,6 @@ from kubectl_pytrace.tracer.ringbuf import RingBuffer
 POLL_INTERVAL = 0.05  # seconds between ring-buffer reads when the kernel sends no wakeup
 LOST_CHECK_INTERVAL = 1.0
 _ID = struct.Struct("<Q")
-
-
-class TraceError(Exception):
-    """A failure the user can act on; str() is the whole message."""
 
 
 @dataclass
@@ -105,11 +101,10 @@ class _Child:
 
 
 class Engine:
-    def __init__(self, compiled: Compiled, output: Output, resolve_path: Callable[[str], str],
+    def __init__(self, program: CProgram, output: Output, resolve_path: Callable[[str], str],
                  stderr: IO = sys.stderr, json: bool = False, headers: str = "",
                  proc_root: str = "/proc", use_cache: bool = True, scope=None):
-        self.compiled = compiled
-        self.c = compiled.c
+        self.c = program
         self.out = output
         self.resolve_path = resolve_path
         self.stderr = stderr

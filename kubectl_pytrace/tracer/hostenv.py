@@ -10,7 +10,6 @@ import fnmatch
 import os
 from typing import Callable, Dict, List, Optional, Tuple
 
-from kubectl_pytrace.kernel import btf as kbtf
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
 from kubectl_pytrace.tracer.elf import ELFError, open_elf, usdt_arg_types
@@ -54,8 +53,13 @@ def _is_elf(path: str) -> bool:
         return False
 
 
-def btf_type(t: kbtf.Type, space: str = "kernel", depth: int = 0) -> Type:
+VMLINUX = "/sys/kernel/btf/vmlinux"
+
+
+def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
     """A BTF type as the language sees it (integers, pointers, structs by name, arrays)."""
+    from kubectl_pytrace.kernel import btf as kbtf
+
     t = kbtf.strip(t)
     if isinstance(t, kbtf.Int):
         return IntT(max(8, t.size * 8), t.signed or t.is_char)
@@ -79,11 +83,12 @@ def btf_type(t: kbtf.Type, space: str = "kernel", depth: int = 0) -> Type:
 
 class HostEnvironment(Environment):
     def __init__(self, resolve_path: PathResolver = resolve_host_path, tracefs_root: Optional[str] = None,
-                 btf_path: str = kbtf.VMLINUX):
+                 btf_path: str = VMLINUX):
         self.resolve_path = resolve_path
         self._tracefs_root = tracefs_root
         self._btf_path = btf_path
-        self._btf: Optional[kbtf.BTF] = None
+        self._btf = None  # kernel.btf.BTF, loaded on first use
+        self.deps: set = set()  # files whose contents the compilation depended on
         self._anon: dict = {}
 
     # ---- tracefs -------------------------------------------------------------------------------
@@ -136,13 +141,15 @@ class HostEnvironment(Environment):
 
     # ---- BTF ----------------------------------------------------------------------------------
     @property
-    def btf(self) -> kbtf.BTF:
+    def btf(self):
         if self._btf is None:
+            from kubectl_pytrace.kernel import btf as kbtf
+
             self._btf = kbtf.BTF.load(self._btf_path)
         return self._btf
 
     def has_btf(self) -> bool:
-        return kbtf.BTF.available(self._btf_path)
+        return os.path.exists(self._btf_path)
 
     def struct_exists(self, cname: str) -> Optional[bool]:
         if not self.has_btf():
@@ -155,6 +162,8 @@ class HostEnvironment(Environment):
         struct = self._anon.get(cname) or self.btf.struct(cname)
         if struct is None:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        from kubectl_pytrace.kernel import btf as kbtf
+
         try:
             ref = self.btf.field(struct, member)
         except kbtf.BTFError as e:
@@ -178,19 +187,24 @@ class HostEnvironment(Environment):
         return args, btf_type(proto.ret)
 
     # ---- user space binaries --------------------------------------------------------------------
-    def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
+    def _resolve(self, path: str) -> str:
         real = self.resolve_path(path)
+        self.deps.add(real)
+        return real
+
+    def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
+        real = self._resolve(path)
         names = _function_symbols(real)
         if any(c in pattern for c in "*?["):
             return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
         return [pattern] if pattern in names else []
 
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
-        real = self.resolve_path(path)
+        real = self._resolve(path)
         return sorted(_usdt_probes(real))
 
     def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
-        return _usdt_probes(self.resolve_path(path)).get((provider, name))
+        return _usdt_probes(self._resolve(path)).get((provider, name))
 
 
 def _function_symbols(path: str) -> frozenset:

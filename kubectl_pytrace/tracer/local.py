@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import IO, List, Optional
 
 from kubectl_pytrace.kernel import tracefs
-from kubectl_pytrace.lang import CodegenOptions, CompileError, ast, compile_program
-from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.tracer import containerfs, containers
+from kubectl_pytrace.lang import CodegenOptions, CompileError, compile_program
 from kubectl_pytrace.lang.env import LookupFailed
+from kubectl_pytrace.lang.scope import ScopeFilter
+from kubectl_pytrace.tracer import progcache
 from kubectl_pytrace.tracer.engine import Engine, TraceError, setup_headers
 from kubectl_pytrace.tracer.hostenv import HostEnvironment, resolve_host_path
 from kubectl_pytrace.tracer.output import make_output
@@ -49,19 +49,29 @@ def ringbuf_pages() -> int:
 class Target:
     """A resolved --container-id/--pid: what the compiler and the engine need to scope the trace."""
 
-    container: containers.Container
-    filter: containers.TaskFilter
+    container: "containers.Container"
+    filter: "containers.TaskFilter"
     scope: ScopeFilter
 
     def resolve_path(self, path: str) -> str:
+        from kubectl_pytrace.tracer import containerfs
+
         if self.container.id is None:  # a host process: paths are the host's
             return resolve_host_path(path)
         return containerfs.resolve_binary(self.container, path)
 
 
+def _watcher(target: Target):
+    from kubectl_pytrace.tracer import containers
+
+    return containers.FilterWatcher(target.container, target.filter)
+
+
 def resolve_target(t: LocalTrace, env: HostEnvironment) -> Optional[Target]:
     if t.container_id is None and t.pid is None:
         return None
+    from kubectl_pytrace.tracer import containers
+
     if t.container_id is not None:
         c = containers.resolve_container(t.container_id)
     else:
@@ -85,7 +95,7 @@ def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
         if t.dump != "ast" and os.geteuid() == 0:
             tracefs.ensure_tracefs()
         if t.dump == "ast":
-            from kubectl_pytrace.lang.parser import parse
+            from kubectl_pytrace.lang import ast, parse
 
             print(ast.dump(parse(t.text, t.filename)), file=stdout)
             return 0
@@ -99,25 +109,31 @@ def run(t: LocalTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
         kprobe_mode = "kprobe" if env.kprobes_available else "fentry"
         options = CodegenOptions(scope=target.scope if target else None, ns_pids=t.ns_pids,
                                  kprobe_mode=kprobe_mode, ringbuf_pages=ringbuf_pages())
-        compiled = compile_program(t.text, t.filename, env, options, t.params, has_cpid=bool(t.command),
-                                   predefined=predefined)
-        if compiled.warnings:
-            print(compiled.warnings, file=stderr)
-        if t.dump == "c":
-            print(compiled.c.text, file=stdout)
-            return 0
+        args = (t.text, t.filename, options, t.params, bool(t.command), predefined)
+        cached = progcache.load(progcache.key(*args)) if t.dump is None else None
+        if cached is not None:
+            program, warnings = cached
+        else:
+            compiled = compile_program(t.text, t.filename, env, options, t.params, has_cpid=bool(t.command),
+                                       predefined=predefined)
+            program, warnings = compiled.c, compiled.warnings
+            if t.dump == "c":
+                print(program.text, file=stdout)
+                return 0
+            progcache.store(progcache.key(*args), program, warnings, env.deps)
+        if warnings:
+            print(warnings, file=stderr)
         found = setup_headers(stderr)
         out = make_output(t.output, stdout, autoflush=False)
-        engine = Engine(compiled, out, env.resolve_path, stderr=stderr, json=t.output == "json",
+        engine = Engine(program, out, env.resolve_path, stderr=stderr, json=t.output == "json",
                         headers=f"{found.path}:{found.release}",
-                        scope=(target.filter, containers.FilterWatcher(target.container, target.filter))
-                        if target else None)
+                        scope=(target.filter, _watcher(target)) if target else None)
         engine.run(t.deadline, t.command)
         return 0
     except CompileError as e:
         print(str(e), file=stderr)
         return 1
-    except (TraceError, LookupFailed, tracefs.TracefsError, containers.ContainerError) as e:
+    except (TraceError, LookupFailed, tracefs.TracefsError) as e:
         print(f"error: {e}", file=stderr)
         return 1
     except KeyboardInterrupt:

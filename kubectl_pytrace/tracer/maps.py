@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Dict, List, Tuple
 
-from kubectl_pytrace.lang.codegen import MapSpec
+from kubectl_pytrace.lang.program import MapSpec
 from kubectl_pytrace.lang.layout import Record, agg_value_format, sizeof
 from kubectl_pytrace.lang.types import AggT, IntT, StackT, Type
 from kubectl_pytrace.tracer.bpfsys import RawMap

@@ -1,0 +1,85 @@
+"""What the compiler hands to the runtime: the C text plus how to attach, decode and print.
+
+Kept apart from the code generator so that the tracer can load a compiled program from its cache
+without importing the compiler (start-up time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from kubectl_pytrace.lang.layout import Record
+from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang.scope import ScopeFilter
+from kubectl_pytrace.lang.types import AggT, Type
+
+MAP_MAX_ENTRIES = 4096  # bpftrace's default (BPFTRACE_MAP_KEYS_MAX)
+STACK_MAP_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class CodegenOptions:
+    scope: Optional[ScopeFilter] = None  # trace only one container's tasks (lang/scope.py)
+    ns_pids: bool = False  # `pid`/`tid` as seen inside the target's pid namespace
+    ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
+    map_max_entries: int = MAP_MAX_ENTRIES
+    kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available
+
+
+@dataclass
+class EventSpec:
+    """One kind of record in the ring buffer, identified by the u64 at its start."""
+
+    id: int
+    kind: str  # printf print_value print_map time exit clear zero
+    record: Record  # the fields after the id
+    fmt: object = None  # parsed printf format (printf), strftime text (time)
+    map: Optional[str] = None  # print_map / clear / zero
+    top: int = 0
+    div: int = 0
+
+
+@dataclass
+class MapSpec:
+    name: str
+    cname: str
+    key: Optional[Record]  # None for a scalar map (u64 key 0)
+    value_type: Type  # storage type, or AggT
+    bucketed: bool = False  # hist/lhist: the key ends with a u64 bucket number
+
+    @property
+    def per_cpu(self) -> bool:
+        return isinstance(self.value_type, AggT)
+
+
+@dataclass
+class AttachSpec:
+    """One attachment the tracer must make: spec -> C function."""
+
+    spec: ProbeSpec
+    fn_name: str
+    probe_id: int
+    internal: bool = False  # a probe of the runtime's own (container scope), not of the program
+
+
+@dataclass
+class CProgram:
+    text: str
+    attachments: List[AttachSpec]
+    events: Dict[int, EventSpec]
+    maps: Dict[str, MapSpec]
+    probe_names: List[str]
+    begin_fn: Optional[str] = None
+    end_fn: Optional[str] = None
+    uses_stacks: bool = False
+    uses_elapsed: bool = False
+    uses_cpid: bool = False
+    kprobe_mode: str = "kprobe"
+    lost_map: str = "pytrace_lost"
+    ringbuf: str = "pytrace_events"
+    config_map: str = "pytrace_config"
+
+
+CONFIG_START_NS = 0  # pytrace_config slots: the start time (for `elapsed`) and the -c pid (`cpid`)
+CONFIG_CPID = 1

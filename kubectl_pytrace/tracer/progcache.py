@@ -1,0 +1,86 @@
+"""Compiled programs cached between runs, so a repeated trace starts without the compiler.
+
+An entry is keyed by everything the compiler reads that cannot change under it within one boot of
+one kernel (the program, its options, the compiler's own source) and lists the files it read
+(binaries whose symbols or USDT notes it looked up): a changed file, a new boot or another kernel
+misses. Entries are pickles in a root-only directory: only the tracer itself writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+from kubectl_pytrace import __version__
+from kubectl_pytrace.lang.program import CProgram
+from kubectl_pytrace.tracer.bpfobj import cache_dir
+
+FORMAT = 1
+
+
+def _compiler_identity() -> List:
+    lang = Path(__file__).resolve().parent.parent / "lang"
+    return sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                  for p in lang.iterdir() if p.suffix in (".py", ".lark"))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _identity(path: str) -> Optional[List[int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def key(*parts: object, tracefs_root: str = "/sys/kernel/tracing") -> str:
+    events = _identity(os.path.join(tracefs_root, "events"))  # nlink moves when tracepoints come and go
+    try:
+        nlink = os.stat(os.path.join(tracefs_root, "events")).st_nlink
+    except OSError:
+        nlink = 0
+    data = [FORMAT, __version__, _compiler_identity(), os.uname().release,
+            _read("/proc/sys/kernel/random/boot_id"), events and nlink, [repr(p) for p in parts]]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+
+def _path(k: str) -> str:
+    return os.path.join(cache_dir(), "programs", k[:2], k + ".pickle")
+
+
+def load(k: str) -> Optional[Tuple[CProgram, str]]:
+    try:
+        with open(_path(k), "rb") as f:
+            entry = pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        return None
+    for path, ident in entry["deps"]:
+        if _identity(path) != ident:
+            return None
+    return entry["program"], entry["warnings"]
+
+
+def store(k: str, program: CProgram, warnings: str, deps: Iterable[str]) -> None:
+    path = _path(k)
+    entry = {"program": program, "warnings": warnings,
+             "deps": [(d, _identity(d)) for d in sorted(set(deps))]}
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs time
