@@ -8,8 +8,8 @@
    `@c = count()`; `printf("%d %d\\n", pid, arg0)` streamed to a file. Reported as the ratio to the
    same tool's empty-probe cost, plus lost events. Rounds are interleaved (tool by tool, mode by
    mode) and the median is kept: machines are noisy, ratios in one run are what compare.
-2. Start-up: from exec to "attached" (kubectl-pytrace's `Attached N probes` on stderr, bpftrace's
-   `Attaching N probes...` on stdout), warm (compiled object cached) and cold (empty cache).
+2. Start-up: from exec until all probes are attached (the output of a BEGIN probe, which both tools
+   run after attaching), warm (compiled program cached) and cold (empty cache: BCC compiles).
 3. Peak RSS (VmHWM) of the tracer process while tracing; for kubectl-pytrace also the one-off BCC
    compiler process of a cold start.
 """
@@ -83,18 +83,19 @@ def _vm_hwm(pid: int) -> int:
 
 
 def startup(tool: str, loop: Path, env: dict) -> dict:
-    """Seconds from exec until attached, and the tracer's peak RSS (KiB) once attached."""
-    program = MODES["count"].format(loop=loop)
+    """Seconds from exec until every probe is attached, and the tracer's peak RSS (KiB).
+
+    Both tools run BEGIN once all probes are attached; its printf is the signal (bpftrace's own
+    "Attaching N probes..." comes before it attaches, so it would flatter bpftrace)."""
+    program = MODES["count"].format(loop=loop) + ' BEGIN { printf("ready\\n"); }'
     argv = ([BPFTRACE, "-e", program] if tool == "bpftrace" else [PYTRACE, "run", "--local", "-e", program])
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    stream = p.stdout if tool == "bpftrace" else p.stderr
-    pattern = b"Attaching" if tool == "bpftrace" else b"Attached"
     while True:
-        line = stream.readline()
+        line = p.stdout.readline()
         if not line:
             raise RuntimeError(f"{tool} ended before attaching: {p.stderr.read()[-2000:]!r}")
-        if pattern in line:
+        if b"ready" in line:
             break
     elapsed = time.monotonic() - t0
     subprocess.run([str(loop), "100000"], capture_output=True)  # some events, as in real use
@@ -165,7 +166,7 @@ def main() -> int:
     for name, rows in st.items():
         s = statistics.median(x["seconds"] for x in rows)
         rss = max(x["rss_kib"] for x in rows) / 1024
-        label = {"bpftrace": "bpftrace", "warm": "kubectl-pytrace (cached object)",
+        label = {"bpftrace": "bpftrace", "warm": "kubectl-pytrace (cached program)",
                  "cold": "kubectl-pytrace (cold: BCC compiles)"}[name]
         print(f"| {label} | {s:.3f} | {s / b:.2f} | {rss:.0f} |")
     shutil.rmtree(cold_dir, ignore_errors=True)

@@ -162,3 +162,44 @@ def test_path_not_in_the_container(two_containers):
     a, _ = two_containers
     failed(trace("--container-id", a.id, "-e", "uprobe:/usr/sbin/dockerd:main { @ = count(); }", "--deadline", "2s"),
            f"/usr/sbin/dockerd: no such file in container {a.id[:12]} (docker)")
+
+
+def test_ns_pids_prints_pids_as_the_container_sees_them(two_containers):
+    a, _ = two_containers
+    m = ok(trace("--container-id", a.id, "--ns-pids", "-e", "uprobe:/app/server:handle { @[pid] = count(); }",
+                 "--deadline", "2s"))
+    assert set(m) == {"1"}, m  # the server is the container's init
+
+
+def test_trace_follows_a_restarted_container(new_container):
+    """The probe keeps firing after `docker restart`: new cgroup and namespaces, same container."""
+    from dockerlib import docker
+
+    x = new_container(9)
+    p = subprocess.Popen(cli() + ["run", "--local", "--container-id", x.id, "-e",
+                                  "uprobe:/app/server:handle { @[arg0] = count(); } "
+                                  "interval:s:1 { @seconds = count(); }", "--deadline", "12s"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        err = ""
+        deadline = time.monotonic() + 60
+        while "Attached" not in err and time.monotonic() < deadline and p.poll() is None:
+            r, _, _ = select.select([p.stderr], [], [], 0.5)
+            if r:
+                err += p.stderr.readline()
+        assert "Attached" in err, err
+        docker("restart", "-t", "0", x.name, timeout=60)
+        x.wait_ready()
+        restarted_at = time.monotonic()
+        # the watcher polls every second; then the restarted server's calls must be counted
+        x.exec("/app/server", "77", "50", "0")
+        time.sleep(max(0.0, 3 - (time.monotonic() - restarted_at)))
+        x.exec("/app/server", "78", "50", "0")
+        out, rest = p.communicate(timeout=60)
+        assert p.returncode == 0, err + rest
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    m = counts(out)
+    assert m.get("78") == 50, m
