@@ -49,6 +49,8 @@ def run(target: Optional[str], program: Optional[str], program_file: Optional[st
                 text = f.read()
         except OSError as e:
             raise click.UsageError(f"cannot read {program_file}: {e.strerror}")
+        except UnicodeDecodeError as e:
+            raise click.UsageError(f"{program_file} is not UTF-8 text (byte {e.start}: {e.reason})")
         filename = "stdin" if program_file == "-" else program_file
     else:
         text, filename = program, "stdin"

@@ -5,7 +5,7 @@
 The request: {"text": C, "functions": [names], "usdt": [[path, "provider:name", fn], ...]}.
 The object: {"maps": [{name, type, key_size, value_size, max_entries, flags}],
              "progs": {fn: {"insns": base64, "relocs": [[insn index, map name], ...]}}}
-or {"error": message, "log": compiler output}.
+or {"error": message}; the compiler's own messages are on stderr.
 
 Only this process loads libbcc (and LLVM/clang with it, ~150 MB); the tracer that runs for hours
 stays small. BCC creates the maps while compiling and writes their fds into the instructions;
@@ -21,7 +21,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 
 BPF_PSEUDO_MAP_FD = 1
 BPF_PSEUDO_CALL = 1
@@ -72,21 +71,13 @@ def compile_object(req: dict) -> dict:
 
 
 def main() -> int:
+    # clang's and LLVM's messages go to stderr, which the parent captures: LLVM may also end the
+    # process on its own (e.g. "Looks like the BPF stack limit is exceeded") before we answer
     req = json.load(sys.stdin)
-    # clang and libbpf write to fd 2; keep it to report compile errors
-    with tempfile.TemporaryFile() as log:
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            result = compile_object(req)
-        except Exception as e:  # BCC raises bare Exceptions
-            result = {"error": str(e)}
-        finally:
-            os.dup2(saved, 2)
-        log.seek(0)
-        text = log.read().decode("utf-8", "replace")
-    if "error" in result:
-        result["log"] = text
+    try:
+        result = compile_object(req)
+    except Exception as e:  # BCC raises bare Exceptions
+        result = {"error": str(e)}
     json.dump(result, sys.stdout)
     return 0
 

@@ -104,13 +104,13 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
     req = {"text": text, "functions": list(functions), "usdt": [list(u) for u in usdt], "cflags": CFLAGS}
     proc = subprocess.run([sys.executable, "-m", "kubectl_pytrace.tracer.bcc_compile"],
                           input=json.dumps(req).encode(), capture_output=True)
+    log = proc.stderr.decode("utf-8", "replace")
     try:
         result = json.loads(proc.stdout)
     except ValueError:
-        raise CompileFailed(f"the BCC compiler process failed (exit {proc.returncode})",
-                            proc.stderr.decode("utf-8", "replace")) from None
+        raise CompileFailed(f"the BCC compiler process failed (exit {proc.returncode})", log) from None
     if "error" in result:
-        raise CompileFailed(result["error"], result.get("log", ""))
+        raise CompileFailed(result["error"], log)
     if use_cache:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -143,6 +143,10 @@ class Engine:
             obj = bpfobj.compile_bpf(self.c.text, functions, self._usdt_requests(), self.headers,
                                      use_cache=self.use_cache)
         except bpfobj.CompileFailed as e:
+            if "BPF stack limit" in e.log:
+                raise TraceError("the program needs more than the 512 bytes of stack a BPF program may use "
+                                 "(too many large strings, tuples or map keys in one probe): use fewer or "
+                                 "shorter ones, e.g. str(x, 32)") from None
             raise TraceError(f"BCC could not compile the generated program: {e}\n"
                              f"{_tail(e.log.splitlines(), 25)}\n"
                              f"(this is a kubectl-pytrace bug; `--dump c` shows the C)") from None
