@@ -95,23 +95,31 @@ def test_tracepoint_sees_only_the_containers_openat(two_containers):
     assert set(m) == {"/tmp/pytrace-marker-1"}, m        # nothing of B, nothing of the host
 
 
+def start_attached(*args: str) -> subprocess.Popen:
+    """A trace running in the background, returned once its probes are attached."""
+    p = subprocess.Popen(cli() + ["run", "--local", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    err = ""
+    deadline = time.monotonic() + 60
+    while "Attached" not in err and time.monotonic() < deadline and p.poll() is None:
+        r, _, _ = select.select([p.stderr], [], [], 0.5)
+        if r:
+            err += p.stderr.readline()
+    if "Attached" not in err:
+        p.kill()
+        raise AssertionError(err + p.stderr.read())
+    return p
+
+
 def test_process_started_after_attach(two_containers):
     a, b = two_containers
-    p = subprocess.Popen(cli() + ["run", "--local", "--container-id", a.id, "-e",
-                                  "uprobe:/app/server:handle /arg0 > 2/ { @[arg0] = count(); }", "--deadline", "10s"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = start_attached("--container-id", a.id, "-e",
+                       "uprobe:/app/server:handle /arg0 > 2/ { @[arg0] = count(); }", "--deadline", "10s")
     try:
-        err = ""
-        deadline = time.monotonic() + 60
-        while "Attached" not in err and time.monotonic() < deadline and p.poll() is None:
-            r, _, _ = select.select([p.stderr], [], [], 0.5)
-            if r:
-                err += p.stderr.readline()
-        assert "Attached" in err, err + p.stderr.read()
         a.exec("/app/server", "7", "100", "0")
         b.exec("/app/server", "8", "100", "0")
         out, rest = p.communicate(timeout=60)
-        assert p.returncode == 0, err + rest
+        assert p.returncode == 0, rest
     finally:
         if p.poll() is None:
             p.kill()
@@ -176,18 +184,10 @@ def test_trace_follows_a_restarted_container(new_container):
     from dockerlib import docker
 
     x = new_container(9)
-    p = subprocess.Popen(cli() + ["run", "--local", "--container-id", x.id, "-e",
-                                  "uprobe:/app/server:handle { @[arg0] = count(); } "
-                                  "interval:s:1 { @seconds = count(); }", "--deadline", "12s"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = start_attached("--container-id", x.id, "-e",
+                       "uprobe:/app/server:handle { @[arg0] = count(); } interval:s:1 { @seconds = count(); }",
+                       "--deadline", "12s")
     try:
-        err = ""
-        deadline = time.monotonic() + 60
-        while "Attached" not in err and time.monotonic() < deadline and p.poll() is None:
-            r, _, _ = select.select([p.stderr], [], [], 0.5)
-            if r:
-                err += p.stderr.readline()
-        assert "Attached" in err, err
         docker("restart", "-t", "0", x.name, timeout=60)
         x.wait_ready()
         restarted_at = time.monotonic()
@@ -196,7 +196,7 @@ def test_trace_follows_a_restarted_container(new_container):
         time.sleep(max(0.0, 3 - (time.monotonic() - restarted_at)))
         x.exec("/app/server", "78", "50", "0")
         out, rest = p.communicate(timeout=60)
-        assert p.returncode == 0, err + rest
+        assert p.returncode == 0, rest
     finally:
         if p.poll() is None:
             p.kill()
