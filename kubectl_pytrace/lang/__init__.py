@@ -2,7 +2,8 @@
 
 Passes, in order (each stops the compilation when it reports an error):
 
-1. parse      text -> AST                      (parser.py, grammar.lark)
+1. parse      text -> AST                      (preprocess.py for #if/#define/#include,
+                                               parser.py, grammar.lark)
 2. expand     attach points -> concrete probes (expand.py) - needs the environment for wildcards
 3. analyse    types, map layouts, checks       (semantic.py) - needs probes expanded, because a
               tracepoint's `args` type depends on which tracepoint it is
@@ -38,10 +39,10 @@ class Compiled:
     warnings: str = ""
 
 
-def parse(text: str, filename: str = "stdin") -> Any:
+def parse(text: str, filename: str = "stdin", env: Optional[Environment] = None) -> Any:
     from kubectl_pytrace.lang.parser import parse as _parse
 
-    return _parse(text, filename)
+    return _parse(text, filename, (env or Environment()).predefined_macros())
 
 
 def compile_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
@@ -60,8 +61,9 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
 
     env = env or Environment()
     params = params or []
-    program = _parse(text, filename)  # rejects programs nested deeper than the passes can walk
     diags = Diagnostics(Source(text, filename))
+    # rejects programs nested deeper than the passes can walk
+    program = _parse(text, filename, env.predefined_macros(), diags)
     with recursion_room():
         groups = expand(program, env, diags)
         if diags.has_errors():

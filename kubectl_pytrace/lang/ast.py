@@ -249,6 +249,7 @@ class Probe(Node):
 class Program(Node):
     probes: List[Probe]
     span: Span = _span()
+    includes: List[str] = field(default_factory=list)  # headers named by #include, as written
 
 
 Lvalue = Union[Map, Var]

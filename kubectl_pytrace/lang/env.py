@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang.types import (
     ArrayT, IntT, PtrT, StructT, Type, VoidT,
@@ -45,6 +45,11 @@ class Environment:
     """The environment that knows nothing (a kubectl client far from the node)."""
 
     kprobes_available: Optional[bool] = None
+
+    def predefined_macros(self) -> Dict[str, str]:
+        """Macros defined before a program's first line. bpftrace defines BPFTRACE_HAVE_BTF where the
+        kernel has BTF; far from the node it is assumed (the node decides)."""
+        return {"BPFTRACE_HAVE_BTF": "1"}
 
     def tracepoints(self, category: str, name: str) -> Optional[List[Tuple[str, str]]]:
         return None

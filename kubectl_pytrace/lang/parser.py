@@ -1,21 +1,25 @@
 """parse(text, filename) -> ast.Program: the only way into the grammar.
 
-The grammar lives in grammar.lark; a lark Transformer builds the AST. Syntax errors become
-diagnostics with the offending token's span.
+The text first goes through the preprocessor (preprocess.py: #if/#define/#include, positions kept);
+macro names are replaced by their bodies' tokens between the lexer and the parser. The grammar
+lives in grammar.lark; a lark Transformer builds the AST. Syntax errors become diagnostics with
+the offending token's span.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import sys
 from functools import lru_cache
-from typing import List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from kubectl_pytrace.lang import ast
+from kubectl_pytrace.lang import preprocess as pp
 from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source, Span
 
 # Identifiers that name builtins (arg0..argN and sarg0..sargN are recognised by pattern).
@@ -247,10 +251,88 @@ class _ToAst(Transformer):
         return ast.Var(children[0].value, _span(meta))
 
 
+# The macros of the program being parsed (a MacroTable), for _MacroExpander.
+_MACROS: contextvars.ContextVar = contextvars.ContextVar("pytrace_macros", default=None)
+MAX_EXPANSION = 10000  # tokens one use of a macro may become (#define A B B, #define B C C, ...)
+
+
+class _MacroExpander:
+    """Lark post-lexer: an IDENT naming a macro becomes the tokens of the macro's body (recursively,
+    a macro never expanding inside itself, as in cpp), each placed at the position of the name."""
+
+    always_accept = ()
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        table = _MACROS.get()
+        if not table:
+            yield from stream
+            return
+        for tok in stream:
+            if tok.type == "IDENT" and table.at(tok.value, tok.start_pos) is not None:
+                out: List[Token] = []
+                self.expand(table, tok.value, tok, frozenset(), out)
+                yield from out
+            else:
+                yield tok
+
+    def expand(self, table, name: str, at: Token, hide: frozenset, out: List[Token]) -> None:
+        macro = table.at(name, at.start_pos)
+        for kind, value, _pos in macro.body:
+            if kind == "id" and value not in hide and table.at(value, at.start_pos) is not None:
+                self.expand(table, value, at, hide | {name}, out)
+                continue
+            if len(out) >= MAX_EXPANSION:
+                raise _SyntaxProblem(f"macro '{at.value}' expands to more than {MAX_EXPANSION} tokens",
+                                     _tspan(at))
+            out.append(Token.new_borrow_pos(_token_type(kind, value, at), str(value), at))
+
+
+@lru_cache(maxsize=None)
+def _terminal_types() -> Dict[str, str]:
+    """Operator and keyword spellings -> the grammar's terminal names ("(" -> "LPAR")."""
+    out: Dict[str, str] = {}
+    ops = ("<<= >>= += -= *= /= %= &= |= ^= || && == != <= >= << >> -> ++ -- - + * / % < > & | ^ ! ~ ? : "
+           "( ) , [ ] { } . ; =").split()
+    terminals = [t for t in _parser().terminals if t.name not in ("ATTACH_POINT", "PRED_END", "COMMENT",
+                                                                    "SHEBANG", "WS", "IDENT", "INT")]
+    for op in ops:
+        for t in terminals:
+            if re.fullmatch(t.pattern.to_regexp(), op):
+                out[op] = t.name
+                break
+    for t in terminals:  # keywords: if, while, struct ...
+        if t.pattern.type == "str" and t.pattern.value.isidentifier():
+            out[t.pattern.value] = t.name
+    return out
+
+
+def _token_type(kind: str, value: object, at: Token) -> str:
+    if kind == "int":
+        return "INT"
+    if kind == "str":
+        return "STRING"
+    text = str(value)
+    if kind == "var":
+        for name in ("POSITIONAL", "VAR_NAME", "MAP_NAME"):
+            if re.fullmatch(_TERMINAL_RE[name], text):
+                return name
+    elif kind == "id":
+        if re.fullmatch(_TERMINAL_RE["INT_TYPE"], text):
+            return "INT_TYPE"
+        return _terminal_types().get(text, "IDENT")
+    elif text in _terminal_types():
+        return _terminal_types()[text]
+    raise _SyntaxProblem(f"macro '{at.value}' contains '{text}', which cannot appear in a program", _tspan(at))
+
+
+_TERMINAL_RE = {"POSITIONAL": r"\$([0-9]+|#)", "VAR_NAME": r"\$[A-Za-z_][A-Za-z0-9_]*",
+                "MAP_NAME": r"@[A-Za-z0-9_]*", "INT_TYPE": r"(u?int(8|16|32|64)|bool)"}
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     return Lark.open("grammar.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                     maybe_placeholders=True, cache=True)
+                     maybe_placeholders=True, cache=True, postlex=_MacroExpander())
 
 
 def _describe(tok: Token) -> str:
@@ -291,15 +373,30 @@ def _check_nesting(tree: Tree) -> None:
         stack.extend((c, depth + 1, span) for c in node.children if isinstance(c, Tree))
 
 
-def parse(text: str, filename: str = "stdin") -> ast.Program:
-    """Parse a program; raises CompileError carrying the rendered diagnostics."""
-    source = Source(text, filename)
-    diags = Diagnostics(source)
+# What a program's #if sees when nothing else is known: bpftrace's tools test BPFTRACE_HAVE_BTF,
+# and the node they will run on decides (Environment.predefined_macros()).
+DEFAULT_PREDEFINED = {"BPFTRACE_HAVE_BTF": "1"}
+
+
+def parse(text: str, filename: str = "stdin", predefined: Optional[Dict[str, str]] = None,
+          diags: Optional[Diagnostics] = None) -> ast.Program:
+    """Preprocess and parse a program; raises CompileError carrying the rendered diagnostics.
+
+    predefined: macros defined before the first line (NAME -> body text); diags: where warnings
+    (#warning) and errors go, a new Diagnostics by default."""
+    if diags is None:
+        diags = Diagnostics(Source(text, filename))
+    pre = pp.preprocess(text, diags, DEFAULT_PREDEFINED if predefined is None else predefined)
+    if diags.has_errors():
+        raise CompileError(diags)
+    token = _MACROS.set(pre.macros)
     try:
-        tree = _parser().parse(text)
+        tree = _parser().parse(pre.text)
         _check_nesting(tree)
         with recursion_room():
-            return _ToAst().transform(tree)
+            program = _ToAst().transform(tree)
+        program.includes = [i.name for i in pre.includes]
+        return program
     except _SyntaxProblem as e:
         diags.error(e.message, e.span)
     except VisitError as e:
@@ -331,4 +428,6 @@ def parse(text: str, filename: str = "stdin") -> ast.Program:
             diags.error(f"syntax error, unexpected character {ch!r}", Span(pos, pos + 1))
     except UnexpectedInput as e:  # pragma: no cover - other lark errors
         diags.error(f"syntax error: {e}", Span(0, 1))
+    finally:
+        _MACROS.reset(token)
     raise CompileError(diags)

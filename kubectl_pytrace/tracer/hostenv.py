@@ -151,6 +151,9 @@ class HostEnvironment(Environment):
     def has_btf(self) -> bool:
         return os.path.exists(self._btf_path)
 
+    def predefined_macros(self) -> Dict[str, str]:
+        return {"BPFTRACE_HAVE_BTF": "1"} if self.has_btf() else {}
+
     def struct_exists(self, cname: str) -> Optional[bool]:
         if not self.has_btf():
             return None

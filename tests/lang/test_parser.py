@@ -276,9 +276,11 @@ def test_comments_are_ignored():
     assert parse(src) == parse("BEGIN { @x = 1; @y = 2; }")
 
 
-def test_include_lines_are_ignored():
+def test_include_lines_are_recorded_not_parsed():
     src = "#include <linux/sched.h>\n#include \"x.h\"\nBEGIN { @x = 1; }\n"
-    assert parse(src) == parse("BEGIN { @x = 1; }")
+    prog = parse(src)
+    assert prog.includes == ["linux/sched.h", "x.h"]
+    assert prog.probes == parse("BEGIN { @x = 1; }").probes
 
 
 @pytest.mark.parametrize("literal, value", [
@@ -359,7 +361,7 @@ def test_shebang_line_is_ignored():
     assert parse(src) == parse("BEGIN { @x = 1; }")
     assert parse("BEGIN { }\n#!/x\nEND { }") == parse("BEGIN { } END { }")
     assert "unexpected character '#'" in syntax_error("BEGIN { @x = 1 #!/x\n}")
-    assert "unexpected character '#'" in syntax_error("#define X 1\nBEGIN { }")
+    assert "unexpected character '#'" in syntax_error("BEGIN { @x = 1 #define X 1\n}")
 
 
 def test_positional_parameter_number_too_large():
