@@ -446,6 +446,7 @@ class BTF:
         self._types: Dict[int, Type] = {}
         self._named: Dict[str, Tuple[int, ...]] = {}
         self._name_offs: Optional[bytes] = None
+        self._enum_values: Optional[Dict[int, int]] = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -660,6 +661,40 @@ class BTF:
     def enum(self, name: str) -> Optional[Enum]:
         t = self._first(name, (ENUM, ENUM64))
         return t if isinstance(t, Enum) else None
+
+    def enum_value(self, name: str) -> Optional[int]:
+        """The value of an enumerator (TASK_..., TCP_ESTABLISHED, BPF_MAP_TYPE_HASH), or None.
+
+        The name is found in the string section first; the enum records are then indexed by the
+        name offsets of their values, once (no strings decoded)."""
+        raw = name.encode()
+        if not raw or b"\0" in raw:
+            return None
+        d = self._data
+        if d.startswith(raw + b"\0", self._ss):
+            start = self._ss
+        else:
+            start = d.find(b"\0" + raw + b"\0", self._ss, self._se) + 1
+        if start <= 0:
+            return self._base.enum_value(name) if self._base else None
+        if self._enum_values is None:
+            values: Dict[int, int] = {}
+            w = self._words
+            for i in self._offs:
+                info = w[i + 1]
+                kind, vlen, signed = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
+                if kind == ENUM:
+                    for j in range(i + 3, i + 3 + 2 * vlen, 2):
+                        values.setdefault(w[j], _signed(w[j + 1], 32) if signed else w[j + 1])
+                elif kind == ENUM64:
+                    for j in range(i + 3, i + 3 + 3 * vlen, 3):
+                        v = w[j + 1] | w[j + 2] << 32
+                        values.setdefault(w[j], _signed(v, 64) if signed else v)
+            self._enum_values = values
+        found = self._enum_values.get(start - self._ss + self._str_base)
+        if found is None and self._base is not None:
+            return self._base.enum_value(name)
+        return found
 
     def func(self, name: str) -> Optional[FuncProto]:
         """Signature of a kernel function: btf.func('tcp_sendmsg').params[0] == Param('sk', ...)."""

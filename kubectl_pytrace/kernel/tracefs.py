@@ -331,6 +331,28 @@ class KernelSymbols:
             return None
 
 
+def symbol_address(name: str, path: str = KALLSYMS) -> int:
+    """kaddr(): the address of a kernel symbol of any kind (functions and data, first match).
+
+    Raises TracefsError saying why when there is none: no such symbol, addresses hidden, or a
+    kernel built without CONFIG_KALLSYMS_ALL, whose kallsyms lists (almost) no data symbols."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TracefsError(f"cannot read kernel symbols from {path}: {e.strerror}") from None
+    m = re.search(rb"^([0-9a-f]+) \S " + re.escape(name.encode()) + rb"(?:\t|$)", data, re.M)
+    if m is not None and int(m.group(1), 16):
+        return int(m.group(1), 16)
+    if m is not None:
+        raise TracefsError(f"{path} hides kernel addresses (needs root, and kernel.kptr_restrict < 2)")
+    reason = ""
+    if len(re.findall(rb"^[0-9a-f]+ [dDbB] ", data, re.M)) < 1000:
+        reason = (" (this kernel lists almost no data symbols there: it was built without "
+                  "CONFIG_KALLSYMS_ALL)")
+    raise TracefsError(f"no kernel symbol named '{name}' in {path}{reason}")
+
+
 _kallsyms: Optional[KernelSymbols] = None
 
 

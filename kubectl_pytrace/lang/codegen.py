@@ -415,6 +415,17 @@ class FunctionGen:
     def expr_String(self, e: ast.String) -> Value:
         return Lit(e.value)
 
+    def expr_Identifier(self, e: ast.Identifier) -> Value:
+        return self.constant(self.fn.constants[id(e)])
+
+    @staticmethod
+    def constant(value: int) -> str:
+        if value >= 1 << 63:
+            return f"((u64){value}ULL)"
+        if value == -(1 << 63):
+            return "((s64)(-9223372036854775807LL - 1))"
+        return f"((s64){value}LL)"
+
     def expr_Positional(self, e: ast.Positional) -> Value:
         params = self.gen.params
         if e.count:
@@ -811,6 +822,16 @@ class FunctionGen:
         out = self.declare(t, "str")
         self.read_str_into(out, t.size, c)
         return Buf(out, t)
+
+    def call_kaddr(self, c: ast.Call) -> Value:
+        return self.constant(self.fn.constants[id(c)])
+
+    def call_bswap(self, c: ast.Call) -> Value:
+        bits = self.type(c).bits  # type: ignore[attr-defined]
+        v = self.int_value(c.args[0])
+        if bits == 8:
+            return f"((u64)(u8)({v}))"
+        return f"((u64)__builtin_bswap{bits}((u{bits})({v})))"
 
     def call_ksym(self, c: ast.Call) -> Value:
         return f"((u64)({self.int_value(c.args[0])}))"

@@ -51,6 +51,17 @@ class Environment:
         kernel has BTF; far from the node it is assumed (the node decides)."""
         return {"BPFTRACE_HAVE_BTF": "1"}
 
+    def constant(self, name: str, includes: Sequence[str] = ()) -> Optional[int]:
+        """The value of a kernel constant a program names as a bare identifier (TASK_RUNNING, AF_INET,
+        TCP_ESTABLISHED): an integer #define of the headers the program #includes (as written:
+        "sys/socket.h"), or an enum value of the kernel's BTF. None when unknown; LookupFailed (its
+        message a hint) when the answer is "no" for a reason worth telling (a header not found)."""
+        return None
+
+    def kernel_symbol(self, name: str) -> Optional[int]:
+        """The address of a kernel symbol (kaddr("avenrun")); LookupFailed when it does not exist."""
+        return None
+
     def tracepoints(self, category: str, name: str) -> Optional[List[Tuple[str, str]]]:
         return None
 

@@ -10,7 +10,7 @@ because an END probe may read a map that a later probe fills.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang import printf as printf_format
@@ -59,6 +59,7 @@ class ProbeFunction:
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format
+    constants: Dict[int, int] = field(default_factory=dict)  # Identifier/kaddr() Call -> its value
     vars: Dict[str, Type] = field(default_factory=dict)
 
     @property
@@ -103,8 +104,10 @@ class Checker(ast.NodeVisitor):
 
     def __init__(self, fn: ProbeFunction, maps: Dict[str, MapInfo], env: Environment,
                  diags: Diagnostics, final: bool, params: List[str], has_cpid: bool,
-                 guess_maps: bool = True, predefined: Optional[Dict[str, int]] = None):
+                 guess_maps: bool = True, predefined: Optional[Dict[str, int]] = None,
+                 includes: Sequence[str] = ()):
         self.fn, self.maps, self.env, self.diags, self.final = fn, maps, env, diags, final
+        self.includes = tuple(includes)
         self.params, self.has_cpid, self.guess_maps = params, has_cpid, guess_maps
         self.changed = False
         self.loops = 0
@@ -112,6 +115,7 @@ class Checker(ast.NodeVisitor):
         fn.types.clear()
         fn.fields.clear()
         fn.formats.clear()
+        fn.constants.clear()
         fn.vars.clear()
         for name in predefined or {}:
             fn.vars[name] = INT64  # $container_pid and the like, set before the probe body
@@ -168,7 +172,9 @@ class Checker(ast.NodeVisitor):
             self.error(f"{s.value.name}() should be directly assigned to a map", s.value.span)
         t = self.expr(s.value)
         self.check_storable(t, s.value.span)
-        st = storage_type(t)
+        # integers are stored in 64 bits but keep their width, as bpftrace's variables keep their
+        # type: bswap($port) of a uint16 swaps two bytes
+        st = t if isinstance(t, IntT) else storage_type(t)
         old = self.fn.vars.get(s.target.name)
         if old is not None:
             merged = common_type(old, st)
@@ -384,8 +390,17 @@ class Checker(ast.NodeVisitor):
         return StrT(len(e.value) + 1)
 
     def expr_Identifier(self, e: ast.Identifier) -> Type:
-        self.error(f"unknown builtin '{e.name}'", e.span)
-        raise AssertionError
+        """A kernel constant (TASK_RUNNING, AF_INET): a header #define or a BTF enum value."""
+        try:
+            value = self.env.constant(e.name, self.includes)
+        except LookupFailed as err:
+            self.error(f"unknown builtin '{e.name}'", e.span, hint=str(err))
+        if value is None:
+            self.error(f"unknown builtin '{e.name}'", e.span)
+        if not -(1 << 63) <= value < 1 << 64:  # type: ignore[operator]
+            self.error(f"{e.name} is {value}, which does not fit in 64 bits", e.span)
+        self.fn.constants[id(e)] = value  # type: ignore[assignment]
+        return UINT64 if value >= 1 << 63 else INT64  # type: ignore[operator]
 
     def expr_Positional(self, e: ast.Positional) -> Type:
         if e.count:
@@ -673,7 +688,7 @@ class Checker(ast.NodeVisitor):
             self.error(f"{c.name}() should be directly assigned to a map", c.span)
         method = getattr(self, "call_" + c.name, None)
         if method is None:
-            if c.name in ("system", "cat", "signal", "override", "join", "buf", "reg", "kaddr", "uaddr",
+            if c.name in ("system", "cat", "signal", "override", "buf", "reg", "uaddr",
                           "cgroupid", "sizeof", "macaddr", "path", "strftime", "skboutput",
                           "unwatch", "offsetof", "strerror", "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
@@ -771,6 +786,29 @@ class Checker(ast.NodeVisitor):
             self.error("strncmp() length must be a non-negative integer literal", c.args[2].span)
         self.set(c.args[2], INT64)
         return INT64
+
+    def call_kaddr(self, c: ast.Call) -> Type:
+        """The address of a kernel symbol, resolved now (bpftrace: "compile time")."""
+        self.nargs(c, 1)
+        a = c.args[0]
+        if not isinstance(a, ast.String):
+            self.error("kaddr() needs a string literal: the name of a kernel symbol", a.span)
+        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        name = a.value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        try:
+            addr = self.env.kernel_symbol(name)
+        except LookupFailed as err:
+            self.error(f"kaddr(\"{name}\"): {err}", c.span)
+        if addr is None:
+            self.error(f"kaddr(\"{name}\"): the kernel's symbols are only known on the node", c.span)
+        self.fn.constants[id(c)] = addr  # type: ignore[assignment]
+        return UINT64
+
+    def call_bswap(self, c: ast.Call) -> Type:
+        """Byte order reversed within the argument's width: uint8/16/32/64 bswap(n)."""
+        self.nargs(c, 1)
+        t = self.int_expr(c.args[0], "bswap() argument")
+        return IntT(t.bits if isinstance(t, IntT) else 64, False)
 
     def call_ksym(self, c: ast.Call) -> Type:
         self.nargs(c, 1)
@@ -881,13 +919,14 @@ def analyse(program: ast.Program, groups: List[Tuple[ast.Probe, List[ProbeSpec],
             changed = False
             for fn in functions:
                 ch = Checker(fn, maps, env, diags, False, params, has_cpid, guess_maps=guess,
-                             predefined=predefined)
+                             predefined=predefined, includes=program.includes)
                 ch.run()
                 changed |= ch.changed
             if not changed:
                 break
     for fn in functions:
-        Checker(fn, maps, env, diags, True, params, has_cpid, predefined=predefined).run()
+        Checker(fn, maps, env, diags, True, params, has_cpid, predefined=predefined,
+                includes=program.includes).run()
     for info in maps.values():
         if info.value is None and not diags.has_errors():
             diags.error(f"map '{info.name}' is used but never assigned a value", info.span)

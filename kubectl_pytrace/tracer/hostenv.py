@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
@@ -83,13 +83,17 @@ def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
 
 class HostEnvironment(Environment):
     def __init__(self, resolve_path: PathResolver = resolve_host_path, tracefs_root: Optional[str] = None,
-                 btf_path: str = VMLINUX):
+                 btf_path: str = VMLINUX, include_dirs: Optional[Sequence[str]] = None):
         self.resolve_path = resolve_path
+        self.include_dirs = include_dirs  # where #include <x.h> is looked for; None: the kernel
+        # header tree (kernel/headers.py) and the system's include directories
         self._tracefs_root = tracefs_root
         self._btf_path = btf_path
         self._btf = None  # kernel.btf.BTF, loaded on first use
         self.deps: set = set()  # files whose contents the compilation depended on
         self._anon: dict = {}
+        self._headers: Dict[Tuple[str, ...], object] = {}  # includes -> cheaders.HeaderMacros
+        self._constants: Dict[Tuple[str, Tuple[str, ...]], Optional[int]] = {}
 
     # ---- tracefs -------------------------------------------------------------------------------
     @property
@@ -189,6 +193,63 @@ class HostEnvironment(Environment):
         args = [(p.name, btf_type(p.type)) for p in proto.params]
         return args, btf_type(proto.ret)
 
+    # ---- constants and symbols ----------------------------------------------------------------
+    def constant(self, name: str, includes: Sequence[str] = ()) -> Optional[int]:
+        key = (name, tuple(includes))
+        if key not in self._constants:
+            self._constants[key] = self._constant(name, tuple(includes), frozenset())
+        value = self._constants[key]
+        if value is None and includes:
+            missing = self._header_macros(tuple(includes)).missing  # type: ignore[attr-defined]
+            if missing:
+                raise LookupFailed("not found in the kernel's BTF nor in the headers found; not found: "
+                                   + ", ".join(f"<{m}>" for m in missing))
+        return value
+
+    def _constant(self, name: str, includes: Tuple[str, ...], hide: frozenset) -> Optional[int]:
+        """A #define of the included headers (as bpftrace, macros first), else a BTF enum value."""
+        if includes and name not in hide:
+            body = self._header_macros(includes).body(name)  # type: ignore[attr-defined]
+            if body is not None:
+                value = self._evaluate(name, body, includes, hide | {name})
+                if value is not None:
+                    return value
+        if self.has_btf():
+            return self.btf.enum_value(name)
+        return None
+
+    def _evaluate(self, name: str, body: str, includes: Tuple[str, ...], hide: frozenset) -> Optional[int]:
+        from kubectl_pytrace.lang import preprocess as pp
+        from kubectl_pytrace.lang.diagnostics import Span
+
+        try:
+            toks = pp.tokenize(body, 0)
+            return pp.ConstExpr(toks, lambda ident, _tok: self._constant(ident, includes, hide),
+                                Span(0, len(body))).evaluate()
+        except pp.PreprocessorError:  # a cast, sizeof, a string...: not an integer constant
+            return None
+
+    def _header_macros(self, includes: Tuple[str, ...]):
+        found = self._headers.get(includes)
+        if found is None:
+            from kubectl_pytrace.kernel import cheaders, headers as kheaders
+
+            if self.include_dirs is None:
+                try:
+                    tree: Optional[str] = kheaders.find_headers().path
+                except kheaders.HeadersNotFound:
+                    tree = None
+                self.include_dirs = cheaders.search_path(tree)
+            found = _TrackedHeaders(includes, self.include_dirs, self.deps)
+            self._headers[includes] = found
+        return found
+
+    def kernel_symbol(self, name: str) -> Optional[int]:
+        try:
+            return tracefs.symbol_address(name)
+        except tracefs.TracefsError as e:
+            raise LookupFailed(str(e)) from None
+
     # ---- user space binaries --------------------------------------------------------------------
     def _resolve(self, path: str) -> str:
         real = self.resolve_path(path)
@@ -208,6 +269,23 @@ class HostEnvironment(Environment):
 
     def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
         return _usdt_probes(self._resolve(path)).get((provider, name))
+
+
+class _TrackedHeaders:
+    """cheaders.HeaderMacros that records every header it reads as a dependency of the compilation."""
+
+    def __init__(self, includes: Sequence[str], dirs: Sequence[str], deps: set):
+        from kubectl_pytrace.kernel import cheaders
+
+        self.macros = cheaders.HeaderMacros(includes, dirs)
+        self.deps = deps
+        self.missing = self.macros.missing
+
+    def body(self, name: str) -> Optional[str]:
+        try:
+            return self.macros.body(name)
+        finally:
+            self.deps.update(self.macros.files)
 
 
 def _function_symbols(path: str) -> frozenset:

@@ -65,6 +65,12 @@ STRUCTS: Dict[str, Dict[str, StructField]] = {
     "struct file": {"f_flags": StructField(64, U32)},
 }
 
+# enum values of the kernel's BTF: always known; #defines: known when their header is included
+ENUMS = {"TCP_ESTABLISHED": 1, "TCP_CLOSE": 7, "BPF_MAP_TYPE_HASH": 1, "BIG": 1 << 63}
+HEADER_DEFINES = {"linux/sched.h": {"TASK_RUNNING": 0, "TASK_INTERRUPTIBLE": 1},
+                  "sys/socket.h": {"AF_INET": 2, "AF_INET6": 10}}
+KERNEL_SYMBOLS = {"avenrun": 0xFFFFFFFF82A0B1C0, "do_sys_openat2": 0xFFFFFFFF816B7430}
+
 USER_FUNCTIONS = {"/bin/x": ["main", "foo", "foo_bar", "ns::f", "_ZN2ns1fEv"]}
 USDT = {"/bin/x": {("prov", "start"): [I32, U64], ("prov", "stop"): [], ("other", "start"): [I64]}}
 KFUNCS = {"vfs_read": ([("file", PtrT(StructT("struct file"), "kernel")), ("count", U64)], I64)}
@@ -115,6 +121,22 @@ class FakeEnv(Environment):
         if path not in USDT:
             raise LookupFailed(f"cannot read USDT probes of {path}: no such file")
         return sorted(USDT[path])
+
+    def constant(self, name: str, includes=()) -> Optional[int]:
+        for header in includes:
+            if name in HEADER_DEFINES.get(header, {}):
+                return HEADER_DEFINES[header][name]
+        if name in ENUMS:
+            return ENUMS[name]
+        missing = [h for h in includes if h not in HEADER_DEFINES]
+        if missing:
+            raise LookupFailed(f"not found in the kernel's BTF nor in the headers found; not found: <{missing[0]}>")
+        return None
+
+    def kernel_symbol(self, name: str) -> Optional[int]:
+        if name not in KERNEL_SYMBOLS:
+            raise LookupFailed(f"no kernel symbol named '{name}' in /proc/kallsyms")
+        return KERNEL_SYMBOLS[name]
 
     def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
         return USDT.get(path, {}).get((provider, name))
