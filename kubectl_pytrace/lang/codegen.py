@@ -39,6 +39,8 @@ from kubectl_pytrace.lang.types import (
 REG_PARAMS = (14, 13, 12, 11, 9, 8)
 REG_RC = 10
 REG_SP = 19
+JOIN_MAX_ARGS = 16  # bpftrace 0.17's join(): 16 strings of at most 1023 bytes (measured)
+JOIN_ARG_SIZE = 1024
 
 def c_bytes_literal(data: bytes) -> str:
     """A C string literal for arbitrary bytes: only [A-Za-z0-9 ] pass through, the rest as octal."""
@@ -777,6 +779,34 @@ class FunctionGen:
         fmt = c.args[0].value.decode("utf-8", "surrogateescape") if c.args else "%H:%M:%S\n"  # type: ignore[attr-defined]
         ev = self.gen.new_event("time", [], fmt=fmt)
         self.send(ev, [])
+        return "0"
+
+    def call_join(self, c: ast.Call) -> Value:
+        """Up to JOIN_MAX_ARGS strings of JOIN_ARG_SIZE bytes each (bpftrace's limits), read from the
+        array into the event record itself (16 KiB: far too big for the BPF stack). An element
+        after the NULL that ends the array, or one that cannot be read, is left empty: user space
+        joins the strings up to the first empty one, as bpftrace does."""
+        sep = c.args[1].value.decode("utf-8", "surrogateescape") if len(c.args) > 1 else " "  # type: ignore[attr-defined]
+        items = [(f"a{i}", StrT(JOIN_ARG_SIZE), c) for i in range(JOIN_MAX_ARGS)]
+        ev = self.gen.new_event("join", items, fmt=sep)
+        at = self.type(c.args[0])
+        space = self.space_of(at)
+        arr = self.tmp("arr")
+        self.emit(f"u64 {arr} = (u64)({self.int_value(c.args[0])});")
+        e, p, end = self.tmp("e"), self.tmp("jp"), self.tmp("jend")
+        self.emit(f"struct ev_{ev.id} *{e} = pytrace_events.ringbuf_reserve(sizeof(struct ev_{ev.id}));")
+        with self.nested(f"if ({e}) {{"):
+            self.emit(f"{e}->id = {ev.id};")
+            self.emit(f"u64 {p} = 0;")
+            self.emit(f"int {end} = 0;")
+            for i in range(JOIN_MAX_ARGS):
+                with self.nested(f"if (!{end}) {{"):
+                    self.emit(f"if (bpf_probe_read_{space}(&{p}, 8, (void *)({arr} + {8 * i})) || !{p}) {end} = 1;")
+                self.emit(f"if ({end}) {e}->a{i}[0] = 0;")
+                self.emit(f"else if (bpf_probe_read_{space}_str(&{e}->a{i}, {JOIN_ARG_SIZE}, (void *){p}) < 0) "
+                          f"{e}->a{i}[0] = 0;")
+            self.emit(f"pytrace_events.ringbuf_submit({e}, BPF_RB_NO_WAKEUP);")
+        self.emit("else pytrace_lost_event();")
         return "0"
 
     def call_exit(self, c: ast.Call) -> Value:

@@ -787,6 +787,19 @@ class Checker(ast.NodeVisitor):
         self.set(c.args[2], INT64)
         return INT64
 
+    def call_join(self, c: ast.Call) -> Type:
+        """join(char *arr[] [, sep]): the strings of a NULL-terminated array, printed joined."""
+        self.nargs(c, 1, 2)
+        t = self.expr(c.args[0])
+        if not is_integer_like(t):
+            self.error(f"join() expects an array of strings (char *[]), not {t}", c.args[0].span)
+        if len(c.args) == 2:
+            sep = c.args[1]
+            if not isinstance(sep, ast.String):
+                self.error("join() separator must be a string literal", sep.span)
+            self.set(sep, StrT(len(sep.value) + 1))  # type: ignore[union-attr]
+        return VOID
+
     def call_kaddr(self, c: ast.Call) -> Type:
         """The address of a kernel symbol, resolved now (bpftrace: "compile time")."""
         self.nargs(c, 1)

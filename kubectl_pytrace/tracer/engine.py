@@ -252,6 +252,17 @@ class Engine:
             return lambda buf: self.readers[ev.map].zero()  # type: ignore[index]
         if ev.kind == "exit":
             return self._on_exit
+        if ev.kind == "join":
+            sep = ev.fmt
+
+            def on_join(buf):
+                parts = []
+                for part in decode(buf):  # the strings up to the first empty one, as bpftrace
+                    if not part:
+                        break
+                    parts.append(part)
+                out.join(sep.join(parts))  # type: ignore[union-attr]
+            return on_join
         raise AssertionError(ev.kind)
 
     def _on_exit(self, buf) -> bool:
