@@ -33,12 +33,6 @@ TRACEPOINTS: Dict[Tuple[str, str], List[TracepointField]] = {
         TracepointField("__syscall_nr", I32, 8, 4),
         TracepointField("ret", I64, 16, 8),
     ],
-    ("syscalls", "sys_enter_execve"): [
-        TracepointField("__syscall_nr", I32, 8, 4),
-        TracepointField("filename", PtrT(CHAR, "user"), 16, 8),
-        TracepointField("argv", PtrT(PtrT(CHAR, "user"), "user"), 24, 8),
-        TracepointField("envp", PtrT(PtrT(CHAR, "user"), "user"), 32, 8),
-    ],
     ("sched", "sched_switch"): [
         TracepointField("prev_comm", ArrayT(CHAR, 16), 8, 16),
         TracepointField("prev_pid", I32, 24, 4),
