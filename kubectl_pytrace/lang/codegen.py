@@ -974,6 +974,8 @@ class Generator:
             attachments.append(AttachSpec(ProbeSpec("tracepoint", "cgroup", "cgroup_attach_task"),
                                           scope_c.ATTACH_FN, -1, internal=True))
         for fn in a.functions:
+            if not fn.attach:
+                continue  # every attach point of the probe was skipped (expand.py)
             name = f"probe_{fn.index}"
             prov = fn.provider
             if prov in ("kfunc", "kretfunc") or (prov in ("kprobe", "kretprobe")

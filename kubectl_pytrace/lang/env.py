@@ -87,6 +87,11 @@ class Environment:
     def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
         return None
 
+    def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
+        """A library `path` loads that defines function `name` (pthread_create: in libc.so.6 since
+        glibc 2.34, no longer in libpthread.so.0), for the message when `path` does not."""
+        return None
+
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         return None
 

@@ -3,6 +3,12 @@
 Wildcards (`tracepoint:syscalls:sys_enter_*`, `uprobe:/bin/x:read*`) are expanded with what the
 environment knows; a body that depends on which probe fired (`args`, `probe`, `func`, USDT
 arguments) gets one function per concrete probe, any other body one function for all of them.
+
+As bpftrace 0.17, a uprobe whose function is not in the binary and a kprobe wildcard that matches
+nothing are skipped, not errors (bpftrace's tools list functions some versions of a library or of
+the kernel do not have: `uprobe:libcrypto:rsa_ossl_public_encrypt, ...`); each is a warning. A
+probe left without any attach point is still type-checked (its maps are printed at exit, as
+bpftrace prints them) but not generated. Only a program with nothing at all to attach is an error.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
             return [spec]
         if not syms:
             what = "functions match" if spec.is_wildcard else "function named"
-            raise LookupFailed(f"no {what} '{spec.func}' in {spec.target}")
+            where = None if spec.is_wildcard else env.user_function_elsewhere(spec.target, spec.func)
+            also = f" ({where}, which it loads, defines it)" if where else ""
+            raise _Skipped(f"no {what} '{spec.func}' in {spec.target}{also}")
         return [spec.with_match(func=s) for s in syms]
     if p in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
         if not spec.is_wildcard:
@@ -45,7 +53,7 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
         if funcs is None:
             return [spec]
         if not funcs:
-            raise LookupFailed(f"no kernel functions match '{spec.func}'")
+            raise _Skipped(f"no kernel functions match '{spec.func}'")
         return [spec.with_match(func=f) for f in funcs]
     if p == "usdt":
         probes = env.usdt_probes(spec.target)
@@ -81,17 +89,33 @@ def _extra(spec: ProbeSpec, env: Environment, uses_args: bool) -> dict:
     return {}
 
 
+class _Skipped(LookupFailed):
+    """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
+
+
+def _skippable(spec: ProbeSpec) -> bool:
+    if spec.provider in ("uprobe", "uretprobe"):
+        return spec.address is None
+    return spec.provider in ("kprobe", "kretprobe", "kfunc", "kretfunc") and spec.is_wildcard
+
+
 def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[Group]:
     groups: List[Group] = []
+    skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
     for probe in program.probes:
         uses = {n.name for n in probe.walk() if isinstance(n, ast.Builtin)}
         specific = bool(uses & PROBE_SPECIFIC_BUILTINS)
         shared: Dict[str, List[ProbeSpec]] = {}  # provider -> specs sharing one function
         order: List[object] = []
+        first_skipped: Optional[ProbeSpec] = None
         for ap in probe.attach_points:
             try:
                 spec = parse_attach_point(ap.raw)
                 concrete = _expand(spec, env)
+            except _Skipped as err:
+                skipped.append((f"{ap.raw}: {err}", ap.span))
+                first_skipped = first_skipped or spec
+                continue
             except (AttachPointError, LookupFailed) as err:
                 diags.error(f"{ap.raw}: {err}", ap.span)
                 continue
@@ -113,6 +137,16 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[G
                 diags.error(str(err), probe.attach_points[0].span)
                 continue
             groups.append((probe, list(specs), extra))  # type: ignore[arg-type]
+        if not order and first_skipped is not None:
+            # nothing of this probe attaches: typed all the same (its maps exist), never generated
+            groups.append((probe, [first_skipped], {"attach": False}))
+    if skipped and not diags.has_errors():
+        if any(g[2].get("attach", True) for g in groups):
+            for message, span in skipped:
+                diags.warning(f"{message}: skipped, as bpftrace 0.17 does", span)  # type: ignore[arg-type]
+        else:
+            for message, span in skipped:  # nothing at all to attach: each is why
+                diags.error(message, span)  # type: ignore[arg-type]
     begin = [g for g in groups if g[1][0].provider == "BEGIN"]
     end = [g for g in groups if g[1][0].provider == "END"]
     if len(begin) > 1 or len(end) > 1:

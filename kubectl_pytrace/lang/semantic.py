@@ -56,6 +56,7 @@ class ProbeFunction:
     kfunc_args: Optional[List[Tuple[str, Type]]] = None
     kfunc_ret: Optional[Type] = None
     usdt_args: Optional[List[Type]] = None
+    attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format

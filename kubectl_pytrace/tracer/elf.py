@@ -3,6 +3,12 @@
 Enough to attach uprobes (symbol -> file offset), to attach USDT probes (note -> file offset and
 semaphore offset) and to symbolize user addresses, without loading libbcc (and LLVM with it) into
 the tracer process.
+
+Symbols come from the file's .symtab/.dynsym and, as BCC (so bpftrace) reads them, from its
+separate debug file when one is installed (Debian's libc6-dbg: static functions of libc):
+
+    /usr/lib/debug/.build-id/93/ac61ec5a8e....debug     by the build id note (NT_GNU_BUILD_ID)
+    DIR/NAME, DIR/.debug/NAME, /usr/lib/debug/DIR/NAME  by .gnu_debuglink (NAME + CRC32 of the file)
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
-SHT_SYMTAB, SHT_NOTE, SHT_DYNSYM = 2, 7, 11
+SHT_SYMTAB, SHT_NOTE, SHT_DYNAMIC, SHT_DYNSYM = 2, 7, 6, 11
+DT_NEEDED = 1
+NT_GNU_BUILD_ID = 3
+DEBUG_DIR = "/usr/lib/debug"
 PT_LOAD = 1
 STT_FUNC, STT_GNU_IFUNC = 2, 10
 SHN_UNDEF = 0
@@ -44,8 +53,9 @@ class USDTNote:
 
 
 class ELF:
-    def __init__(self, path: str):
+    def __init__(self, path: str, debug_dir: Optional[str] = DEBUG_DIR):
         self.path = path
+        self.debug_dir = debug_dir  # None: do not look for a separate debug file (it is one)
         with open(path, "rb") as f:
             self.data = f.read()
         d = self.data
@@ -94,8 +104,77 @@ class ELF:
                     name = self._str(strtab, st_name)
                     if name:
                         seen[(st_value, name)] = st_size
+            debug = self.debug_file()
+            if debug is not None:
+                try:
+                    for addr, size, name in ELF(debug, debug_dir=None).symbols():
+                        seen.setdefault((addr, name), size)
+                except (ELFError, OSError, struct.error):
+                    pass  # a broken debug file only costs its symbols
             self._symbols = sorted((a, s, n) for (a, n), s in seen.items())
         return self._symbols
+
+    # ---- separate debug files -------------------------------------------------------------------
+    def _section(self, name: str) -> Optional[bytes]:
+        for sname, stype, _addr, off, size, _link, _entsize in self.sections:
+            if sname == name and stype != 8:  # SHT_NOBITS has no bytes in the file
+                return self.data[off:off + size]
+        return None
+
+    def build_id(self) -> Optional[str]:
+        """The hex build id of the NT_GNU_BUILD_ID note, if any."""
+        for _name, stype, _addr, off, size, _link, _entsize in self.sections:
+            if stype != SHT_NOTE:
+                continue
+            pos, end = off, off + size
+            while pos + 12 <= end:
+                namesz, descsz, ntype = struct.unpack_from("<III", self.data, pos)
+                owner = self.data[pos + 12:pos + 12 + namesz]
+                desc_at = pos + 12 + ((namesz + 3) & ~3)
+                if ntype == NT_GNU_BUILD_ID and owner.rstrip(b"\0") == b"GNU":
+                    return self.data[desc_at:desc_at + descsz].hex()
+                pos = desc_at + ((descsz + 3) & ~3)
+        return None
+
+    def debug_file(self) -> Optional[str]:
+        """The separate debug file with this file's full symbol table, where BCC looks for it."""
+        if self.debug_dir is None:
+            return None
+        bid = self.build_id()
+        if bid and len(bid) > 2:
+            path = os.path.join(self.debug_dir, ".build-id", bid[:2], bid[2:] + ".debug")
+            if os.path.isfile(path):
+                return path
+        link = self._section(".gnu_debuglink")
+        if not link or b"\0" not in link:
+            return None
+        name = link.split(b"\0", 1)[0].decode("utf-8", "replace")
+        crc_at = (len(name) + 1 + 3) & ~3
+        if not name or "/" in name or len(link) < crc_at + 4:
+            return None
+        crc = struct.unpack_from("<I", link, crc_at)[0]
+        here = os.path.dirname(os.path.abspath(self.path))
+        for d in (here, os.path.join(here, ".debug"), self.debug_dir + here):
+            path = os.path.join(d, name)
+            if os.path.isfile(path) and os.path.realpath(path) != os.path.realpath(self.path) \
+                    and _crc32(path) == crc:
+                return path
+        return None
+
+    def needed(self) -> List[str]:
+        """The DT_NEEDED libraries of the dynamic section (sonames: "libc.so.6")."""
+        out = []
+        for _name, stype, _addr, off, size, link, entsize in self.sections:
+            if stype != SHT_DYNAMIC or not entsize:
+                continue
+            strtab = self.sections[link][3]
+            for i in range(size // entsize):
+                tag, val = struct.unpack_from("<qQ", self.data, off + i * entsize)
+                if tag == 0:
+                    break
+                if tag == DT_NEEDED:
+                    out.append(self._str(strtab, val))
+        return out
 
     def function_names(self) -> List[str]:
         return sorted({n for _, _, n in self.symbols()})
@@ -157,6 +236,16 @@ class ELF:
                         sem += delta
                 out.append(USDTNote(provider.decode(), probe.decode(), pc, sem, args.decode()))
         return out
+
+
+def _crc32(path: str) -> int:
+    import zlib
+
+    crc = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 @lru_cache(maxsize=64)

@@ -263,6 +263,24 @@ class HostEnvironment(Environment):
             return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
         return [pattern] if pattern in names else []
 
+    def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
+        try:
+            real = self.resolve_path(path)
+            needed = open_elf(real).needed()
+        except (LookupFailed, ELFError, OSError):
+            return None
+        for soname in needed:
+            for d in (os.path.dirname(real),) + LIBRARY_DIRS:
+                lib = os.path.join(d, soname)
+                if os.path.isfile(lib):
+                    try:
+                        if name in _function_symbols(lib):
+                            return lib
+                    except LookupFailed:
+                        pass
+                    break
+        return None
+
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         real = self._resolve(path)
         return sorted(_usdt_probes(real))
@@ -289,8 +307,10 @@ class _TrackedHeaders:
 
 
 def _function_symbols(path: str) -> frozenset:
+    """Names uprobes can attach to, as bpftrace lists them: GCC's partial-inlining fragments
+    (`__logout.part.0`, `str_to_mpn.part.0.constprop.0`) are left out."""
     try:
-        return frozenset(open_elf(path).function_names())
+        return frozenset(n for n in open_elf(path).function_names() if ".part." not in n)
     except ELFError as e:
         raise LookupFailed(f"cannot read symbols of {path}: {e}") from None
 

@@ -215,3 +215,48 @@ def test_attachments_of_a_compiled_program():
         ("uprobe:/bin/x:foo", "probe_2"), ("uretprobe:/bin/x:foo", "probe_3"),
         ("END", "probe_4")]
     assert c.begin_fn == "probe_0" and c.end_fn == "probe_4"
+
+
+# ---- attach points that match nothing (bpftrace 0.17 leaves them out) -------------------------------
+
+def test_missing_uprobe_functions_are_skipped_with_a_warning():
+    c = compile_program("u:/bin/x:foo, u:/bin/x:nosuch, ur:/bin/x:gone* { @n = count(); }", env=FakeEnv())
+    assert [a.spec.name() for a in c.c.attachments] == ["uprobe:/bin/x:foo"]
+    assert c.warnings.split("\n")[0::3] == [
+        "stdin:1:15-29: WARNING: u:/bin/x:nosuch: no function named 'nosuch' in /bin/x: skipped, as bpftrace "
+        "0.17 does",
+        "stdin:1:32-46: WARNING: ur:/bin/x:gone*: no functions match 'gone*' in /bin/x: skipped, as bpftrace "
+        "0.17 does"]
+
+
+def test_a_probe_without_attach_points_is_checked_but_not_generated():
+    c = compile_program('BEGIN { exit(); } u:/bin/x:nosuch { @x = count(); @y[comm] = "s"; } '
+                        'END { print(@y); }', env=FakeEnv())
+    assert [a.spec.name() for a in c.c.attachments] == ["BEGIN", "END"]
+    assert set(c.c.maps) == {"@x", "@y"}  # printed at exit, as bpftrace prints them
+    assert "probe_1" not in c.c.text
+    with pytest.raises(CompileError, match="type mismatch for @y"):
+        compile_program('BEGIN { @y[1] = 1; } u:/bin/x:nosuch { @y[1] = "s"; }', env=FakeEnv())
+
+
+def test_nothing_to_attach_is_an_error_naming_each_attach_point():
+    with pytest.raises(CompileError) as info:
+        compile_program("u:/bin/x:nosuch, kprobe:zz* { }", env=FakeEnv())
+    assert [d.message for d in info.value.diagnostics.errors] == [
+        "u:/bin/x:nosuch: no function named 'nosuch' in /bin/x", "kprobe:zz*: no kernel functions match 'zz*'"]
+
+
+def test_other_lookup_failures_stay_errors():
+    for src in ("BEGIN { } t:syscalls:nosuch { }", "BEGIN { } u:/bin/nosuch:f { }", "BEGIN { } U:/bin/x:nope { }",
+                "BEGIN { } kfunc:nope { }"):
+        with pytest.raises(CompileError):
+            compile_program(src, env=FakeEnv())
+
+
+def test_the_library_that_defines_a_missing_function_is_named():
+    class Env(FakeEnv):
+        def user_function_elsewhere(self, path, name):
+            return "/lib/libc.so.6" if name == "nosuch" else None
+
+    c = compile_program("BEGIN { } u:/bin/x:nosuch { }", env=Env())
+    assert "no function named 'nosuch' in /bin/x (/lib/libc.so.6, which it loads, defines it): skipped" in c.warnings
