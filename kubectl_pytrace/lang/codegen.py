@@ -30,7 +30,7 @@ from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, _const_int
 from kubectl_pytrace.lang.types import (
-    AggT, ArrayT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
+    AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
 )
 
@@ -70,6 +70,8 @@ def ctype(t: Type, tuples: "TupleTypes") -> str:
         return "struct pytrace_usym"
     if isinstance(t, InetT):
         return "struct pytrace_inet"
+    if isinstance(t, BufT):
+        return tuples.buffer(t)
     raise TypeError(f"no C type for {t}")
 
 
@@ -86,11 +88,18 @@ def zero_init(t: Type) -> str:
 
 
 class TupleTypes:
-    """Gives each distinct tuple layout one C struct (fields e0, e1, ...)."""
+    """Gives each distinct tuple layout one C struct (fields e0, e1, ...), and each buffer size one
+    (the length, then the bytes)."""
 
     def __init__(self):
-        self.names: Dict[TupleT, str] = {}
+        self.names: Dict[Type, str] = {}
         self.defs: List[str] = []
+
+    def buffer(self, t: BufT) -> str:
+        if t not in self.names:
+            self.names[t] = f"struct pytrace_buf_{t.size}"
+            self.defs.append(f"struct pytrace_buf_{t.size} {{ u64 len; u8 data[{pad8(t.size)}]; }};")
+        return self.names[t]
 
     def name(self, t: TupleT) -> str:
         if t not in self.names:
@@ -271,7 +280,7 @@ class FunctionGen:
         elif isinstance(dtype, TupleT):
             assert isinstance(v, Buf) and isinstance(v.type, TupleT)
             for i, (dt, st) in enumerate(zip(dtype.elems, v.type.elems)):
-                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT)) \
+                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT, BufT)) \
                     else Buf(f"{v.ref}.e{i}", st)
                 self.store_value(f"{dest}.e{i}", dt, inner, st)
         else:  # stacks, usym, inet: same layout
@@ -751,9 +760,11 @@ class FunctionGen:
 
     def call_printf(self, c: ast.Call) -> Value:
         items = [(f"a{i}", self.event_type(self.type(a)), a) for i, a in enumerate(c.args[1:])]
-        ev = self.gen.new_event("printf", items, fmt=self.fn.formats[id(c)])
+        ev = self.gen.new_event(c.name, items, fmt=self.fn.formats[id(c)])  # printf, cat
         self.send(ev, items)
         return "0"
+
+    call_cat = call_printf
 
     def event_type(self, t: Type) -> Type:
         if is_char_array(t):
@@ -855,6 +866,31 @@ class FunctionGen:
 
     def call_kaddr(self, c: ast.Call) -> Value:
         return self.constant(self.fn.constants[id(c)])
+
+    def call_buf(self, c: ast.Call) -> Value:
+        t: BufT = self.type(c)  # type: ignore[assignment]
+        out = self.declare(t, "buf")
+        at = self.type(c.args[0])
+        v = self.value(c.args[0])
+        if isinstance(v, Buf):  # a char array, already read
+            n = min(t.size, sizeof(v.type))
+            self.emit(f"{out}.len = {n};")
+            self.emit(f"__builtin_memcpy(&{out}.data, &{v.ref}, {n});")
+            return Buf(out, t)
+        assert isinstance(v, str)
+        addr = v
+        space = self.space_of(at)
+        if len(c.args) == 2 and _const_int(c.args[1]) is None:
+            n = self.tmp("n")
+            self.emit(f"u64 {n} = (u64)({self.int_value(c.args[1])});")
+            self.emit(f"if ({n} > {t.size}) {n} = {t.size};")
+            self.emit(f"{out}.len = {n};")
+            # the mask keeps the length provably within the buffer for the verifier
+            self.emit(f"if ({n}) bpf_probe_read_{space}(&{out}.data, {n} & {pad8(t.size) * 2 - 1}, (void *)({addr}));")
+        else:
+            self.emit(f"{out}.len = {t.size};")
+            self.emit(f"bpf_probe_read_{space}(&{out}.data, {t.size}, (void *)({addr}));")
+        return Buf(out, t)
 
     def call_bswap(self, c: ast.Call) -> Value:
         bits = self.type(c).bits  # type: ignore[attr-defined]

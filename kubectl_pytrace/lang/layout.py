@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from kubectl_pytrace.lang.types import (
-    AggT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
+    AggT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
 )
 
 
@@ -32,6 +32,8 @@ def sizeof(t: Type) -> int:
         return 16
     if isinstance(t, InetT):
         return 24
+    if isinstance(t, BufT):
+        return 8 + pad8(t.size)
     raise TypeError(f"no storage layout for {t}")
 
 
@@ -53,6 +55,8 @@ def struct_format(t: Type) -> str:
         return "QQ"
     if isinstance(t, InetT):
         return "Q16s"
+    if isinstance(t, BufT):
+        return f"Q{pad8(t.size)}s"
     raise TypeError(f"no storage layout for {t}")
 
 

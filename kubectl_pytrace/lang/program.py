@@ -32,9 +32,9 @@ class EventSpec:
     """One kind of record in the ring buffer, identified by the u64 at its start."""
 
     id: int
-    kind: str  # printf print_value print_map time exit clear zero join
+    kind: str  # printf print_value print_map time exit clear zero join cat
     record: Record  # the fields after the id
-    fmt: object = None  # parsed printf format (printf), strftime text (time), separator (join)
+    fmt: object = None  # parsed printf format (printf, cat), strftime text (time), separator (join)
     map: Optional[str] = None  # print_map / clear / zero
     top: int = 0
     div: int = 0

@@ -18,7 +18,7 @@ from kubectl_pytrace.lang.diagnostics import Diagnostics, Span
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
 from kubectl_pytrace.lang.probes import ProbeSpec
 from kubectl_pytrace.lang.types import (
-    COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, InetT, IntT, KsymT,
+    COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
     ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT, VoidT, common_type, is_char_array,
     is_integer_like, storage_type,
 )
@@ -126,6 +126,10 @@ class Checker(ast.NodeVisitor):
         if self.final:
             self.diags.error(msg, span, hint)
         raise _Unknown()
+
+    def warning(self, msg: str, span: Span):
+        if self.final:
+            self.diags.warning(msg, span)
 
     def set(self, node: ast.Node, t: Type) -> Type:
         self.fn.types[id(node)] = t
@@ -689,7 +693,7 @@ class Checker(ast.NodeVisitor):
             self.error(f"{c.name}() should be directly assigned to a map", c.span)
         method = getattr(self, "call_" + c.name, None)
         if method is None:
-            if c.name in ("system", "cat", "signal", "override", "buf", "reg", "uaddr",
+            if c.name in ("system", "signal", "override", "reg", "uaddr",
                           "cgroupid", "sizeof", "macaddr", "path", "strftime", "skboutput",
                           "unwatch", "offsetof", "strerror", "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
@@ -705,24 +709,28 @@ class Checker(ast.NodeVisitor):
 
     def call_printf(self, c: ast.Call) -> Type:
         if not c.args or not isinstance(c.args[0], ast.String):
-            self.error("printf() needs a string literal as its first argument", c.span)
+            self.error(f"{c.name}() needs a string literal as its first argument", c.span)
         fmt_node: ast.String = c.args[0]  # type: ignore[assignment]
         self.set(fmt_node, StrT(len(fmt_node.value) + 1))
         try:
             fmt = printf_format.parse_format(fmt_node.value.decode("utf-8", "surrogateescape"))
         except printf_format.FormatError as err:
-            self.error(f"printf: {err.message}", fmt_node.span)
+            self.error(f"{c.name}: {err.message}", fmt_node.span)
         kinds = []
         for a in c.args[1:]:
             t = self.expr(a)
             self.check_storable(t, a.span)
             kinds.append(_printf_kind(t))
         try:
-            printf_format.check_args(fmt, kinds, "printf")
+            printf_format.check_args(fmt, kinds, c.name)
         except printf_format.FormatError as err:
             self.error(err.message, c.span)
         self.fn.formats[id(c)] = fmt
         return VOID
+
+    # cat("/proc/%d/status", pid): the file's contents, printed by user space (as bpftrace, at most
+    # 10 KiB); the name is formatted as printf formats
+    call_cat = call_printf
 
     def call_print(self, c: ast.Call) -> Type:
         self.nargs(c, 1, 3)
@@ -818,6 +826,31 @@ class Checker(ast.NodeVisitor):
         self.fn.constants[id(c)] = addr  # type: ignore[assignment]
         return UINT64
 
+    def call_buf(self, c: ast.Call) -> Type:
+        """buf(data, length): raw bytes (printed with %r); the length of an array is its size."""
+        self.nargs(c, 1, 2)
+        t = self.expr(c.args[0])
+        if len(c.args) == 1:
+            # char arrays are strings to bpftrace; u8 arrays (addresses) are arrays
+            string = isinstance(t, StrT) or (is_char_array(t) and t.elem.signed)  # type: ignore[union-attr]
+            if not isinstance(t, ArrayT) or string:
+                what = "string" if string else str(t)
+                self.error(f"buf() expects a length argument for non-array type {what}", c.span)
+            size = t.length * max(1, getattr(t.elem, "bits", 8) // 8)  # type: ignore[union-attr]
+        else:
+            if not (is_integer_like(t) or isinstance(t, ArrayT)):
+                self.error(f"buf() reads from an address, not from a value of type {t}", c.args[0].span)
+            self.int_expr(c.args[1], "buf() length")
+            n = _const_int(c.args[1])
+            if n is not None and n < 0:
+                self.error("buf() length must not be negative", c.args[1].span)
+            size = STRLEN if n is None else n
+        if size > STRLEN:
+            self.warning(f"buf() length is too long and will be shortened to {STRLEN} bytes "
+                         f"(see BPFTRACE_STRLEN)", c.span)
+            size = STRLEN
+        return BufT(max(1, size))
+
     def call_bswap(self, c: ast.Call) -> Type:
         """Byte order reversed within the argument's width: uint8/16/32/64 bswap(n)."""
         self.nargs(c, 1)
@@ -906,6 +939,8 @@ def _printf_kind(t: Type) -> str:
     """bpftrace's name of a type, as printf's argument check knows it."""
     if isinstance(t, StrT) or is_char_array(t):
         return "string"
+    if isinstance(t, BufT):
+        return "buffer"
     if isinstance(t, IntT):
         return "integer"
     if isinstance(t, PtrT):

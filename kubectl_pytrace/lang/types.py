@@ -80,6 +80,16 @@ class ArrayT(Type):
 
 
 @dataclass(frozen=True)
+class BufT(Type):
+    """The value of buf(data, length): up to `size` raw bytes and how many of them there are."""
+
+    size: int
+
+    def name(self) -> str:
+        return f"buffer[{self.size}]"
+
+
+@dataclass(frozen=True)
 class VoidT(Type):
     def name(self) -> str:
         return "void"

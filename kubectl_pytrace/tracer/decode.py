@@ -14,10 +14,10 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang.layout import Record, field_count
 from kubectl_pytrace.lang.types import (
-    InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
+    BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
 )
 from kubectl_pytrace.tracer.usyms import UserSymbols
-from kubectl_pytrace.tracer.values import Stack, from_bytes
+from kubectl_pytrace.tracer.values import Buffer, Stack, from_bytes
 
 Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> the value
 
@@ -90,6 +90,8 @@ def converter(t: Type, sym: Symbols) -> Optional[Converter]:
         return lambda items: sym.stack(items[0], items[1], t)
     if isinstance(t, InetT):
         return lambda items: _inet(items[0], items[1])
+    if isinstance(t, BufT):
+        return lambda items: Buffer(items[1][:items[0]])
     if isinstance(t, TupleT):
         parts = [(field_count(e), converter(e, sym)) for e in t.elems]
 

@@ -36,7 +36,9 @@ from kubectl_pytrace.tracer.decode import RecordDecoder, Symbols, converter
 from kubectl_pytrace.tracer.maps import MapReader
 from kubectl_pytrace.tracer.output import Output
 from kubectl_pytrace.tracer.ringbuf import RingBuffer
+from kubectl_pytrace.tracer.values import from_bytes
 
+CAT_BYTES_MAX = 10240  # bpftrace's BPFTRACE_CAT_BYTES_MAX
 POLL_INTERVAL = 0.05  # seconds between ring-buffer reads when the kernel sends no wakeup
 LOST_CHECK_INTERVAL = 1.0
 _ID = struct.Struct("<Q")
@@ -252,6 +254,9 @@ class Engine:
             return lambda buf: self.readers[ev.map].zero()  # type: ignore[index]
         if ev.kind == "exit":
             return self._on_exit
+        if ev.kind == "cat":
+            name_of = printf_format.compile_format(ev.fmt)  # type: ignore[arg-type]
+            return lambda buf: self._cat(name_of(decode(buf)))
         if ev.kind == "join":
             sep = ev.fmt
 
@@ -264,6 +269,17 @@ class Engine:
                 out.join(sep.join(parts))  # type: ignore[union-attr]
             return on_join
         raise AssertionError(ev.kind)
+
+    def _cat(self, filename: str) -> None:
+        """bpftrace's cat(): at most CAT_BYTES_MAX bytes of the file, as they are."""
+        try:
+            with open(filename, "rb") as f:
+                data = f.read(CAT_BYTES_MAX)
+        except OSError as e:
+            self.out.flush()
+            print(f"ERROR: failed to open file '{filename}': {e.strerror}", file=self.stderr, flush=True)
+            return
+        self.out.cat(from_bytes(data))
 
     def _on_exit(self, buf) -> bool:
         self.stop_reason = self.stop_reason or "exit"
