@@ -21,7 +21,7 @@ from kubectl_pytrace.lang.env import StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, pad8, sizeof,
 )
-from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang.probes import ProbeSpec, parse_attach_point
 from kubectl_pytrace.lang.program import (  # noqa: F401 (re-exported)
     CONFIG_CPID, CONFIG_START_NS, MAP_MAX_ENTRIES, STACK_MAP_ENTRIES, AttachSpec, CodegenOptions,
     CProgram, EventSpec, MapSpec,
@@ -1021,6 +1021,8 @@ class Generator:
                 ctx_type = "struct pt_regs *"
             else:
                 ctx_type = "void *"
+            aps = fn.probe.attach_points
+            optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
             fgen = FunctionGen(self, fn, name, ctx_type)
             functions.append(fgen.generate())
             for spec in fn.specs:
@@ -1028,7 +1030,7 @@ class Generator:
                     begin_fn = name
                 elif spec.provider == "END":
                     end_fn = name
-                attachments.append(AttachSpec(spec, name, self.probe_id(spec)))
+                attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional))
             if any("pytrace_stacks" in line for line in fgen.lines):
                 self.uses_stacks = True
         parts = [

@@ -61,6 +61,9 @@ class AttachSpec:
     fn_name: str
     probe_id: int
     internal: bool = False  # a probe of the runtime's own (container scope), not of the program
+    # one of several attach points of a probe, or a wildcard's match: bpftrace 0.17 skips such an
+    # attachment when it fails ("could not attach probe X, skipping."); a lone one is an error
+    optional: bool = False
 
 
 @dataclass

@@ -260,3 +260,12 @@ def test_the_library_that_defines_a_missing_function_is_named():
 
     c = compile_program("BEGIN { } u:/bin/x:nosuch { }", env=Env())
     assert "no function named 'nosuch' in /bin/x (/lib/libc.so.6, which it loads, defines it): skipped" in c.warnings
+
+
+def test_attachments_bpftrace_would_skip_when_they_fail_are_optional():
+    c = compile_program("BEGIN { } kprobe:a, kprobe:b { } kprobe:single { } kfunc:vfs_* { } "
+                        "u:/bin/x:foo { } t:syscalls:sys_enter_* { }", env=FakeEnv()).c
+    assert {a.spec.name(): a.optional for a in c.attachments} == {
+        "BEGIN": False, "kprobe:a": True, "kprobe:b": True, "kprobe:single": False, "kfunc:vfs_read": True,
+        "uprobe:/bin/x:foo": False, "tracepoint:syscalls:sys_enter_openat": True,
+        "tracepoint:syscalls:sys_enter_read": True}
