@@ -305,17 +305,16 @@ class Checker(ast.NodeVisitor):
 
     @staticmethod
     def key_storage(t: Type) -> Type:
+        """How a map key or tuple element is stored. Pointers stay pointers (8 bytes): they keep
+        their address space (str(@name[tid]) of a saved user pointer reads user memory) and print
+        as bpftrace prints them (0x.. as keys)."""
         if is_char_array(t):
             return StrT(t.length)  # type: ignore[union-attr]
-        if isinstance(t, PtrT):
-            return INT64
         return storage_type(t)
 
     def learn_map_value(self, info: MapInfo, vt: Type, s: ast.Stmt):
         if is_char_array(vt):
             vt = StrT(vt.length)  # type: ignore[union-attr]
-        if isinstance(vt, PtrT):
-            vt = INT64
         old = info.value
         if old is None:
             info.value = vt

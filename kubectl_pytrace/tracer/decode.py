@@ -17,7 +17,7 @@ from kubectl_pytrace.lang.types import (
     BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
 )
 from kubectl_pytrace.tracer.usyms import UserSymbols
-from kubectl_pytrace.tracer.values import Buffer, Stack, from_bytes
+from kubectl_pytrace.tracer.values import Buffer, Pointer, Stack, from_bytes
 
 Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> the value
 
@@ -76,8 +76,10 @@ def _cstr(b: bytes) -> str:
 
 def converter(t: Type, sym: Symbols) -> Optional[Converter]:
     """How to turn the struct items of a value of type t into the value (None: the single item)."""
-    if isinstance(t, (IntT, PtrT)):
+    if isinstance(t, IntT):
         return None
+    if isinstance(t, PtrT):  # printed 0x.. as a map key, in decimal elsewhere
+        return lambda items: Pointer(items[0] & 0xFFFFFFFFFFFFFFFF)
     if isinstance(t, StrT):
         return lambda items: _cstr(items[0])
     if isinstance(t, KsymT):

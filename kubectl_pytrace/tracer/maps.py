@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 from kubectl_pytrace.lang.program import MapSpec
 from kubectl_pytrace.lang.layout import Record, agg_value_format, sizeof
-from kubectl_pytrace.lang.types import AggT, IntT, StackT, Type
+from kubectl_pytrace.lang.types import AggT, IntT, PtrT, StackT, Type
 from kubectl_pytrace.tracer.bpfsys import RawMap
 from kubectl_pytrace.tracer.decode import RecordDecoder, Symbols
 from kubectl_pytrace.tracer.values import MapDump
@@ -16,6 +16,8 @@ from kubectl_pytrace.tracer.values import MapDump
 def _value_type_name(t: Type) -> str:
     if isinstance(t, IntT):
         return "int"
+    if isinstance(t, PtrT):
+        return "pointer"  # sorted by key, as bpftrace sorts every non-integer value
     if isinstance(t, StackT):
         return "kstack" if t.kernel else "ustack"
     return t.name()
