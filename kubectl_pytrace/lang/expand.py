@@ -93,12 +93,6 @@ class _Skipped(LookupFailed):
     """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
 
 
-def _skippable(spec: ProbeSpec) -> bool:
-    if spec.provider in ("uprobe", "uretprobe"):
-        return spec.address is None
-    return spec.provider in ("kprobe", "kretprobe", "kfunc", "kretfunc") and spec.is_wildcard
-
-
 def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[Group]:
     groups: List[Group] = []
     skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
