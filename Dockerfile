@@ -27,7 +27,7 @@ RUN cd /src && { [ -f README.md ] || : > README.md; } \
 FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-bpfcc bpftool \
+ && apt-get install -y --no-install-recommends python3 python3-bpfcc bpftool libc6-dev linux-libc-dev \
       python3-click python3-lark python3-jinja2 python3-yaml \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/* /usr/share/locale/*
 COPY --from=build /opt/kubectl-pytrace /opt/kubectl-pytrace

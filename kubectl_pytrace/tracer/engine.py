@@ -289,6 +289,7 @@ class Engine:
     def attach(self) -> int:
         n = 0
         internal_done = False
+        skipped: List[tuple] = []
         for a in self.c.attachments:
             if not a.internal and not internal_done:
                 internal_done = True
@@ -298,14 +299,28 @@ class Engine:
                 self._attach_one(a)
             except bpfsys.VerifierError as e:
                 if not e.log.strip():  # refused before verification (EPERM, EINVAL...)
-                    raise TraceError(self._attach_error(a, e)) from None
-                raise TraceError(f"cannot attach {a.spec.name()}: the BPF verifier rejected the program "
-                                 f"({e.strerror}); its last lines:\n{_tail(e.log.splitlines())}") from None
+                    failure = self._attach_error(a, e)
+                else:
+                    failure = (f"cannot attach {a.spec.name()}: the BPF verifier rejected the program "
+                               f"({e.strerror}); its last lines:\n{_tail(e.log.splitlines())}")
             except (AttachFailed, ELFError) as e:
-                raise TraceError(self._attach_error(a, str(e))) from None
+                failure = self._attach_error(a, str(e))
             except OSError as e:
-                raise TraceError(self._attach_error(a, e)) from None
-            n += 0 if a.internal else 1
+                failure = self._attach_error(a, e)
+            else:
+                n += 0 if a.internal else 1
+                continue
+            if not a.optional:
+                raise TraceError(failure)
+            # one of several attach points, or a wildcard's match: bpftrace 0.17 skips it too
+            skipped.append((a.spec.name(), failure))
+        for name, failure in skipped[:3]:
+            print(f"WARNING: could not attach probe {name}, skipping. ({failure})", file=self.stderr)
+        if len(skipped) > 3:
+            print(f"WARNING: {len(skipped) - 3} more probes could not be attached and were skipped",
+                  file=self.stderr)
+        if n == 0 and any(not a.internal for a in self.c.attachments):
+            raise TraceError("no probe could be attached")
         return n
 
     def _attach_error(self, a: AttachSpec, e) -> str:
