@@ -63,3 +63,14 @@ def host_workloads():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.build_workloads()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _docker_stopped_if_we_started_it():
+    """The cluster's image build (hack/images.sh) and the container tests start the Docker engine;
+    stop it at the end of the session unless it ran before (or PYTRACE_KEEP_DOCKER=1)."""
+    script = REPO / "hack" / "docker.sh"
+    was_running = subprocess.run([str(script), "status"], capture_output=True).returncode == 0
+    yield
+    if not was_running and os.environ.get("PYTRACE_KEEP_DOCKER") != "1" and os.geteuid() == 0:
+        subprocess.run([str(script), "down"], capture_output=True)
