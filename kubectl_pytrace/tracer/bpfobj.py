@@ -11,9 +11,7 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -102,6 +100,8 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
         except (OSError, ValueError, KeyError):
             pass
     req = {"text": text, "functions": list(functions), "usdt": [list(u) for u in usdt], "cflags": CFLAGS}
+    import subprocess  # only on a cache miss: start-up is measured
+
     proc = subprocess.run([sys.executable, "-m", "kubectl_pytrace.tracer.bcc_compile"],
                           input=json.dumps(req).encode(), capture_output=True)
     log = proc.stderr.decode("utf-8", "replace")
@@ -114,6 +114,8 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
     if use_cache:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
             with os.fdopen(fd, "w") as f:
                 json.dump(result, f)

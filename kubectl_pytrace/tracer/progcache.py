@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
-from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 from kubectl_pytrace import __version__
@@ -24,9 +22,13 @@ FORMAT = 1
 
 
 def _compiler_identity() -> List:
-    lang = Path(__file__).resolve().parent.parent / "lang"
-    return sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                  for p in lang.iterdir() if p.suffix in (".py", ".lark"))
+    lang = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lang")
+    out = []
+    for e in os.scandir(lang):
+        if e.name.endswith((".py", ".lark")):
+            st = e.stat()
+            out.append((e.name, st.st_mtime_ns, st.st_size))
+    return sorted(out)
 
 
 def _read(path: str) -> str:
@@ -77,6 +79,8 @@ def store(k: str, program: CProgram, warnings: str, deps: Iterable[str]) -> None
     entry = {"program": program, "warnings": warnings,
              "deps": [(d, _identity(d)) for d in sorted(set(deps))]}
     try:
+        import tempfile
+
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
         with os.fdopen(fd, "wb") as f:
