@@ -42,18 +42,6 @@ REG_SP = 19
 JOIN_MAX_ARGS = 16  # bpftrace 0.17's join(): 16 strings of at most 1023 bytes (measured)
 JOIN_ARG_SIZE = 1024
 
-def c_bytes_literal(data: bytes) -> str:
-    """A C string literal for arbitrary bytes: only [A-Za-z0-9 ] pass through, the rest as octal."""
-    out = []
-    for b in data:
-        ch = chr(b)
-        if ch.isascii() and (ch.isalnum() or ch == " "):
-            out.append(ch)
-        else:
-            out.append("\\%03o" % b)
-    return '"' + "".join(out) + '"'
-
-
 def ctype(t: Type, tuples: "TupleTypes") -> str:
     """C type of a stored value (arrays need decl())."""
     if isinstance(t, IntT):
@@ -270,9 +258,9 @@ class FunctionGen:
                 self.store(f"{dest}.e{i}", et, elem)
             return
         v = self.value(e)
-        self.store_value(dest, dtype, v, self.type(e))
+        self.store_value(dest, dtype, v)
 
-    def store_value(self, dest: str, dtype: Type, v: Value, vtype: Type):
+    def store_value(self, dest: str, dtype: Type, v: Value):
         if isinstance(dtype, (IntT, PtrT, KsymT, ProbeT)):
             self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({v});")
         elif isinstance(dtype, StrT):
@@ -282,7 +270,7 @@ class FunctionGen:
             for i, (dt, st) in enumerate(zip(dtype.elems, v.type.elems)):
                 inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT, BufT)) \
                     else Buf(f"{v.ref}.e{i}", st)
-                self.store_value(f"{dest}.e{i}", dt, inner, st)
+                self.store_value(f"{dest}.e{i}", dt, inner)
         else:  # stacks, usym, inet: same layout
             assert isinstance(v, Buf)
             self.emit(f"__builtin_memcpy(&{dest}, &{v.ref}, sizeof({dest}));")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import abc
 import sys
-from functools import cmp_to_key
 from typing import IO, Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from kubectl_pytrace.tracer.values import (

@@ -11,7 +11,6 @@ from collections import defaultdict
 import pytest
 
 from kubectl_pytrace.lang import CompileError, compile_program
-from kubectl_pytrace.lang.codegen import c_bytes_literal
 from kubectl_pytrace.lang.env import Environment
 
 from .fakeenv import FakeEnv
@@ -210,13 +209,3 @@ def test_generated_c_is_plain_ascii_for_every_payload():
         c = compile_c(f'BEGIN {{ @x[{literal(data)}] = {literal(data)}; printf("%s", {literal(data)}); }}')
         assert c.isascii()
         assert "\0" not in c
-
-
-def test_c_bytes_literal_escapes_everything_but_alphanumerics():
-    data = bytes(range(256))
-    text = c_bytes_literal(data)
-    assert text[0] == text[-1] == '"'
-    assert re.fullmatch(r'"([A-Za-z0-9 ]|\\[0-7]{3})*"', text)
-    decoded_bytes = bytes(int(m[1:], 8) if m.startswith("\\") else ord(m)
-                          for m in re.findall(r"\\[0-7]{3}|.", text[1:-1]))
-    assert decoded_bytes == data
