@@ -35,8 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kubectl_pytrace.tracer import cgroups, procfs  # noqa: E402
-from kubectl_pytrace.tracer.containers import TaskFilter  # noqa: E402
+from kubectl_pytrace.containers import cgroups
+from kubectl_pytrace.kernel import procfs  # noqa: E402
+from kubectl_pytrace.containers.resolve import TaskFilter  # noqa: E402
 
 WORKLOAD_C = r"""
 #include <stdio.h>

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
 from typing import Optional, Tuple
 
 import click
@@ -62,12 +61,15 @@ def run(target: Optional[str], program: Optional[str], program_file: Optional[st
         raise click.UsageError("--ns-pids needs --container-id or --pid")
     if target is not None and local:
         params = (target,) + params
-    from kubectl_pytrace.tracer import local as local_trace  # not at import: `--help` stays fast
+    from kubectl_pytrace.tracer import session  # not at import: `--help` stays fast
 
-    trace = local_trace.LocalTrace(
+    spec = session.TraceSpec(
         text=text, filename=filename, output=output,
         deadline=parse_duration(deadline) if deadline else None,
         command=shlex.split(command) if command else None,
-        dump=dump, params=list(params), container_id=container_id, pid=target_pid, ns_pids=ns_pids,
+        params=list(params), container_id=container_id, pid=target_pid, ns_pids=ns_pids,
     )
-    sys.exit(local_trace.run(trace))
+    if dump is not None:
+        session.dump(spec, dump)
+    else:
+        session.run(spec)

@@ -3,6 +3,8 @@
 - ``btf``: struct layouts and function signatures from the kernel's BTF (/sys/kernel/btf/vmlinux).
 - ``headers``: which kernel headers BCC should compile against, and why.
 - ``tracefs``: tracefs mount, tracepoint lists and formats, kernel function lists, kallsyms.
+- ``procfs``: processes, namespaces and mounts from a /proc tree whose root is a parameter.
+- ``cheaders``: #define constants from C headers.
 
-Nothing here imports bcc or kubernetes: the compiler (kubectl_pytrace.lang) uses it too.
+Nothing here imports anything of the package above kubectl_pytrace.errors (a test checks the layers).
 """

@@ -40,6 +40,8 @@ import struct as _struct
 from dataclasses import dataclass, field as _field
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
+from kubectl_pytrace.errors import KernelError
+
 VMLINUX = "/sys/kernel/btf/vmlinux"
 PTR_SIZE = 8  # BTF does not record it; every 64-bit kernel BPF runs on uses 8
 
@@ -62,7 +64,7 @@ _HEADER = _struct.Struct("=HBBIIIII")
 _MAGIC = 0xEB9F
 
 
-class BTFError(Exception):
+class BTFError(KernelError):
     """BTF missing, malformed, or a type/member that is not there (message is user-facing)."""
 
 

@@ -34,6 +34,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, List, Mapping, Optional, Tuple
 
+from kubectl_pytrace.errors import KernelError
+from kubectl_pytrace import files
+
 KCONFIG_H = "include/linux/kconfig.h"          # BCC's own test for a usable tree (source half)
 AUTOCONF_H = "include/generated/autoconf.h"     # the configured (arch/flavor) half
 UTSRELEASE_H = "include/generated/utsrelease.h"
@@ -41,7 +44,7 @@ KHEADERS = "/sys/kernel/kheaders.tar.xz"
 _MARKER = ".kubectl-pytrace-headers.json"
 
 
-class HeadersNotFound(Exception):
+class HeadersNotFound(KernelError):
     """No usable header tree; the message lists every place looked at and how to fix it."""
 
 
@@ -121,13 +124,8 @@ def find_headers(release: Optional[str] = None, env: Mapping[str, str] = os.envi
 
 
 def default_cache_dir(env: Mapping[str, str] = os.environ) -> str:
-    """$PYTRACE_CACHE_DIR, else /var/cache/kubectl-pytrace as root, else ~/.cache/kubectl-pytrace."""
-    if env.get("PYTRACE_CACHE_DIR"):
-        return env["PYTRACE_CACHE_DIR"]
-    if os.geteuid() == 0:
-        return "/var/cache/kubectl-pytrace"
-    xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "kubectl-pytrace")
+    """files.cache_dir() as `env` says."""
+    return files.cache_dir(env=env)
 
 
 def headers_release(tree: str) -> str:

@@ -30,12 +30,14 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from kubectl_pytrace.errors import KernelError
+
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 DEBUGFS = "/sys/kernel/debug"
 KALLSYMS = "/proc/kallsyms"
 
 
-class TracefsError(Exception):
+class TracefsError(KernelError):
     """A user-facing problem with tracefs, a tracepoint, or kernel symbols."""
 
 

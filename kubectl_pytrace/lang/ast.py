@@ -255,6 +255,15 @@ class Program(Node):
 Lvalue = Union[Map, Var]
 
 
+def const_int(e: Expr) -> Optional[int]:
+    """The value of an integer literal, maybe negated (`-0`, `-5`); None for anything else."""
+    if isinstance(e, Integer):
+        return e.value
+    if isinstance(e, Unop) and e.op == "-" and isinstance(e.operand, Integer):
+        return -e.operand.value
+    return None
+
+
 class NodeVisitor:
     """Dispatches visit(node) to visit_<ClassName>; generic_visit walks the children."""
 

@@ -19,16 +19,16 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang.env import StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
-    C_PRELUDE_TYPES, Record, agg_value_ctype, pad8, sizeof,
+    C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
 )
 from kubectl_pytrace.lang.probes import ProbeSpec, parse_attach_point
-from kubectl_pytrace.lang.program import (  # noqa: F401 (re-exported)
-    CONFIG_CPID, CONFIG_START_NS, MAP_MAX_ENTRIES, STACK_MAP_ENTRIES, AttachSpec, CodegenOptions,
-    CProgram, EventSpec, MapSpec,
+from kubectl_pytrace.lang.program import (
+    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, LOST_MAP, STACK_MAP_ENTRIES,
+    STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
 )
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, _const_int
+from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
 from kubectl_pytrace.lang.types import (
     AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
@@ -43,24 +43,12 @@ JOIN_MAX_ARGS = 16  # bpftrace 0.17's join(): 16 strings of at most 1023 bytes (
 JOIN_ARG_SIZE = 1024
 
 def ctype(t: Type, tuples: "TupleTypes") -> str:
-    """C type of a stored value (arrays need decl())."""
-    if isinstance(t, IntT):
-        return "s64" if t.signed else "u64"
-    if isinstance(t, PtrT):
-        return "s64"
-    if isinstance(t, (KsymT, ProbeT)):
-        return "u64"
+    """C type of a stored value (strings need decl())."""
     if isinstance(t, TupleT):
         return tuples.name(t)
-    if isinstance(t, StackT):
-        return "struct pytrace_stack"
-    if isinstance(t, UsymT):
-        return "struct pytrace_usym"
-    if isinstance(t, InetT):
-        return "struct pytrace_inet"
     if isinstance(t, BufT):
         return tuples.buffer(t)
-    raise TypeError(f"no C type for {t}")
+    return scalar_ctype(t)
 
 
 def decl(t: Type, name: str, tuples: "TupleTypes") -> str:
@@ -128,8 +116,7 @@ class FunctionGen:
         self.gen, self.fn, self.name, self.ctx_type = gen, fn, name, ctx_type
         # fentry/fexit programs (kfunc:, or kprobe: on kernels without kprobes) get the function's
         # arguments, then its return value, in a u64 array instead of registers
-        self.fentry = fn.provider in ("kfunc", "kretfunc") or (
-            fn.provider in ("kprobe", "kretprobe") and gen.options.kprobe_mode == "fentry")
+        self.fentry = fn.specs[0].is_fentry(gen.options.kprobe_mode)
         self.lines: List[str] = []
         self.indent = 1
         self.ntmp = 0
@@ -442,7 +429,7 @@ class FunctionGen:
             ns, cfg, zero = self.tmp("ns"), self.tmp("cfg"), self.tmp("zero")
             self.emit(f"struct bpf_pidns_info {ns} = {{}};")
             self.emit(f"int {zero} = 0;")
-            self.emit(f"struct pytrace_scope_cfg *{cfg} = pytrace_scope_cfg.lookup(&{zero});")
+            self.emit(f"struct pytrace_scope_cfg *{cfg} = {scope_c.CFG_MAP}.lookup(&{zero});")
             self.emit(f"if ({cfg}) bpf_get_ns_current_pid_tgid({cfg}->pidns_dev, {cfg}->pidns_ino, &{ns}, "
                       f"sizeof({ns}));")
             return f"((u64){ns}.{'tgid' if name == 'pid' else 'pid'})"
@@ -453,10 +440,10 @@ class FunctionGen:
             "gid": "(bpf_get_current_uid_gid() >> 32)",
             "cpu": "((u64)bpf_get_smp_processor_id())",
             "nsecs": "bpf_ktime_get_ns()",
-            "elapsed": "(bpf_ktime_get_ns() - pytrace_config_get(0))",
+            "elapsed": f"(bpf_ktime_get_ns() - pytrace_config_get({CONFIG_START_NS}))",
             "cgroup": "bpf_get_current_cgroup_id()",
             "rand": "((u64)bpf_get_prandom_u32())",
-            "cpid": "pytrace_config_get(1)",
+            "cpid": f"pytrace_config_get({CONFIG_CPID})",
             "curtask": "((u64)bpf_get_current_task())",
         }
         if name in simple:
@@ -490,7 +477,7 @@ class FunctionGen:
             if self.fn.provider == "usdt":
                 # BCC's reader checks the destination has the argument's exact size
                 t = self.type(e)
-                c = f"{'s' if t.signed else 'u'}{t.bits}" if isinstance(t, IntT) else "u64"
+                c = int_ctype(t) if isinstance(t, IntT) else "u64"
                 out = self.tmp("arg")
                 self.emit(f"{c} {out} = 0;")
                 self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
@@ -503,7 +490,8 @@ class FunctionGen:
     def stack(self, t: StackT) -> Value:
         out = self.declare(t, "stack")
         flags = "0" if t.kernel else "BPF_F_USER_STACK"
-        self.emit(f"{out}.id = pytrace_stacks.get_stackid(ctx, {flags});")
+        self.emit(f"{out}.id = {STACKS_MAP}.get_stackid(ctx, {flags});")
+        self.gen.uses_stacks = True
         self.emit(f"{out}.pid = bpf_get_current_pid_tgid() >> 32;")
         return Buf(out, t)
 
@@ -593,7 +581,7 @@ class FunctionGen:
 
     def call_strncmp(self, c: ast.Call) -> Value:
         a, b = c.args[0], c.args[1]
-        n = _const_int(c.args[2])  # a literal, maybe negated (-0): checked by the semantic pass
+        n = ast.const_int(c.args[2])  # a literal, maybe negated (-0): checked by the semantic pass
         eq = self.string_equal(self.value(a), self.type(a), self.value(b), self.type(b), n)
         return f"((s64)!({eq}))"
 
@@ -633,7 +621,7 @@ class FunctionGen:
             self.emit(f"{out} = ({out} >> {bit_off}) & {(1 << bit_size) - 1}ULL;")
             return f"((u64){out})"
         if isinstance(t, IntT) and t.bits < 64:
-            cast = f"{'s' if t.signed else 'u'}{t.bits}"
+            cast = int_ctype(t)
             return self.as_c(f"({cast}){out}", t)
         return self.as_c(out, t if isinstance(t, IntT) else IntT(64, True))
 
@@ -684,7 +672,7 @@ class FunctionGen:
         t = self.type(e)
         v = self.int_value(e.expr)
         if isinstance(t, IntT):
-            return self.as_c(f"({'s' if t.signed else 'u'}{t.bits})({v})", t)
+            return self.as_c(f"({int_ctype(t)})({v})", t)
         return f"((u64)({v}))"
 
     def expr_FieldAccess(self, e: ast.FieldAccess) -> Value:
@@ -717,7 +705,7 @@ class FunctionGen:
         if isinstance(t, ArrayT) or f.bit_size:
             return self.read_memory(f"((u64)ctx + {f.offset})", t, "kernel", (f.bit_offset, f.bit_size))
         if isinstance(t, IntT):
-            c = f"{'s' if t.signed else 'u'}{t.bits}"
+            c = int_ctype(t)
             return self.as_c(f"*({c} *)((char *)ctx + {f.offset})", t)
         return f"((u64)*(u64 *)((char *)ctx + {f.offset}))"
 
@@ -738,12 +726,12 @@ class FunctionGen:
         """Reserves a ring-buffer record, fills it and submits it; counts a lost event if full."""
         sname = f"ev_{ev.id}"
         e = self.tmp("e")
-        self.emit(f"struct {sname} *{e} = pytrace_events.ringbuf_reserve(sizeof(struct {sname}));")
+        self.emit(f"struct {sname} *{e} = {EVENTS_MAP}.ringbuf_reserve(sizeof(struct {sname}));")
         with self.nested(f"if ({e}) {{"):
             self.emit(f"{e}->id = {ev.id};")
             for fname, t, x in args:
                 self.store(f"{e}->{fname}", t, x)
-            self.emit(f"pytrace_events.ringbuf_submit({e}, {flags});")
+            self.emit(f"{EVENTS_MAP}.ringbuf_submit({e}, {flags});")
         self.emit("else pytrace_lost_event();")
 
     def call_printf(self, c: ast.Call) -> Value:
@@ -764,8 +752,8 @@ class FunctionGen:
     def call_print(self, c: ast.Call) -> Value:
         a = c.args[0]
         if isinstance(a, ast.Map) and not a.keys:
-            top = _const_int(c.args[1]) if len(c.args) > 1 else 0  # literals, maybe negated (-0)
-            div = _const_int(c.args[2]) if len(c.args) > 2 else 0
+            top = ast.const_int(c.args[1]) if len(c.args) > 1 else 0  # literals, maybe negated (-0)
+            div = ast.const_int(c.args[2]) if len(c.args) > 2 else 0
             ev = self.gen.new_event("print_map", [], map=a.name, top=top, div=div)
             self.send(ev, [])
             return "0"
@@ -793,7 +781,7 @@ class FunctionGen:
         arr = self.tmp("arr")
         self.emit(f"u64 {arr} = (u64)({self.int_value(c.args[0])});")
         e, p, end = self.tmp("e"), self.tmp("jp"), self.tmp("jend")
-        self.emit(f"struct ev_{ev.id} *{e} = pytrace_events.ringbuf_reserve(sizeof(struct ev_{ev.id}));")
+        self.emit(f"struct ev_{ev.id} *{e} = {EVENTS_MAP}.ringbuf_reserve(sizeof(struct ev_{ev.id}));")
         with self.nested(f"if ({e}) {{"):
             self.emit(f"{e}->id = {ev.id};")
             self.emit(f"u64 {p} = 0;")
@@ -804,7 +792,7 @@ class FunctionGen:
                 self.emit(f"if ({end}) {e}->a{i}[0] = 0;")
                 self.emit(f"else if (bpf_probe_read_{space}_str(&{e}->a{i}, {JOIN_ARG_SIZE}, (void *){p}) < 0) "
                           f"{e}->a{i}[0] = 0;")
-            self.emit(f"pytrace_events.ringbuf_submit({e}, BPF_RB_NO_WAKEUP);")
+            self.emit(f"{EVENTS_MAP}.ringbuf_submit({e}, BPF_RB_NO_WAKEUP);")
         self.emit("else pytrace_lost_event();")
         return "0"
 
@@ -868,7 +856,7 @@ class FunctionGen:
         assert isinstance(v, str)
         addr = v
         space = self.space_of(at)
-        if len(c.args) == 2 and _const_int(c.args[1]) is None:
+        if len(c.args) == 2 and ast.const_int(c.args[1]) is None:
             n = self.tmp("n")
             self.emit(f"u64 {n} = (u64)({self.int_value(c.args[1])});")
             self.emit(f"if ({n} > {t.size}) {n} = {t.size};")
@@ -1002,8 +990,7 @@ class Generator:
                 continue  # every attach point of the probe was skipped (expand.py)
             name = f"probe_{fn.index}"
             prov = fn.provider
-            if prov in ("kfunc", "kretfunc") or (prov in ("kprobe", "kretprobe")
-                                                  and self.options.kprobe_mode == "fentry"):
+            if fn.specs[0].is_fentry(self.options.kprobe_mode):
                 ctx_type = "u64 *"
             elif prov in ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt"):
                 ctx_type = "struct pt_regs *"
@@ -1019,8 +1006,6 @@ class Generator:
                 elif spec.provider == "END":
                     end_fn = name
                 attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional))
-            if any("pytrace_stacks" in line for line in fgen.lines):
-                self.uses_stacks = True
         parts = [
             "/* generated by kubectl-pytrace */",
             "/* No kernel headers beyond BCC's own: they cost most of the compile time, and kernel",
@@ -1031,25 +1016,25 @@ class Generator:
             *self.tuples.defs,
             *self.event_structs,
             "",
-            f"BPF_RINGBUF_OUTPUT(pytrace_events, {self.options.ringbuf_pages});",
-            "BPF_PERCPU_ARRAY(pytrace_lost, u64, 1);",
-            "BPF_ARRAY(pytrace_config, u64, 4);",
+            f"BPF_RINGBUF_OUTPUT({EVENTS_MAP}, {self.options.ringbuf_pages});",
+            f"BPF_PERCPU_ARRAY({LOST_MAP}, u64, 1);",
+            f"BPF_ARRAY({CONFIG_MAP}, u64, {CONFIG_SLOTS});",
         ]
         if self.uses_stacks:
-            parts.append(f"BPF_STACK_TRACE(pytrace_stacks, {STACK_MAP_ENTRIES});")
+            parts.append(f"BPF_STACK_TRACE({STACKS_MAP}, {STACK_MAP_ENTRIES});")
         parts += map_decls
         parts += [
             "",
             "static __always_inline void pytrace_lost_event(void)",
             "{",
             "    u32 zero = 0;",
-            "    u64 *n = pytrace_lost.lookup(&zero);",
+            f"    u64 *n = {LOST_MAP}.lookup(&zero);",
             "    if (n) *n += 1;",
             "}",
             "",
             "static __always_inline u64 pytrace_config_get(u32 i)",
             "{",
-            "    u64 *v = pytrace_config.lookup(&i);",
+            f"    u64 *v = {CONFIG_MAP}.lookup(&i);",
             "    return v ? *v : 0;",
             "}",
             "",

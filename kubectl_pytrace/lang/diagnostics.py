@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional
+from kubectl_pytrace.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,13 @@ class Diagnostics:
         return "\n".join(d.render(self.source) for d in self.items)
 
 
-class CompileError(Exception):
-    """Raised by the compiler driver when a pass reported errors; str() is the rendered text."""
+class CompileError(UserError):
+    """Raised by the compiler driver when a pass reported errors; str() is the rendered text,
+    printed as it is (bpftrace's format, no "error:" prefix)."""
 
     def __init__(self, diagnostics: Diagnostics):
         self.diagnostics = diagnostics
         super().__init__(diagnostics.render())
+
+    def render(self) -> str:
+        return self.message

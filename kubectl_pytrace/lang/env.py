@@ -11,13 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
 from kubectl_pytrace.lang.types import (
     ArrayT, IntT, PtrT, StructT, Type, VoidT,
 )
 
 
-class LookupFailed(Exception):
-    """A named thing (tracepoint, struct, function) does not exist; the message says what and where."""
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,36 @@ bpftrace prints them) but not generated. Only a program with nothing at all to a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang.diagnostics import Diagnostics
-from kubectl_pytrace.lang.env import Environment, LookupFailed
+from kubectl_pytrace.lang.env import Environment, LookupFailed, TracepointField
 from kubectl_pytrace.lang.probes import AttachPointError, ProbeSpec, glob_match, parse_attach_point
+from kubectl_pytrace.lang.types import Type
 
 PROBE_SPECIFIC_BUILTINS = frozenset({"args", "probe", "func"})
 
-Group = Tuple[ast.Probe, List[ProbeSpec], dict]
+
+
+@dataclass
+class ProbeGroup:
+    """Concrete probes that share one generated function, with what the type checker needs to
+    know about them (tracepoint fields, fentry argument types, USDT argument types)."""
+
+    probe: ast.Probe
+    specs: List[ProbeSpec]
+    tp_fields: Optional[Dict[str, TracepointField]] = None
+    kfunc_args: Optional[List[Tuple[str, Type]]] = None
+    kfunc_ret: Optional[Type] = None
+    usdt_args: Optional[List[Type]] = None
+    attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+
+
+def kprobe_mode(env: Environment) -> str:
+    """How kprobe:/kretprobe: compile on this environment's kernel (probes.ProbeSpec.is_fentry)."""
+    return "fentry" if env.kprobes_available is False else "kprobe"
 
 
 def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
@@ -68,33 +88,33 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
     return [spec]
 
 
-def _extra(spec: ProbeSpec, env: Environment, uses_args: bool) -> dict:
-    """Per-function facts the type checker needs (tracepoint fields, kfunc arguments)."""
+def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args: bool) -> ProbeGroup:
+    """A group with the per-function facts the type checker needs."""
+    g = ProbeGroup(probe, specs)
+    spec = specs[0]
     if spec.provider == "tracepoint" and uses_args:
         fields = env.tracepoint_fields(spec.target, spec.func)
-        return {"tp_fields": None if fields is None else {f.name: f for f in fields}}
-    if spec.provider == "usdt":
-        return {"usdt_args": env.usdt_args(spec.target, spec.ns, spec.func)}
-    fentry = spec.provider in ("kfunc", "kretfunc") or (
-        spec.provider in ("kprobe", "kretprobe") and env.kprobes_available is False)
-    if fentry:  # arguments and the return value sit in an array whose layout BTF gives
-        try:
+        g.tp_fields = None if fields is None else {f.name: f for f in fields}
+    elif spec.provider == "usdt":
+        g.usdt_args = env.usdt_args(spec.target, spec.ns, spec.func)
+    elif spec.is_fentry(kprobe_mode(env)):  # arguments and the return value sit in an array
+        try:                                # whose layout BTF gives
             proto = env.kernel_function_args(spec.func)
         except LookupFailed:
             if spec.provider in ("kfunc", "kretfunc"):
                 raise
             proto = None  # a kprobe: attaching says why it cannot (no kprobes, no fentry)
         if proto is not None:
-            return {"kfunc_args": proto[0], "kfunc_ret": proto[1]}
-    return {}
+            g.kfunc_args, g.kfunc_ret = proto
+    return g
 
 
 class _Skipped(LookupFailed):
     """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
 
 
-def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[Group]:
-    groups: List[Group] = []
+def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[ProbeGroup]:
+    groups: List[ProbeGroup] = []
     skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
     for probe in program.probes:
         uses = {n.name for n in probe.walk() if isinstance(n, ast.Builtin)}
@@ -115,9 +135,7 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[G
                 continue
             for c in concrete:
                 # USDT argument readers and fentry targets are compiled into each function
-                fentry = c.provider in ("kfunc", "kretfunc") or (
-                    c.provider in ("kprobe", "kretprobe") and env.kprobes_available is False)
-                if specific or c.provider == "usdt" or fentry:
+                if specific or c.provider == "usdt" or c.is_fentry(kprobe_mode(env)):
                     order.append([c])
                 elif c.provider in shared:
                     shared[c.provider].append(c)
@@ -126,24 +144,22 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[G
                     order.append(shared[c.provider])
         for specs in order:
             try:
-                extra = _extra(specs[0], env, "args" in uses)  # type: ignore[index]
+                groups.append(_group(probe, list(specs), env, "args" in uses))  # type: ignore[arg-type]
             except LookupFailed as err:
                 diags.error(str(err), probe.attach_points[0].span)
-                continue
-            groups.append((probe, list(specs), extra))  # type: ignore[arg-type]
         if not order and first_skipped is not None:
             # nothing of this probe attaches: typed all the same (its maps exist), never generated
-            groups.append((probe, [first_skipped], {"attach": False}))
+            groups.append(ProbeGroup(probe, [first_skipped], attach=False))
     if skipped and not diags.has_errors():
-        if any(g[2].get("attach", True) for g in groups):
+        if any(g.attach for g in groups):
             for message, span in skipped:
                 diags.warning(f"{message}: skipped, as bpftrace 0.17 does", span)  # type: ignore[arg-type]
         else:
             for message, span in skipped:  # nothing at all to attach: each is why
                 diags.error(message, span)  # type: ignore[arg-type]
-    begin = [g for g in groups if g[1][0].provider == "BEGIN"]
-    end = [g for g in groups if g[1][0].provider == "END"]
+    begin = [g for g in groups if g.specs[0].provider == "BEGIN"]
+    end = [g for g in groups if g.specs[0].provider == "END"]
     if len(begin) > 1 or len(end) > 1:
         which = "BEGIN" if len(begin) > 1 else "END"
-        diags.error(f"more than one {which} probe", (begin if len(begin) > 1 else end)[1][0].span)
+        diags.error(f"more than one {which} probe", (begin if len(begin) > 1 else end)[1].probe.span)
     return groups

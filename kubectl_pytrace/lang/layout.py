@@ -8,6 +8,7 @@ struct format built from the same description. Every stored value occupies a mul
 
 from __future__ import annotations
 
+import struct as _struct
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
@@ -20,21 +21,15 @@ def pad8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def sizeof(t: Type) -> int:
-    """Bytes a value of type t occupies in maps, variables and events."""
-    if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
-        return 8
-    if isinstance(t, StrT):
-        return pad8(t.size)
-    if isinstance(t, TupleT):
-        return sum(sizeof(e) for e in t.elems)
-    if isinstance(t, (StackT, UsymT)):
-        return 16
-    if isinstance(t, InetT):
-        return 24
-    if isinstance(t, BufT):
-        return 8 + pad8(t.size)
-    raise TypeError(f"no storage layout for {t}")
+# Values whose layout does not depend on a size: their C spelling and struct format, side by side
+# (the C structs are C_PRELUDE_TYPES below).
+FIXED_LAYOUTS = {
+    KsymT: ("u64", "Q"),  # an address
+    ProbeT: ("u64", "Q"),  # a probe number
+    StackT: ("struct pytrace_stack", "qQ"),  # stack id, pid
+    UsymT: ("struct pytrace_usym", "QQ"),  # address, pid
+    InetT: ("struct pytrace_inet", "Q16s"),  # address family, address
+}
 
 
 def struct_format(t: Type) -> str:
@@ -43,21 +38,37 @@ def struct_format(t: Type) -> str:
         return "q" if t.signed else "Q"
     if isinstance(t, PtrT):
         return "q"
-    if isinstance(t, (KsymT, ProbeT)):
-        return "Q"
     if isinstance(t, StrT):
         return f"{pad8(t.size)}s"
     if isinstance(t, TupleT):
         return "".join(struct_format(e) for e in t.elems)
-    if isinstance(t, StackT):
-        return "qQ"
-    if isinstance(t, UsymT):
-        return "QQ"
-    if isinstance(t, InetT):
-        return "Q16s"
     if isinstance(t, BufT):
         return f"Q{pad8(t.size)}s"
+    if type(t) in FIXED_LAYOUTS:
+        return FIXED_LAYOUTS[type(t)][1]
     raise TypeError(f"no storage layout for {t}")
+
+
+def sizeof(t: Type) -> int:
+    """Bytes a value of type t occupies in maps, variables and events."""
+    return _struct.calcsize("<" + struct_format(t))
+
+
+def scalar_ctype(t: Type) -> str:
+    """The C type of a stored value that is neither a string, a tuple nor a buffer (those get
+    declarations of their own: codegen.decl)."""
+    if isinstance(t, IntT):
+        return "s64" if t.signed else "u64"
+    if isinstance(t, PtrT):
+        return "s64"
+    if type(t) in FIXED_LAYOUTS:
+        return FIXED_LAYOUTS[type(t)][0]
+    raise TypeError(f"no C type for {t}")
+
+
+def int_ctype(t: IntT) -> str:
+    """The C spelling of an integer type of its own width: s8 ... u64."""
+    return f"{'s' if t.signed else 'u'}{t.bits}"
 
 
 def field_count(t: Type) -> int:

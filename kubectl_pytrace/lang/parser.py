@@ -20,6 +20,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang import preprocess as pp
+from kubectl_pytrace.lang.literals import parse_int
 from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source, Span
 
 # Identifiers that name builtins (arg0..argN and sarg0..sargN are recognised by pattern).
@@ -85,30 +86,6 @@ def decode_string(tok: Token) -> bytes:
             start = tok.start_pos + 1 + i
             raise _SyntaxProblem(f"invalid escape sequence '\\{e}'", Span(start, start + 2))
     return bytes(out)
-
-
-MAX_EXPONENT = 19  # 1e19 still fits in 64 bits; a larger exponent never does
-
-
-def parse_int(text: str) -> int:
-    """The value of an integer literal; ValueError (with a message for the user) when invalid."""
-    t = text.replace("_", "")
-    if len(t.lstrip("0")) > 66:  # longer than b + 64 binary digits: never fits (int() refuses > 4300 digits)
-        raise ValueError("integer literal does not fit in 64 bits")
-    if t[:2].lower() == "0x":
-        return int(t[2:], 16)
-    if t[:2].lower() == "0b":
-        return int(t[2:], 2)
-    if "e" in t.lower():
-        mant, exp = re.split("[eE]", t)
-        if int(exp) > MAX_EXPONENT:  # 1e999999999 would take forever to compute
-            raise ValueError(f"exponent will overflow integer range: {int(exp)}")
-        return int(mant) * 10 ** int(exp)
-    if len(t) > 1 and t[0] == "0":
-        if not set(t) <= set("01234567"):
-            raise ValueError(f"invalid octal literal '{text}'")
-        return int(t, 8)
-    return int(t)
 
 
 @v_args(meta=True)

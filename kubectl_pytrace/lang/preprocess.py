@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang.diagnostics import Diagnostics, Span
+from kubectl_pytrace.lang.literals import parse_int  # the language's own literal forms
 
 # A token of a directive line or of a macro body: (kind, text, start offset in the source).
 # kinds: int (value already decoded), str, char, id, op.
@@ -126,8 +127,6 @@ def tokenize(text: str, offset: int) -> List[Tok]:
 
 
 def _c_int(text: str, start: int) -> int:
-    from kubectl_pytrace.lang.parser import parse_int  # the language's own literal forms
-
     digits = text.rstrip("uUlL")
     try:
         return parse_int(digits)

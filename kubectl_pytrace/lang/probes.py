@@ -45,6 +45,13 @@ class ProbeSpec:
     def is_wildcard(self) -> bool:
         return any(_has_glob(x) for x in (self.target, self.func, self.ns))
 
+    def is_fentry(self, kprobe_mode: str) -> bool:
+        """Whether this probe runs as an fentry/fexit program (arguments and return value in a u64
+        array, types from BTF): kfunc/kretfunc always, kprobe/kretprobe where the kernel has no
+        kprobes (kprobe_mode "fentry")."""
+        return self.provider in ("kfunc", "kretfunc") or (
+            self.provider in ("kprobe", "kretprobe") and kprobe_mode == "fentry")
+
     def name(self) -> str:
         """The full probe name, as the `probe` builtin prints it."""
         p = self.provider

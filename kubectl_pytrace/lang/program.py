@@ -79,10 +79,14 @@ class CProgram:
     uses_elapsed: bool = False
     uses_cpid: bool = False
     kprobe_mode: str = "kprobe"
-    lost_map: str = "pytrace_lost"
-    ringbuf: str = "pytrace_events"
-    config_map: str = "pytrace_config"
 
 
-CONFIG_START_NS = 0  # pytrace_config slots: the start time (for `elapsed`) and the -c pid (`cpid`)
-CONFIG_CPID = 1
+# The runtime's own maps, in every program: declared by the code generator, opened by the tracer
+# by these names (the container scope's maps are named in scope.py).
+EVENTS_MAP = "pytrace_events"  # the ring buffer every event goes through
+LOST_MAP = "pytrace_lost"  # per-CPU count of events the full ring buffer refused
+CONFIG_MAP = "pytrace_config"  # u64 slots the tracer writes before attaching:
+CONFIG_SLOTS = 4
+CONFIG_START_NS = 0  # the start time (for `elapsed`)
+CONFIG_CPID = 1  # the -c command's pid (`cpid`)
+STACKS_MAP = "pytrace_stacks"  # stack traces (kstack/ustack), only in programs that take them

@@ -15,6 +15,7 @@ mount namespace verdict is not cached (setns/unshare would need more invalidatio
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -31,9 +32,19 @@ class ScopeFilter:
         return self.kind in ("cgroup", "pidns")
 
 
+CFG_MAP = "pytrace_scope_cfg"  # the target's ids (one entry): written by the tracer
+GEN_MAP = "pytrace_scope_gen"  # the cache generation: 0 until the invalidating probes run
+SLOT_MAP = "pytrace_scope_slot"  # per-CPU cached verdict
+
 CFG_STRUCT = ("struct pytrace_scope_cfg { u64 cgroup_id; s64 cgroup_level; u64 pidns_dev; u64 pidns_ino; "
               "u64 mntns_ino; u64 tgid; };")
 CFG_FORMAT = "<QqQQQQ"  # the same fields, for the tracer
+
+
+def pack_config(cgroup_id: int = 0, cgroup_level: int = -1, pidns_dev: int = 0, pidns_ino: int = 0,
+                mntns_ino: int = 0, tgid: int = 0) -> bytes:
+    """The value of the CFG_MAP entry (what the predicate compares with)."""
+    return struct.pack(CFG_FORMAT, cgroup_id, cgroup_level, pidns_dev, pidns_ino, mntns_ino, tgid)
 
 SWITCH_FN = "pytrace_scope_switch"
 ATTACH_FN = "pytrace_scope_attach"
@@ -67,9 +78,9 @@ def _predicate(f: ScopeFilter) -> List[str]:
 
 def prelude(f: ScopeFilter) -> str:
     """Maps and functions to put before the probe functions."""
-    lines = [CFG_STRUCT, "BPF_ARRAY(pytrace_scope_cfg, struct pytrace_scope_cfg, 1);", "",
+    lines = [CFG_STRUCT, f"BPF_ARRAY({CFG_MAP}, struct pytrace_scope_cfg, 1);", "",
              "static __always_inline int pytrace_scope_check(void)", "{", "    int zero = 0;",
-             "    struct pytrace_scope_cfg *c = pytrace_scope_cfg.lookup(&zero);", "    if (!c) return 0;"]
+             f"    struct pytrace_scope_cfg *c = {CFG_MAP}.lookup(&zero);", "    if (!c) return 0;"]
     lines += ["    " + s for s in _predicate(f)]
     lines += ["}", ""]
     if not f.cached:
@@ -77,14 +88,14 @@ def prelude(f: ScopeFilter) -> str:
         return "\n".join(lines)
     lines += [
         "struct pytrace_scope_slot { u64 gen; u64 next; u64 verdict; };",
-        "BPF_PERCPU_ARRAY(pytrace_scope_slot, struct pytrace_scope_slot, 1);",
-        "BPF_ARRAY(pytrace_scope_gen, u64, 1); /* 0: no caching yet */",
+        f"BPF_PERCPU_ARRAY({SLOT_MAP}, struct pytrace_scope_slot, 1);",
+        f"BPF_ARRAY({GEN_MAP}, u64, 1); /* 0: no caching yet */",
         "",
         "static __always_inline int pytrace_in_scope(void)",
         "{",
         "    int zero = 0;",
-        "    struct pytrace_scope_slot *s = pytrace_scope_slot.lookup(&zero);",
-        "    u64 *g = pytrace_scope_gen.lookup(&zero);",
+        f"    struct pytrace_scope_slot *s = {SLOT_MAP}.lookup(&zero);",
+        f"    u64 *g = {GEN_MAP}.lookup(&zero);",
         "    if (!s || !g) return pytrace_scope_check();",
         "    u64 gen = *(volatile u64 *)g;",
         "    if (gen != 0 && s->gen == gen) return s->verdict;",
@@ -101,7 +112,7 @@ def prelude(f: ScopeFilter) -> str:
         f"int {SWITCH_FN}(u64 *ctx)  /* raw tracepoint sched_switch: next is args[2], never read */",
         "{",
         "    int zero = 0;",
-        "    struct pytrace_scope_slot *s = pytrace_scope_slot.lookup(&zero);",
+        f"    struct pytrace_scope_slot *s = {SLOT_MAP}.lookup(&zero);",
         "    if (s) { s->gen = 0; s->next = ctx[2]; }",
         "    return 0;",
         "}",
@@ -109,7 +120,7 @@ def prelude(f: ScopeFilter) -> str:
         f"int {ATTACH_FN}(void *ctx)  /* tracepoint cgroup:cgroup_attach_task */",
         "{",
         "    int zero = 0;",
-        "    u64 *g = pytrace_scope_gen.lookup(&zero);",
+        f"    u64 *g = {GEN_MAP}.lookup(&zero);",
         "    if (g) __sync_fetch_and_add(g, 1);",
         "    return 0;",
         "}",

@@ -10,13 +10,16 @@ because an END probe may read a map that a later probe fills.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.diagnostics import Diagnostics, Span
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
 from kubectl_pytrace.lang.probes import ProbeSpec
+
+if TYPE_CHECKING:
+    from kubectl_pytrace.lang.expand import ProbeGroup
 from kubectl_pytrace.lang.types import (
     COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
     ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT, VoidT, common_type, is_char_array,
@@ -86,14 +89,6 @@ class Analysis:
 
 def _is_agg_call(e: ast.Expr) -> bool:
     return isinstance(e, ast.Call) and e.name in AGGREGATIONS
-
-
-def _const_int(e: ast.Expr) -> Optional[int]:
-    if isinstance(e, ast.Integer):
-        return e.value
-    if isinstance(e, ast.Unop) and e.op == "-" and isinstance(e.operand, ast.Integer):
-        return -e.operand.value
-    return None
 
 
 class _Unknown(Exception):
@@ -217,7 +212,7 @@ class Checker(ast.NodeVisitor):
             self.block(s.orelse)
 
     def stmt_Unroll(self, s: ast.Unroll):
-        n = _const_int(s.count)
+        n = ast.const_int(s.count)
         if n is None:
             self.error("unroll() needs an integer literal", s.count.span)
         elif not 1 <= n <= MAX_UNROLL:
@@ -350,7 +345,7 @@ class Checker(ast.NodeVisitor):
         t = self.int_expr(c.args[0], f"{c.name}() argument")
         signed = t.signed if isinstance(t, IntT) else False
         if c.name == "lhist":
-            vals = [_const_int(a) for a in c.args[1:]]
+            vals = [ast.const_int(a) for a in c.args[1:]]
             for a, v in zip(c.args[1:], vals):
                 self.set(a, INT64)
                 if v is None:
@@ -740,7 +735,7 @@ class Checker(ast.NodeVisitor):
                 self.error(f"undefined map '{a.name}'", a.span)
             self.set(a, info.value)  # type: ignore[arg-type,union-attr]
             for extra in c.args[1:]:
-                if _const_int(extra) is None or _const_int(extra) < 0:  # type: ignore[operator]
+                if ast.const_int(extra) is None or ast.const_int(extra) < 0:  # type: ignore[operator]
                     self.error("print(@map, top, div): top and div must be non-negative integer literals",
                                extra.span)
                 self.set(extra, INT64)
@@ -776,7 +771,7 @@ class Checker(ast.NodeVisitor):
             self.error(f"str() expects a pointer or an integer address, not {t}", c.args[0].span)
         if len(c.args) == 2:
             self.int_expr(c.args[1], "str() length")
-            n = _const_int(c.args[1])
+            n = ast.const_int(c.args[1])
             if n is not None:
                 if n < 0:
                     self.error("str() length must not be negative", c.args[1].span)
@@ -789,7 +784,7 @@ class Checker(ast.NodeVisitor):
             t = self.expr(a)
             if not (isinstance(t, StrT) or is_char_array(t)):
                 self.error(f"strncmp() compares strings, not {t}", a.span)
-        n = _const_int(c.args[2])
+        n = ast.const_int(c.args[2])
         if n is None or n < 0:
             self.error("strncmp() length must be a non-negative integer literal", c.args[2].span)
         self.set(c.args[2], INT64)
@@ -840,7 +835,7 @@ class Checker(ast.NodeVisitor):
             if not (is_integer_like(t) or isinstance(t, ArrayT)):
                 self.error(f"buf() reads from an address, not from a value of type {t}", c.args[0].span)
             self.int_expr(c.args[1], "buf() length")
-            n = _const_int(c.args[1])
+            n = ast.const_int(c.args[1])
             if n is not None and n < 0:
                 self.error("buf() length must not be negative", c.args[1].span)
             size = STRLEN if n is None else n
@@ -876,7 +871,7 @@ class Checker(ast.NodeVisitor):
                 mode = a.name
                 self.set(a, VOID)
                 continue
-            n = _const_int(a)
+            n = ast.const_int(a)
             if n is None or not 1 <= n <= 1024:
                 self.error(f"{c.name}() limit must be an integer literal between 1 and 1024", a.span)
             limit = min(n, 127)  # type: ignore[type-var]
@@ -934,27 +929,26 @@ class Checker(ast.NodeVisitor):
         return VOID
 
 
+_PRINTF_KINDS = {StrT: "string", BufT: "buffer", IntT: "integer", PtrT: "pointer", KsymT: "ksym",
+                 UsymT: "usym", InetT: "inet", ProbeT: "probe", TupleT: "tuple"}
+
+
 def _printf_kind(t: Type) -> str:
     """bpftrace's name of a type, as printf's argument check knows it."""
-    if isinstance(t, StrT) or is_char_array(t):
+    if is_char_array(t):
         return "string"
-    if isinstance(t, BufT):
-        return "buffer"
-    if isinstance(t, IntT):
-        return "integer"
-    if isinstance(t, PtrT):
-        return "pointer"
     if isinstance(t, StackT):
         return "kstack" if t.kernel else "ustack"
-    names = {KsymT: "ksym", UsymT: "usym", InetT: "inet", ProbeT: "probe", TupleT: "tuple"}
-    return names.get(type(t), str(t))
+    return _PRINTF_KINDS.get(type(t), str(t))
 
 
-def analyse(program: ast.Program, groups: List[Tuple[ast.Probe, List[ProbeSpec], dict]],
+def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             env: Environment, diags: Diagnostics, params: Optional[List[str]] = None,
             has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
-    functions = [ProbeFunction(p, specs, i, **extra) for i, (p, specs, extra) in enumerate(groups)]
+    functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
+                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
+                 for i, g in enumerate(groups)]
     maps: Dict[str, MapInfo] = {}
     params = params or []
     # Learn map types until nothing changes (an END probe may read a map filled by a later probe),

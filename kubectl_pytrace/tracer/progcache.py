@@ -16,9 +16,9 @@ from typing import Iterable, List, Optional, Tuple
 
 from kubectl_pytrace import __version__
 from kubectl_pytrace.lang.program import CProgram
-from kubectl_pytrace.tracer.bpfobj import cache_dir
+from kubectl_pytrace.files import atomic_write, cache_dir, file_identity
 
-FORMAT = 1
+FORMAT = 2
 
 
 def _compiler_identity() -> List:
@@ -39,16 +39,8 @@ def _read(path: str) -> str:
         return ""
 
 
-def _identity(path: str) -> Optional[List[int]]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
-
-
 def key(*parts: object, tracefs_root: str = "/sys/kernel/tracing") -> str:
-    events = _identity(os.path.join(tracefs_root, "events"))  # nlink moves when tracepoints come and go
+    events = file_identity(os.path.join(tracefs_root, "events"))  # nlink moves when tracepoints come and go
     try:
         nlink = os.stat(os.path.join(tracefs_root, "events")).st_nlink
     except OSError:
@@ -59,7 +51,7 @@ def key(*parts: object, tracefs_root: str = "/sys/kernel/tracing") -> str:
 
 
 def _path(k: str) -> str:
-    return os.path.join(cache_dir(), "programs", k[:2], k + ".pickle")
+    return cache_dir("bpf", "programs", k[:2], k + ".pickle")
 
 
 def load(k: str) -> Optional[Tuple[CProgram, str]]:
@@ -69,7 +61,7 @@ def load(k: str) -> Optional[Tuple[CProgram, str]]:
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
         return None
     for path, ident in entry["deps"]:
-        if _identity(path) != ident:
+        if file_identity(path) != ident:
             return None
     return entry["program"], entry["warnings"]
 
@@ -77,14 +69,5 @@ def load(k: str) -> Optional[Tuple[CProgram, str]]:
 def store(k: str, program: CProgram, warnings: str, deps: Iterable[str]) -> None:
     path = _path(k)
     entry = {"program": program, "warnings": warnings,
-             "deps": [(d, _identity(d)) for d in sorted(set(deps))]}
-    try:
-        import tempfile
-
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs time
+             "deps": [(d, file_identity(d)) for d in sorted(set(deps))]}
+    atomic_write(path, pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL), mode=0o700)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
 
-from kubectl_pytrace.tracer.procfs import Mount
+from kubectl_pytrace.kernel.procfs import Mount
 
 HEX = "0123456789abcdef"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_pytrace.tracer import containerfs as F
-from kubectl_pytrace.tracer import containers as C
+from kubectl_pytrace.containers import fs as F
+from kubectl_pytrace.containers import resolve as C
 
 from fakeproc import FakeHost, cid
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_pytrace.tracer import cgroups, procfs
-from kubectl_pytrace.tracer import containerfs as F
-from kubectl_pytrace.tracer import containers as C
+from kubectl_pytrace.containers import cgroups
+from kubectl_pytrace.kernel import procfs
+from kubectl_pytrace.containers import fs as F
+from kubectl_pytrace.containers import resolve as C
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_pytrace.tracer import containerfs as F
-from kubectl_pytrace.tracer import containers as C
+from kubectl_pytrace.containers import fs as F
+from kubectl_pytrace.containers import resolve as C
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.bpf]
 
@@ -84,7 +84,7 @@ def test_a_task_moving_into_the_container_cgroup(two_containers, cached):
     f = C.choose_filter(c)
     if f.kind != "cgroup":
         pytest.skip(f"this host uses the {f.kind} filter: {f.reason}")
-    from kubectl_pytrace.tracer import procfs
+    from kubectl_pytrace.kernel import procfs
     group = os.path.join(procfs.find_cgroup2_mount().mount_point, c.cgroup_v2_path.lstrip("/"))
     Path("/tmp/pytrace-marker-9").touch()
     script = ('i=0; while [ $i -lt 50 ]; do : < /tmp/pytrace-marker-9; i=$((i+1)); done; '

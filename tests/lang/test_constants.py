@@ -13,7 +13,7 @@ from kubectl_pytrace.lang import CompileError, compile_program
 from kubectl_pytrace.lang.env import LookupFailed
 from kubectl_pytrace.lang.types import INT64, UINT64, IntT
 from kubectl_pytrace.kernel import cheaders
-from kubectl_pytrace.tracer.hostenv import HostEnvironment
+from kubectl_pytrace.host.env import HostEnvironment
 
 from .fakeenv import FakeEnv
 

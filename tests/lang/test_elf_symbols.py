@@ -1,4 +1,4 @@
-"""Symbols uprobes see (tracer/elf.py, tracer/hostenv.py): a library's own tables, its separate debug
+"""Symbols uprobes see (host/elf.py, host/env.py): a library's own tables, its separate debug
 file (found by build id or .gnu_debuglink, as BCC finds it), and the libraries it loads."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from kubectl_pytrace.tracer.elf import ELF
-from kubectl_pytrace.tracer.hostenv import HostEnvironment, _function_symbols
+from kubectl_pytrace.host.elf import ELF
+from kubectl_pytrace.host.env import HostEnvironment, _function_symbols
 
 pytestmark = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("objcopy")),
                                 reason="needs gcc and objcopy (binutils) to build test libraries")

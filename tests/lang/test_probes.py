@@ -158,7 +158,7 @@ def expanded(src, env=None):
     diags = Diagnostics(Source(src))
     groups = expand(parse(src), env, diags)
     assert not diags.has_errors(), diags.render()
-    return [[s.name() for s in specs] for _, specs, _ in groups]
+    return [[s.name() for s in g.specs] for g in groups]
 
 
 def test_wildcards_expand_with_the_environment():

@@ -48,7 +48,7 @@ KERNEL_FACTS = {
 
 
 def _compile(path: str):
-    from kubectl_pytrace.tracer.hostenv import HostEnvironment
+    from kubectl_pytrace.host.env import HostEnvironment
 
     env = HostEnvironment()
     options = CodegenOptions(kprobe_mode="kprobe" if env.kprobes_available else "fentry")
@@ -64,7 +64,7 @@ def test_stock_tool_compiles(path):
         fact = KERNEL_FACTS.get(name)
         assert fact is not None and re.search(fact[0], str(e)) and fact[1](), str(e)
         return
-    from kubectl_pytrace.tracer import bpfobj
+    from kubectl_pytrace.bpf import objects as bpfobj
     from kubectl_pytrace.tracer.engine import setup_headers
 
     found = setup_headers(open(os.devnull, "w"))

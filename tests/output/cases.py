@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List
 
-from kubectl_pytrace.lang.printf import compile_format
-from kubectl_pytrace.tracer.output import Output
-from kubectl_pytrace.tracer.values import Buffer, MapDump, Pointer, Unquoted
+from kubectl_pytrace.output.printf import compile_format
+from kubectl_pytrace.output.printer import Output
+from kubectl_pytrace.output.values import Buffer, MapDump, Pointer, Unquoted
 
 
 @dataclass

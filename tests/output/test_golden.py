@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_pytrace.tracer.output import make_output
+from kubectl_pytrace.output.printer import make_output
 
 from .cases import CASES
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import io
 import random
 
-from kubectl_pytrace.tracer.output import (
+from kubectl_pytrace.output.printer import (
     hist_bucket_label,
     json_escape,
     make_output,
     sort_entries,
     std_sort,
 )
-from kubectl_pytrace.tracer.values import MapDump, Stack
+from kubectl_pytrace.output.values import MapDump, Stack
 
 A, B, C = "0x5567fc782149", "0x5567fc78218f", "0x7f49fdd9424a"
 

@@ -1,4 +1,4 @@
-"""lang/printf.py: tokens, argument checks (messages as bpftrace 0.17 prints them) and C
+"""lang/printf.py and output/printf.py: tokens, argument checks (messages as bpftrace 0.17 prints them) and C
 formatting. Expected strings come from bpftrace 0.17 runs; the program is in each comment."""
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from kubectl_pytrace.lang.printf import (
     FormatError,
     Literal,
     check_args,
-    compile_format,
     conversions,
-    format_values,
     parse_format,
 )
-from kubectl_pytrace.tracer.values import Buffer, Stack
+from kubectl_pytrace.output.printf import compile_format, format_values
+from kubectl_pytrace.output.values import Buffer, Stack
 
 
 def specs(fmt):

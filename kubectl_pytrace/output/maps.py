@@ -8,9 +8,9 @@ from typing import Dict, List, Tuple
 from kubectl_pytrace.lang.program import MapSpec
 from kubectl_pytrace.lang.layout import Record, agg_value_format, sizeof
 from kubectl_pytrace.lang.types import AggT, IntT, PtrT, StackT, Type
-from kubectl_pytrace.tracer.bpfsys import RawMap
-from kubectl_pytrace.tracer.decode import RecordDecoder, Symbols
-from kubectl_pytrace.tracer.values import MapDump
+from kubectl_pytrace.bpf.syscalls import RawMap
+from kubectl_pytrace.output.decode import RecordDecoder, Symbols
+from kubectl_pytrace.output.values import MapDump
 
 
 def _value_type_name(t: Type) -> str:

@@ -124,24 +124,48 @@ def environ(proc_root: str, pid: int) -> Optional[dict]:
     return out
 
 
-def mapped_files(proc_root: str, pid: int) -> List[str]:
-    """Paths of the files a process has mapped (as the process sees them), in map order, each once."""
+@dataclass(frozen=True)
+class Mapping:
+    """One file-backed line of /proc/<pid>/maps:
+
+        55d0c1a3e000-55d0c1a3f000 r-xp 00001000 fe:01 1311862    /usr/bin/calls
+        start        end          perms offset dev  inode        path (may hold spaces)
+    """
+    start: int
+    end: int
+    offset: int
+    path: str  # as the process sees it, without a " (deleted)" suffix
+    deleted: bool = False
+
+
+def read_maps(proc_root: str, pid: int) -> List[Mapping]:
+    """The file-backed mappings of a process, sorted by address ([] when it is gone)."""
     text = read_text(os.path.join(pid_dir(proc_root, pid), "maps"))
     if text is None:
         return []
-    out: List[str] = []
-    seen = set()
+    out = []
     for line in text.splitlines():
-        # address perms offset dev inode pathname  (pathname may hold spaces)
         parts = line.split(None, 5)
         if len(parts) < 6 or not parts[5].startswith("/"):
             continue
-        path = parts[5]
-        if path.endswith(" (deleted)"):
-            continue
-        if path not in seen:
-            seen.add(path)
-            out.append(path)
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        path, deleted = parts[5], parts[5].endswith(" (deleted)")
+        if deleted:
+            path = path[: -len(" (deleted)")]
+        out.append(Mapping(start, end, int(parts[2], 16), path, deleted))
+    out.sort(key=lambda m: m.start)
+    return out
+
+
+def mapped_files(proc_root: str, pid: int) -> List[str]:
+    """Paths of the files a process has mapped (as the process sees them), each once, deleted
+    files left out, in the order of their first mapping."""
+    out: List[str] = []
+    seen = set()
+    for m in read_maps(proc_root, pid):
+        if not m.deleted and m.path not in seen:
+            seen.add(m.path)
+            out.append(m.path)
     return out
 
 

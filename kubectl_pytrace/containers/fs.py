@@ -8,6 +8,7 @@ applying them relative to the container's root, never above it; the host path re
 symlink left but the magic link itself.
 
     resolve_path(c, "/app/server")       -> "/proc/4242/root/app/server"
+    resolve_binary(HOST, "libc")         -> "/usr/lib/x86_64-linux-gnu/libc.so.6" (the host is a root too)
     find_library(c, "libpytracetest")    -> ("/opt/pytrace/lib/libpytracetest.so.1.0.0", "/proc/4242/root/opt/...")
     resolve_binary(c, spec)              -> host path for a probe target: a path, or else a library name
 
@@ -26,12 +27,35 @@ import stat
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple, Union
 
-from . import procfs
-from .containers import Container, PathNotInContainer
+from kubectl_pytrace.containers.resolve import Container, PathNotInContainer
+from kubectl_pytrace.kernel import procfs
 
 MAX_SYMLINKS = 40   # as the kernel's path walk
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """The host's own files as a root for the functions below (a Container is the other kind):
+    no process to read library maps or LD_LIBRARY_PATH from, and paths as they are."""
+
+    root: str = "/"
+    pid: Optional[int] = None
+    pids: Tuple[int, ...] = ()
+    proc_root: str = "/proc"
+
+    def describe(self) -> str:
+        return "this host"
+
+
+HOST = HostFiles()
+Root = Union[Container, HostFiles]
+
+
+def _in(c: Root) -> str:
+    """' in container 3f2a9c1e0b7d (docker)' for messages; nothing for the host."""
+    return "" if isinstance(c, HostFiles) else f" in {c.describe()}"
 
 # ------------------------------------------------------------------------------------------------
 # Paths
@@ -74,20 +98,23 @@ def resolve_in_root(root: str, path: str, *, follow_last: bool = True) -> str:
     return "/" + "/".join(done)
 
 
-def host_path(c: Container, container_path: str) -> str:
+def host_path(c: Root, container_path: str) -> str:
     """The host path of an already resolved (symlink-free) path inside the container."""
     return os.path.join(c.root, container_path.lstrip("/"))
 
 
-def resolve_path(c: Container, path: str, *, want_file: bool = True) -> str:
+def resolve_path(c: Root, path: str, *, want_file: bool = True) -> str:
     """The host path of `path` as the container sees it, for BCC and the uprobe API.
 
     Raises PathNotInContainer naming the container and the path.
     """
     if not path.startswith("/"):
-        raise PathNotInContainer(
-            f"{path}: not an absolute path (give a path inside {c.describe()} starting with /, "
-            f"or a library name)")
+        if isinstance(c, HostFiles):
+            path = os.path.abspath(path)
+        else:
+            raise PathNotInContainer(
+                f"{path}: not an absolute path (give a path inside {c.describe()} starting with /, "
+                f"or a library name)")
     try:
         inside = resolve_in_root(c.root, path)
         st = os.stat(host_path(c, inside))
@@ -95,11 +122,11 @@ def resolve_path(c: Container, path: str, *, want_file: bool = True) -> str:
         if not os.path.isdir(c.root):
             raise PathNotInContainer(
                 f"{path}: cannot look inside {c.describe()}: its process {c.pid} exited") from None
-        raise PathNotInContainer(f"{path}: no such file in {c.describe()}") from None
+        raise PathNotInContainer(f"{path}: no such file{_in(c)}") from None
     except OSError as e:
-        raise PathNotInContainer(f"{path}: cannot be resolved in {c.describe()}: {e.strerror}") from None
+        raise PathNotInContainer(f"{path}: cannot be resolved{_in(c)}: {e.strerror}") from None
     if want_file and stat.S_ISDIR(st.st_mode):
-        raise PathNotInContainer(f"{path}: is a directory in {c.describe()}, not a program or library")
+        raise PathNotInContainer(f"{path}: is a directory{_in(c)}, not a program or library")
     return host_path(c, inside)
 
 
@@ -215,14 +242,16 @@ def _default_dirs(machine: str) -> List[str]:
     return dirs + ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
 
 
-def _mapped_libraries(c: Container, max_procs: int = 16) -> Iterable[str]:
+def _mapped_libraries(c: Root, max_procs: int = 16) -> Iterable[str]:
+    if c.pid is None:
+        return
     pids = [c.pid] + [p for p in c.pids if p != c.pid][:max_procs - 1]
     for pid in pids:
         for path in procfs.mapped_files(c.proc_root, pid):
             yield path
 
 
-def find_library(c: Container, name: str, machine: Optional[str] = None) -> Tuple[str, str]:
+def find_library(c: Root, name: str, machine: Optional[str] = None) -> Tuple[str, str]:
     """(path inside the container, host path) of shared library `name` in container c.
 
     Raises PathNotInContainer when none is found, saying where it looked.
@@ -252,14 +281,14 @@ def find_library(c: Container, name: str, machine: Optional[str] = None) -> Tupl
             return found
 
     # 2. LD_LIBRARY_PATH of the container's process.
-    env = procfs.environ(c.proc_root, c.pid) or {}
+    env = (procfs.environ(c.proc_root, c.pid) if c.pid is not None else None) or {}
     dirs = [d for d in env.get("LD_LIBRARY_PATH", "").split(":") if d.startswith("/")]
     found = _search_dirs(c, dirs, name)
     if found:
         return found
 
     # 3. The container's ld.so.cache.
-    looked = ["the memory maps of its processes"]
+    looked = [] if c.pid is None else ["the memory maps of its processes"]
     if dirs:
         looked.append("LD_LIBRARY_PATH " + ":".join(dirs))
     try:
@@ -281,10 +310,10 @@ def find_library(c: Container, name: str, machine: Optional[str] = None) -> Tupl
     if found:
         return found
     looked.append(" ".join(defaults))
-    raise PathNotInContainer(f"library {name}: not found in {c.describe()} (looked in {', '.join(looked)})")
+    raise PathNotInContainer(f"library {name}: not found{_in(c) or ' on ' + c.describe()} (looked in {', '.join(looked)})")
 
 
-def _search_dirs(c: Container, dirs: List[str], name: str) -> Optional[Tuple[str, str]]:
+def _search_dirs(c: Root, dirs: List[str], name: str) -> Optional[Tuple[str, str]]:
     for d in dirs:
         try:
             inside = resolve_in_root(c.root, d)
@@ -296,15 +325,41 @@ def _search_dirs(c: Container, dirs: List[str], name: str) -> Optional[Tuple[str
             if score < 0:
                 continue
             try:
-                return resolve_in_root(c.root, inside + "/" + n), resolve_path(c, inside + "/" + n)
+                found = resolve_in_root(c.root, inside + "/" + n), resolve_path(c, inside + "/" + n)
             except (OSError, PathNotInContainer):
                 continue
+            if _is_elf(found[1]):  # libc.so itself is a linker script
+                return found
     return None
 
 
-def resolve_binary(c: Container, spec: str) -> str:
-    """The host path of a probe target given as in the program: a path inside the container
-    (``uprobe:/app/server:handle``) or a library name (``uprobe:libc:malloc``)."""
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def resolve_binary(c: Root, spec: str) -> str:
+    """The host path of a probe target given as in the program: a path inside the root
+    (``uprobe:/app/server:handle``; relative ones on the host) or a library name
+    (``uprobe:libc:malloc``); on the host also an executable found in $PATH (``uprobe:bash:readline``)."""
     if "/" in spec:
         return resolve_path(c, spec)
-    return find_library(c, spec)[1]
+    try:
+        return find_library(c, spec)[1]
+    except PathNotInContainer:
+        if isinstance(c, HostFiles):
+            exe = _in_path(spec)
+            if exe is not None:
+                return exe
+        raise
+
+
+def _in_path(name: str) -> Optional[str]:
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        candidate = os.path.join(d, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None

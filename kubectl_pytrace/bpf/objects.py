@@ -13,7 +13,9 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
+
+from kubectl_pytrace.files import atomic_write, cache_dir, file_identity
 
 CFLAGS = ["-Wno-unused-value", "-Wno-incompatible-pointer-types", "-w"]
 FORMAT_VERSION = "1"
@@ -55,14 +57,6 @@ class BpfObject:
         return BpfObject(maps, progs, cached)
 
 
-def cache_dir() -> str:
-    base = os.environ.get("PYTRACE_CACHE_DIR")
-    if not base:
-        base = "/var/cache/kubectl-pytrace" if os.geteuid() == 0 else os.path.join(
-            os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "kubectl-pytrace")
-    return os.path.join(base, "bpf")
-
-
 def _bcc_version() -> str:
     # read without importing bcc (importing it maps LLVM into this process)
     for d in sys.path:
@@ -73,16 +67,11 @@ def _bcc_version() -> str:
     return "unknown"
 
 
-def _file_identity(path: str) -> list:
-    st = os.stat(path)
-    return [path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
-
-
 def cache_key(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, str, str]],
               headers: str) -> str:
     parts = {
         "format": FORMAT_VERSION, "text": text, "functions": list(functions),
-        "usdt": [[*u, _file_identity(u[0])] for u in usdt], "headers": headers,
+        "usdt": [[*u, file_identity(u[0])] for u in usdt], "headers": headers,
         "bcc": _bcc_version(), "kernel": os.uname().release, "cflags": CFLAGS,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -92,7 +81,7 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
                 headers: str = "", use_cache: bool = True) -> BpfObject:
     """BPF object for C text; `usdt` lists (binary path, "provider:name", function)."""
     key = cache_key(text, functions, usdt, headers)
-    path = os.path.join(cache_dir(), key[:2], key + ".json")
+    path = cache_dir("bpf", key[:2], key + ".json")
     if use_cache:
         try:
             with open(path) as f:
@@ -102,7 +91,7 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
     req = {"text": text, "functions": list(functions), "usdt": [list(u) for u in usdt], "cflags": CFLAGS}
     import subprocess  # only on a cache miss: start-up is measured
 
-    proc = subprocess.run([sys.executable, "-m", "kubectl_pytrace.tracer.bcc_compile"],
+    proc = subprocess.run([sys.executable, "-m", "kubectl_pytrace.bpf.bcc_compile"],
                           input=json.dumps(req).encode(), capture_output=True)
     log = proc.stderr.decode("utf-8", "replace")
     try:
@@ -112,14 +101,5 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
     if "error" in result:
         raise CompileFailed(result["error"], log)
     if use_cache:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            import tempfile
-
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-            with os.fdopen(fd, "w") as f:
-                json.dump(result, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache only costs time
+        atomic_write(path, json.dumps(result).encode())
     return BpfObject.from_json(result)

@@ -1,4 +1,4 @@
-"""The value model the runtime hands to the output layer (tracer/output.py, lang/printf.py).
+"""The value model the runtime hands to the output layer (output/printer.py, output/printf.py).
 
 Plain Python values cover almost everything:
 

@@ -13,13 +13,13 @@ import os
 import struct
 from typing import Dict, List, Optional
 
-from kubectl_pytrace.tracer import bpfsys
-from kubectl_pytrace.tracer.bpfobj import BpfObject
-from kubectl_pytrace.tracer.elf import ELFError, open_elf
+from kubectl_pytrace.bpf import syscalls as bpfsys
+from kubectl_pytrace.bpf.objects import BpfObject
+from kubectl_pytrace.errors import TraceError
 
 
-class AttachFailed(Exception):
-    pass
+class AttachFailed(TraceError):
+    """A probe that compiled and loaded cannot be attached (no such function, tracepoint...)."""
 
 
 def _pmu_bit(pmu: str, name: str, default: int) -> int:
@@ -110,23 +110,6 @@ class Loader:
 
     def link(self, fd: int) -> None:
         self.links.append(fd)
-
-    # ---- symbols --------------------------------------------------------------------------------
-    @staticmethod
-    def symbol_offset(path: str, func: str) -> int:
-        elf = open_elf(path)
-        addr = elf.symbol_address(func)
-        if addr is None:
-            raise AttachFailed(f"no function named '{func}' in {path}")
-        return elf.vaddr_to_offset(addr)
-
-    @staticmethod
-    def address_offset(path: str, addr: int) -> int:
-        elf = open_elf(path)
-        try:
-            return elf.vaddr_to_offset(addr)
-        except ELFError:
-            return addr  # already a file offset
 
     # ---- teardown -------------------------------------------------------------------------------
     def detach(self) -> None:

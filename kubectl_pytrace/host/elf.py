@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
+from kubectl_pytrace.errors import LookupFailed
 
 SHT_SYMTAB, SHT_NOTE, SHT_DYNAMIC, SHT_DYNSYM = 2, 7, 6, 11
 DT_NEEDED = 1
@@ -30,7 +31,7 @@ SHN_UNDEF = 0
 NT_STAPSDT = 3
 
 
-class ELFError(Exception):
+class ELFError(LookupFailed):
     pass
 
 
@@ -273,3 +274,22 @@ def usdt_arg_types(args: str) -> List[Tuple[int, bool]]:
             n = 8
         out.append((abs(n) or 8, n < 0))
     return out
+
+
+def symbol_file_offset(path: str, func: str) -> int:
+    """The file offset of function `func` in the ELF file at path (where a uprobe attaches)."""
+    elf = open_elf(path)
+    addr = elf.symbol_address(func)
+    if addr is None:
+        raise ELFError(f"no function named '{func}' in {path}")
+    return elf.vaddr_to_offset(addr)
+
+
+def address_file_offset(path: str, addr: int) -> int:
+    """The file offset of a virtual address of the file (`uprobe:PATH:0xADDR`); an address in no
+    segment is taken as a file offset already."""
+    elf = open_elf(path)
+    try:
+        return elf.vaddr_to_offset(addr)
+    except ELFError:
+        return addr

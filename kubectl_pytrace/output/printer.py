@@ -3,7 +3,7 @@ implementation (bpftrace's src/output.cpp), fed with the value model of tracer/v
 
     out = make_output("text" | "json", stream=None)   # default: sys.stdout's bytes
     out.attached_probes(n)           "Attaching 1 probe..." / {"type": "attached_probes", ...}
-    out.printf(text)                 printf() result (already formatted by lang/printf.py)
+    out.printf(text)                 printf() result (already formatted by output/printf.py)
     out.time(text)                   time() result (strftime done by the runtime)
     out.cat(text), out.syscall(text), out.join(text)
     out.lost_events(n)               "Lost N events"
@@ -31,7 +31,7 @@ import abc
 import sys
 from typing import IO, Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
-from kubectl_pytrace.tracer.values import (
+from kubectl_pytrace.output.values import (
     TEXT_ENCODING,
     TEXT_ERRORS,
     Buffer,

@@ -12,45 +12,18 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
-from kubectl_pytrace.tracer.elf import ELFError, open_elf, usdt_arg_types
+from kubectl_pytrace.host.elf import ELFError, open_elf, usdt_arg_types
 from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type, VoidT
 
 PathResolver = Callable[[str], str]
 
 
-LIBRARY_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
-                "/usr/lib", "/usr/local/lib")
-
-
 def resolve_host_path(path: str) -> str:
-    """A binary or library on this host: absolute paths as they are, `libc` / `c` by library name."""
-    if "/" in path:
-        if not os.path.exists(path):
-            raise LookupFailed(f"{path}: no such file")
-        return path
-    names = [path] if path.startswith("lib") else [f"lib{path}", path]
-    for d in LIBRARY_DIRS:
-        try:
-            entries = sorted(os.listdir(d))
-        except OSError:
-            continue
-        for name in names:
-            for e in entries:
-                if (e == f"{name}.so" or e.startswith(f"{name}.so.")) and _is_elf(os.path.join(d, e)):
-                    return os.path.join(d, e)  # libc.so itself is a linker script: skipped
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
-        candidate = os.path.join(d, path)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise LookupFailed(f"{path}: no such library or executable")
+    """A probe target on this host: a path (relative ones from the current directory), a library
+    name (`libc`, `c`, `libc.so.6`: as the dynamic linker finds it) or an executable in $PATH."""
+    from kubectl_pytrace.containers import fs
 
-
-def _is_elf(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
-    except OSError:
-        return False
+    return fs.resolve_binary(fs.HOST, path)
 
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -269,16 +242,15 @@ class HostEnvironment(Environment):
             needed = open_elf(real).needed()
         except (LookupFailed, ELFError, OSError):
             return None
-        for soname in needed:
-            for d in (os.path.dirname(real),) + LIBRARY_DIRS:
-                lib = os.path.join(d, soname)
-                if os.path.isfile(lib):
-                    try:
-                        if name in _function_symbols(lib):
-                            return lib
-                    except LookupFailed:
-                        pass
-                    break
+        for soname in needed:  # beside the binary, else where its dynamic linker finds it
+            lib = os.path.join(os.path.dirname(real), soname)
+            try:
+                if not os.path.isfile(lib):
+                    lib = self.resolve_path(soname)
+                if name in _function_symbols(lib):
+                    return lib
+            except LookupFailed:
+                pass
         return None
 
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:

@@ -36,9 +36,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import cgroups, procfs
-from .errors import TraceError
-from .procfs import NsId
+from kubectl_pytrace.containers import cgroups
+from kubectl_pytrace.errors import ContainerError, LookupFailed
+from kubectl_pytrace.kernel import procfs
+from kubectl_pytrace.kernel.procfs import NsId
 
 ENV_ROOT = "HOST_ROOT"
 MIN_ID_PREFIX = 12
@@ -51,10 +52,6 @@ _ID_RE = re.compile(r"^(?:(?P<scheme>[a-z-]+)://)?(?P<id>[0-9a-fA-F]+)$")
 
 # ------------------------------------------------------------------------------------------------
 # Errors: each message reads well as "error: <message>".
-
-class ContainerError(TraceError):
-    """Base of the errors of container resolution."""
-
 
 class InvalidContainerId(ContainerError):
     pass
@@ -76,8 +73,9 @@ class NoSuchPid(ContainerError):
     pass
 
 
-class PathNotInContainer(ContainerError):
-    """A path (or library name) that does not exist inside the container."""
+class PathNotInContainer(ContainerError, LookupFailed):
+    """A path (or library name) that does not exist inside the container (or on the host): the
+    compiler reports it at the attach point that names it."""
 
 
 class NoUsableFilter(ContainerError):
@@ -130,7 +128,8 @@ class Container:
 
 @dataclass(frozen=True)
 class TaskFilter:
-    """How every probe is scoped to the target in the kernel (the engine emits the predicate).
+    """How every probe is scoped to the target in the kernel: the values the predicate compares
+    with (lang/scope.py emits the predicate for each kind; the engine writes these values).
 
     kind "cgroup": current task's cgroup v2 id == cgroup_id (with cgroup_level >= 0, its ancestor at
         that level: also covers sub-groups the container makes).
@@ -149,25 +148,6 @@ class TaskFilter:
     pidns_ino: int = 0
     mntns_ino: int = 0
     tgid: int = 0
-
-    def c_condition(self) -> str:
-        """The predicate as a C expression over integer literals only (true: the event is in scope).
-
-        A reference for the code generator and what benchmarks/scope_filter.py measures; a
-        program that must follow a container across restarts reads the values from a map instead
-        (docs/containers.md).
-        """
-        if self.kind == "cgroup":
-            if self.cgroup_level >= 0:
-                return (f"(bpf_get_current_ancestor_cgroup_id({int(self.cgroup_level)}) == "
-                        f"{int(self.cgroup_id)}ULL)")
-            return f"(bpf_get_current_cgroup_id() == {int(self.cgroup_id)}ULL)"
-        if self.kind == "pidns":
-            return (f"(bpf_get_ns_current_pid_tgid({int(self.pidns_dev)}ULL, {int(self.pidns_ino)}ULL, "
-                    f"&(struct bpf_pidns_info){{}}, sizeof(struct bpf_pidns_info)) == 0)")
-        if self.kind == "tgid":
-            return f"((bpf_get_current_pid_tgid() >> 32) == {int(self.tgid)})"
-        raise ValueError(f"no BTF-free C expression for a {self.kind!r} filter")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from kubectl_pytrace.lang.layout import Record, field_count
 from kubectl_pytrace.lang.types import (
     BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
 )
-from kubectl_pytrace.tracer.usyms import UserSymbols
-from kubectl_pytrace.tracer.values import Buffer, Pointer, Stack, from_bytes
+from kubectl_pytrace.host.symbols import UserSymbols
+from kubectl_pytrace.output.values import Buffer, Pointer, Stack, from_bytes
 
 Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> the value
 

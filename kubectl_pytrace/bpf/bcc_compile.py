@@ -1,6 +1,6 @@
 """BCC as a compiler, in a process of its own: C text in, BPF object (JSON) out.
 
-    python -m kubectl_pytrace.tracer.bcc_compile < request.json > object.json
+    python -m kubectl_pytrace.bpf.bcc_compile < request.json > object.json
 
 The request: {"text": C, "functions": [names], "usdt": [[path, "provider:name", fn], ...]}.
 The object: {"maps": [{name, type, key_size, value_size, max_entries, flags}],
