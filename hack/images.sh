@@ -23,6 +23,10 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TRACER_IMAGE=${PYTRACE_TRACER_IMAGE:-localhost/kubectl-pytrace/tracer:dev}
+# the tracer is also tagged as the image the client uses by default (k8s/manifests.default_image),
+# so `kubectl pytrace run` works on the test clusters without --image
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO/kubectl_pytrace/__init__.py")
+RELEASE_IMAGE=ghcr.io/kubectl-pytrace/tracer:v$VERSION
 WORKLOAD_IMAGE=${PYTRACE_WORKLOAD_IMAGE:-localhost/kubectl-pytrace/workload:dev}
 CTRD_SOCK=${CTRD_SOCK:-/run/pytrace-cluster/containerd/containerd.sock}
 CACHE=${PYTRACE_CACHE_DIR:-/var/cache/kubectl-pytrace}/images
@@ -125,7 +129,8 @@ build_tracer() {
   log "docker build $TRACER_IMAGE (BASE_IMAGE=$base)"
   local nocache=()
   [ "${PYTRACE_DOCKER_NO_CACHE:-0}" = 1 ] && nocache=(--no-cache)
-  "$docker" build -q "${nocache[@]}" --build-arg "BASE_IMAGE=$base" -t "$TRACER_IMAGE" -f "$REPO/Dockerfile" "$REPO" >/dev/null ||
+  "$docker" build -q "${nocache[@]}" --build-arg "BASE_IMAGE=$base" -t "$TRACER_IMAGE" -t "$RELEASE_IMAGE" \
+    -f "$REPO/Dockerfile" "$REPO" >/dev/null ||
     die "docker build of the tracer image failed (run: docker build --build-arg BASE_IMAGE=$base -t $TRACER_IMAGE $REPO)"
   log "tracer image built in $(($(date +%s) - start))s: $("$docker" image inspect -f '{{.Size}}' "$TRACER_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 }
@@ -164,13 +169,16 @@ load_tracer() {
   local docker id
   docker=$(docker_cli)
   id=$("$docker" image inspect -f '{{.Id}}' "$TRACER_IMAGE")
-  if [ -f "$LOADED/tracer" ] && [ "$(cat "$LOADED/tracer")" = "$id" ] && have_image "$TRACER_IMAGE"; then
+  if [ -f "$LOADED/tracer" ] && [ "$(cat "$LOADED/tracer")" = "$id" ] && have_image "$TRACER_IMAGE" &&
+    have_image "$RELEASE_IMAGE"; then
     return 0
   fi
   local start
   start=$(date +%s)
-  "$docker" save "$TRACER_IMAGE" | ctr_ images import - >/dev/null || die "loading $TRACER_IMAGE into containerd failed"
+  "$docker" save "$TRACER_IMAGE" "$RELEASE_IMAGE" | ctr_ images import - >/dev/null ||
+    die "loading $TRACER_IMAGE into containerd failed"
   have_image "$TRACER_IMAGE" || die "$TRACER_IMAGE is not in containerd after the import"
+  have_image "$RELEASE_IMAGE" || die "$RELEASE_IMAGE is not in containerd after the import"
   mkdir -p "$LOADED"
   echo "$id" >"$LOADED/tracer"
   log "loaded $TRACER_IMAGE in $(($(date +%s) - start))s"
@@ -197,7 +205,7 @@ save)
   mkdir -p "$dir"
   cp "$(workload_tar)" "$dir/workload.tar"
   build_tracer
-  "$(docker_cli)" save -o "$dir/tracer.tar" "$TRACER_IMAGE"
+  "$(docker_cli)" save -o "$dir/tracer.tar" "$TRACER_IMAGE" "$RELEASE_IMAGE"
   echo "$dir/tracer.tar"
   echo "$dir/workload.tar"
   ;;
@@ -206,6 +214,7 @@ workload-tar)
   ;;
 names)
   echo "TRACER_IMAGE=$TRACER_IMAGE"
+  echo "RELEASE_IMAGE=$RELEASE_IMAGE"
   echo "WORKLOAD_IMAGE=$WORKLOAD_IMAGE"
   ;;
 *)

@@ -12,22 +12,33 @@ import sys
 import click
 
 from kubectl_pytrace import __version__
+from kubectl_pytrace.cli.completion import completion
+from kubectl_pytrace.cli.delete import delete
+from kubectl_pytrace.cli.follow import attach, logs
+from kubectl_pytrace.cli.get import get
 from kubectl_pytrace.cli.run import run
+from kubectl_pytrace.cli.tracer import tracer
+from kubectl_pytrace.cli.version import version
 from kubectl_pytrace.errors import UserError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kubectl-pytrace")
 def cli() -> None:
-    """Trace Kubernetes pods and hosts with eBPF, using the bpftrace language."""
+    """Trace pods, workloads and nodes with eBPF, in the bpftrace language.
+
+    \b
+    Find more information at: https://github.com/kubectl-pytrace/kubectl-pytrace
+    """
 
 
-cli.add_command(run)
+for command in (run, get, logs, attach, delete, version, completion, tracer):
+    cli.add_command(command)
 
 
 def main(argv=None) -> None:
     try:
-        cli.main(args=argv, prog_name="kubectl-pytrace", standalone_mode=False)
+        cli.main(args=argv, prog_name="kubectl pytrace", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

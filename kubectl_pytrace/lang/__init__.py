@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from kubectl_pytrace.lang import ast
     from kubectl_pytrace.lang.semantic import Analysis
 
-__all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "ScopeFilter", "compile_program",
-           "parse"]
+__all__ = ["CompileError", "Compiled", "CodegenOptions", "Environment", "ScopeFilter", "check_program",
+           "compile_program", "parse"]
 
 
 @dataclass
@@ -43,6 +43,28 @@ def parse(text: str, filename: str = "stdin", env: Optional[Environment] = None)
     from kubectl_pytrace.lang.parser import parse as _parse
 
     return _parse(text, filename, (env or Environment()).predefined_macros())
+
+
+def check_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
+                  params: Optional[List[str]] = None) -> str:
+    """Every check the environment allows, without generating code: what the kubectl plugin runs
+    on the client (with Environment(), which knows nothing of the node) before it creates anything.
+    Raises CompileError; returns the warnings."""
+    from kubectl_pytrace.lang.expand import expand
+    from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
+    from kubectl_pytrace.lang.semantic import analyse
+
+    env = env or Environment()
+    diags = Diagnostics(Source(text, filename))
+    program = _parse(text, filename, env.predefined_macros(), diags)
+    with recursion_room():
+        groups = expand(program, env, diags)
+        if diags.has_errors():
+            raise CompileError(diags)
+        analyse(program, groups, env, diags, params or [], False, {"$container_pid": 0}, defer=True)
+        if diags.has_errors():
+            raise CompileError(diags)
+    return diags.render()
 
 
 def compile_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,

@@ -120,6 +120,7 @@ class FunctionGen:
         self.lines: List[str] = []
         self.indent = 1
         self.ntmp = 0
+        self.scoped = False  # pytrace_src is set (a probe scoped to containers)
 
     # ---- emission helpers ---------------------------------------------------------------------
     def emit(self, line: str):
@@ -174,8 +175,15 @@ class FunctionGen:
         return f"int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
 
     def task_filter(self):
+        """Leave unless the task is in a target container; pytrace_src says which (scope.py)."""
         if self.gen.options.scope is not None:
-            self.emit("if (!pytrace_in_scope()) return 0;")
+            self.emit("u64 pytrace_src = pytrace_in_scope();")
+            self.emit("if (!pytrace_src) return 0;")
+            self.scoped = True
+
+    def event_id(self, ev: EventSpec) -> str:
+        """An event's id, with the target it came from in its upper half (scope.py)."""
+        return f"{ev.id} | (pytrace_src << 32)" if self.scoped else str(ev.id)
 
     # ---- statements ---------------------------------------------------------------------------
     def block(self, b: ast.Block):
@@ -424,11 +432,11 @@ class FunctionGen:
 
     def expr_Builtin(self, e: ast.Builtin) -> Value:
         name = e.name
-        if name in ("pid", "tid") and self.gen.options.ns_pids and self.gen.options.scope is not None:
+        if name in ("pid", "tid") and self.gen.options.ns_pids and self.scoped:
             # as seen in the target's pid namespace (its dev/ino are in the scope config)
             ns, cfg, zero = self.tmp("ns"), self.tmp("cfg"), self.tmp("zero")
             self.emit(f"struct bpf_pidns_info {ns} = {{}};")
-            self.emit(f"int {zero} = 0;")
+            self.emit(f"int {zero} = pytrace_src - 1;  /* the target the task is in */")
             self.emit(f"struct pytrace_scope_cfg *{cfg} = {scope_c.CFG_MAP}.lookup(&{zero});")
             self.emit(f"if ({cfg}) bpf_get_ns_current_pid_tgid({cfg}->pidns_dev, {cfg}->pidns_ino, &{ns}, "
                       f"sizeof({ns}));")
@@ -728,7 +736,7 @@ class FunctionGen:
         e = self.tmp("e")
         self.emit(f"struct {sname} *{e} = {EVENTS_MAP}.ringbuf_reserve(sizeof(struct {sname}));")
         with self.nested(f"if ({e}) {{"):
-            self.emit(f"{e}->id = {ev.id};")
+            self.emit(f"{e}->id = {self.event_id(ev)};")
             for fname, t, x in args:
                 self.store(f"{e}->{fname}", t, x)
             self.emit(f"{EVENTS_MAP}.ringbuf_submit({e}, {flags});")
@@ -783,7 +791,7 @@ class FunctionGen:
         e, p, end = self.tmp("e"), self.tmp("jp"), self.tmp("jend")
         self.emit(f"struct ev_{ev.id} *{e} = {EVENTS_MAP}.ringbuf_reserve(sizeof(struct ev_{ev.id}));")
         with self.nested(f"if ({e}) {{"):
-            self.emit(f"{e}->id = {ev.id};")
+            self.emit(f"{e}->id = {self.event_id(ev)};")
             self.emit(f"u64 {p} = 0;")
             self.emit(f"int {end} = 0;")
             for i in range(JOIN_MAX_ARGS):

@@ -1,11 +1,14 @@
-"""The in-kernel container scope: C for "does the current task belong to the target?".
+"""The in-kernel container scope: C for "which of the targets does the current task belong to?".
 
-Every probe (but BEGIN/END) starts with `if (!pytrace_in_scope()) return 0;`. The values it
-compares with (cgroup id, pid namespace, mount namespace inode, tgid) live in the one-entry array
-`pytrace_scope_cfg`, written by the tracer and rewritten when the container restarts, so the
-program follows it. Which comparison is compiled in is the filter's kind, chosen per host by the
-tracer (tracer/containers.py): none of them reads a kernel struct through the headers; the mount
-namespace one reads through offsets from BTF.
+Every probe (but BEGIN/END) starts with `u64 pytrace_src = pytrace_in_scope(); if (!pytrace_src)
+return 0;`: pytrace_src is 1 + the index of the target (container) the task belongs to, and every
+event the probe sends carries it in the upper half of its id, so a tracer that watches several
+containers on one node (the replicas of a workload) knows which one each event came from. The
+values the predicate compares with (cgroup id, pid namespace, mount namespace inode, tgid) live in
+the array `pytrace_scope_cfg`, one entry per target, written by the tracer and rewritten when a
+container restarts, so the program follows it. Which comparison is compiled in is the filter's
+kind, chosen per host by the tracer (containers/resolve.py): none of them reads a kernel struct
+through the headers; the mount namespace one reads through offsets from BTF.
 
 Helper calls cost ~20 ns each on the machines measured, so the verdict is cached per CPU for the
 running task (docs/containers.md): a raw sched_switch probe forgets it when another task is
@@ -26,6 +29,7 @@ KINDS = ("cgroup", "pidns", "mntns", "tgid")
 class ScopeFilter:
     kind: str  # one of KINDS
     mntns_offsets: Optional[Tuple[int, int, int]] = None  # task_struct.nsproxy, nsproxy.mnt_ns, mnt_namespace.ns.inum
+    targets: int = 1  # how many containers (entries of CFG_MAP); every one is of this kind
 
     @property
     def cached(self) -> bool:
@@ -50,17 +54,17 @@ SWITCH_FN = "pytrace_scope_switch"
 ATTACH_FN = "pytrace_scope_attach"
 
 
-def _predicate(f: ScopeFilter) -> List[str]:
-    """Statements that return 1 when the current task is in scope (c: the cfg entry)."""
+def _predicate(f: ScopeFilter, found: str) -> List[str]:
+    """Statements that run `found` when the current task is the target of entry c."""
     if f.kind == "cgroup":
-        return ["if (c->cgroup_level >= 0)",
-                "    return bpf_get_current_ancestor_cgroup_id(c->cgroup_level) == c->cgroup_id;",
-                "return bpf_get_current_cgroup_id() == c->cgroup_id;"]
+        return ["if (c->cgroup_level >= 0) {",
+                f"    if (bpf_get_current_ancestor_cgroup_id(c->cgroup_level) == c->cgroup_id) {found}",
+                f"}} else if (bpf_get_current_cgroup_id() == c->cgroup_id) {found}"]
     if f.kind == "pidns":
         return ["struct bpf_pidns_info info = {};",
-                "return bpf_get_ns_current_pid_tgid(c->pidns_dev, c->pidns_ino, &info, sizeof(info)) == 0;"]
+                f"if (bpf_get_ns_current_pid_tgid(c->pidns_dev, c->pidns_ino, &info, sizeof(info)) == 0) {found}"]
     if f.kind == "tgid":
-        return ["return (bpf_get_current_pid_tgid() >> 32) == c->tgid;"]
+        return [f"if ((bpf_get_current_pid_tgid() >> 32) == c->tgid) {found}"]
     if f.kind == "mntns":
         if f.mntns_offsets is None:
             raise ValueError("a mount namespace filter needs the BTF offsets")
@@ -68,30 +72,39 @@ def _predicate(f: ScopeFilter) -> List[str]:
         return ["u64 p = 0; u32 ino = 0;",
                 "u64 task = (u64)bpf_get_current_task();",
                 f"bpf_probe_read_kernel(&p, 8, (void *)(task + {nsproxy}));",
-                "if (!p) return 0;",
-                f"bpf_probe_read_kernel(&p, 8, (void *)(p + {mnt_ns}));",
-                "if (!p) return 0;",
-                f"bpf_probe_read_kernel(&ino, 4, (void *)(p + {inum}));",
-                "return ino == c->mntns_ino;"]
+                f"if (p) bpf_probe_read_kernel(&p, 8, (void *)(p + {mnt_ns}));",
+                f"if (p) bpf_probe_read_kernel(&ino, 4, (void *)(p + {inum}));",
+                f"if (p && ino == c->mntns_ino) {found}"]
     raise ValueError(f"unknown scope kind {f.kind!r}")
+
+
+def _check(f: ScopeFilter) -> List[str]:
+    """pytrace_scope_check(): 1 + the index of the first target the task belongs to, else 0."""
+    lines = ["static __always_inline u64 pytrace_scope_check(void)", "{"]
+    for i in range(f.targets):
+        lines += ["    {", f"        int k = {i};",
+                  f"        struct pytrace_scope_cfg *c = {CFG_MAP}.lookup(&k);",
+                  "        if (c) {"]
+        lines += ["            " + line for line in _predicate(f, f"return {i + 1};")]
+        lines += ["        }", "    }"]
+    return lines + ["    return 0;", "}", ""]
 
 
 def prelude(f: ScopeFilter) -> str:
     """Maps and functions to put before the probe functions."""
-    lines = [CFG_STRUCT, f"BPF_ARRAY({CFG_MAP}, struct pytrace_scope_cfg, 1);", "",
-             "static __always_inline int pytrace_scope_check(void)", "{", "    int zero = 0;",
-             f"    struct pytrace_scope_cfg *c = {CFG_MAP}.lookup(&zero);", "    if (!c) return 0;"]
-    lines += ["    " + s for s in _predicate(f)]
-    lines += ["}", ""]
+    if f.targets < 1:
+        raise ValueError("a scope needs at least one target")
+    lines = [CFG_STRUCT, f"BPF_ARRAY({CFG_MAP}, struct pytrace_scope_cfg, {f.targets});", ""]
+    lines += _check(f)
     if not f.cached:
-        lines += ["static __always_inline int pytrace_in_scope(void) { return pytrace_scope_check(); }", ""]
+        lines += ["static __always_inline u64 pytrace_in_scope(void) { return pytrace_scope_check(); }", ""]
         return "\n".join(lines)
     lines += [
         "struct pytrace_scope_slot { u64 gen; u64 next; u64 verdict; };",
         f"BPF_PERCPU_ARRAY({SLOT_MAP}, struct pytrace_scope_slot, 1);",
         f"BPF_ARRAY({GEN_MAP}, u64, 1); /* 0: no caching yet */",
         "",
-        "static __always_inline int pytrace_in_scope(void)",
+        "static __always_inline u64 pytrace_in_scope(void)",
         "{",
         "    int zero = 0;",
         f"    struct pytrace_scope_slot *s = {SLOT_MAP}.lookup(&zero);",
@@ -99,7 +112,7 @@ def prelude(f: ScopeFilter) -> str:
         "    if (!s || !g) return pytrace_scope_check();",
         "    u64 gen = *(volatile u64 *)g;",
         "    if (gen != 0 && s->gen == gen) return s->verdict;",
-        "    int v = pytrace_scope_check();",
+        "    u64 v = pytrace_scope_check();",
         "    /* only the task sched_switch announced may store a verdict: an event between the",
         "       switch tracepoint and the switch itself still runs as the previous task */",
         "    if (gen != 0 && (s->next == 0 || s->next == (u64)bpf_get_current_task())) {",

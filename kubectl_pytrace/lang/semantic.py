@@ -42,6 +42,7 @@ class MapInfo:
     value: Optional[Type] = None  # a storage type, or AggT for aggregation maps
     span: Span = Span(0, 0)
     key_known: bool = False  # set at the first access, which fixes whether the map has keys
+    deferred: bool = False  # assigned only by statements left for the node (remote environment)
 
     @property
     def is_agg(self) -> bool:
@@ -95,17 +96,26 @@ class _Unknown(Exception):
     """Raised inside expression checking to abandon an expression after an error."""
 
 
+class _Deferred(_Unknown):
+    """Raised, when checking far from the node (analyse(defer=True)), to leave a statement unchecked
+    because only the node knows enough to check it: a struct field, a tracepoint's fields, a kernel
+    constant. The variables and maps it assigns are deferred too, and so is every statement that
+    reads them. The node compiles the program again and checks everything."""
+
+
 class Checker(ast.NodeVisitor):
     """Types one ProbeFunction. In a non-final round it only learns map types, reporting nothing."""
 
     def __init__(self, fn: ProbeFunction, maps: Dict[str, MapInfo], env: Environment,
                  diags: Diagnostics, final: bool, params: List[str], has_cpid: bool,
                  guess_maps: bool = True, predefined: Optional[Dict[str, int]] = None,
-                 includes: Sequence[str] = ()):
+                 includes: Sequence[str] = (), defer: bool = False):
         self.fn, self.maps, self.env, self.diags, self.final = fn, maps, env, diags, final
         self.includes = tuple(includes)
         self.params, self.has_cpid, self.guess_maps = params, has_cpid, guess_maps
         self.changed = False
+        self.defer = defer  # leave what the environment does not know for the node (check_program)
+        self.deferred_vars: set = set()  # assigned by deferred statements (remote environment)
         self.loops = 0
         self.unrolled = 1  # how many copies of the current statement nested unroll()s make
         fn.types.clear()
@@ -121,6 +131,12 @@ class Checker(ast.NodeVisitor):
         if self.final:
             self.diags.error(msg, span, hint)
         raise _Unknown()
+
+    def unknown_here(self, msg: str, span: Span, hint: Optional[str] = None):
+        """What the environment cannot answer: an error on a host, left for the node far from it."""
+        if self.defer:
+            raise _Deferred()
+        self.error(msg, span, hint)
 
     def warning(self, msg: str, span: Span):
         if self.final:
@@ -142,8 +158,20 @@ class Checker(ast.NodeVisitor):
     def stmt(self, s: ast.Stmt):
         try:
             getattr(self, "stmt_" + type(s).__name__)(s)
+        except _Deferred:
+            self.defer_targets(s)
         except _Unknown:
             pass
+
+    def defer_targets(self, s: ast.Stmt):
+        """The variable or map a deferred statement assigns is unknown from here on."""
+        if isinstance(s, ast.AssignVar) and s.target.name not in self.fn.vars:
+            self.deferred_vars.add(s.target.name)
+        elif isinstance(s, ast.AssignMap):
+            info = self.map_info(s.target)
+            if not info.deferred:
+                info.deferred = True
+                self.changed = True
 
     def run(self):
         p = self.fn.probe
@@ -395,7 +423,7 @@ class Checker(ast.NodeVisitor):
         except LookupFailed as err:
             self.error(f"unknown builtin '{e.name}'", e.span, hint=str(err))
         if value is None:
-            self.error(f"unknown builtin '{e.name}'", e.span)
+            self.unknown_here(f"unknown builtin '{e.name}'", e.span)
         if not -(1 << 63) <= value < 1 << 64:  # type: ignore[operator]
             self.error(f"{e.name} is {value}, which does not fit in 64 bits", e.span)
         self.fn.constants[id(e)] = value  # type: ignore[assignment]
@@ -478,12 +506,22 @@ class Checker(ast.NodeVisitor):
 
     def expr_Var(self, e: ast.Var) -> Type:
         t = self.fn.vars.get(e.name)
+        if t is None and e.name in self.deferred_vars:
+            raise _Deferred()
         if t is None:
             self.error(f"undefined variable '{e.name}'", e.span)
         return t  # type: ignore[return-value]
 
+    def check_map_known(self, info: Optional[MapInfo], m: ast.Map):
+        if info is not None and info.value is None and info.deferred:
+            raise _Deferred()
+        if info is None or info.value is None:
+            self.error(f"undefined map '{m.name}'", m.span)
+
     def expr_Map(self, e: ast.Map) -> Type:
         info = self.maps.get(e.name)
+        if info is not None and info.value is None and info.deferred:
+            raise _Deferred()
         if info is None or info.value is None:
             if not self.final and self.guess_maps:
                 # not learnt yet (`@x += 1` reads @x before anything assigned it): guess an
@@ -597,8 +635,9 @@ class Checker(ast.NodeVisitor):
                 self.error(f"cannot cast to '{tn.base}': cast to a pointer ('{tn.base} *')", tn.span)
             exists = self.env.struct_exists(tn.base)
             if not self.env.has_btf():
-                self.error(f"cannot resolve '{tn.base}': kernel struct access needs the running kernel's "
-                           f"BTF (/sys/kernel/btf/vmlinux), which this host does not have", tn.span)
+                self.unknown_here(f"cannot resolve '{tn.base}': kernel struct access needs the running "
+                                  f"kernel's BTF (/sys/kernel/btf/vmlinux), which this host does not have",
+                                  tn.span)
             if exists is False:
                 self.error(f"unknown struct '{tn.base}' (not in the kernel's BTF)", tn.span)
             target: Type = StructT(tn.base)
@@ -645,8 +684,8 @@ class Checker(ast.NodeVisitor):
         except LookupFailed as err:
             self.error(str(err), e.span)
         if ref is None:
-            self.error(f"cannot resolve field '{e.name}' of '{struct}': the running kernel's BTF is not "
-                       f"available", e.span)
+            self.unknown_here(f"cannot resolve field '{e.name}' of '{struct}': the running kernel's BTF "
+                              f"is not available", e.span)
         self.fn.fields[id(e)] = ref
         return ref.type  # type: ignore[union-attr]
 
@@ -654,7 +693,7 @@ class Checker(ast.NodeVisitor):
         if self.fn.provider == "tracepoint":
             fields = self.fn.tp_fields
             if fields is None:
-                self.error("tracepoint fields are unknown here (no tracefs)", e.span)
+                self.unknown_here("tracepoint fields are unknown here (no tracefs)", e.span)
             f = fields.get(e.name)  # type: ignore[union-attr]
             if f is None:
                 spec = self.fn.specs[0]
@@ -664,6 +703,8 @@ class Checker(ast.NodeVisitor):
             self.fn.fields[id(e)] = f
             return f.type  # type: ignore[union-attr]
         # kfunc / kretfunc
+        if self.fn.kfunc_args is None:
+            self.unknown_here(f"the arguments of {self.fn.specs[0].func}() are unknown here (no BTF)", e.span)
         for i, (name, t) in enumerate(self.fn.kfunc_args or []):
             if name == e.name:
                 self.fn.fields[id(e)] = (i, t)
@@ -731,8 +772,7 @@ class Checker(ast.NodeVisitor):
         a = c.args[0]
         if isinstance(a, ast.Map) and not a.keys:
             info = self.maps.get(a.name)
-            if info is None or info.value is None:
-                self.error(f"undefined map '{a.name}'", a.span)
+            self.check_map_known(info, a)
             self.set(a, info.value)  # type: ignore[arg-type,union-attr]
             for extra in c.args[1:]:
                 if ast.const_int(extra) is None or ast.const_int(extra) < 0:  # type: ignore[operator]
@@ -816,7 +856,7 @@ class Checker(ast.NodeVisitor):
         except LookupFailed as err:
             self.error(f"kaddr(\"{name}\"): {err}", c.span)
         if addr is None:
-            self.error(f"kaddr(\"{name}\"): the kernel's symbols are only known on the node", c.span)
+            self.unknown_here(f"kaddr(\"{name}\"): the kernel's symbols are only known on the node", c.span)
         self.fn.constants[id(c)] = addr  # type: ignore[assignment]
         return UINT64
 
@@ -901,8 +941,7 @@ class Checker(ast.NodeVisitor):
         if not isinstance(m, ast.Map):
             self.error(f"{c.name}() expects a map argument", m.span)
         info = self.maps.get(m.name)  # type: ignore[union-attr]
-        if info is None or info.value is None:
-            self.error(f"undefined map '{m.name}'", m.span)  # type: ignore[union-attr]
+        self.check_map_known(info, m)  # type: ignore[arg-type]
         if keyed is False and m.keys:  # type: ignore[union-attr]
             self.error(f"{c.name}() takes a whole map, without [keys]", m.span)
         if keyed:
@@ -944,7 +983,8 @@ def _printf_kind(t: Type) -> str:
 
 def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             env: Environment, diags: Diagnostics, params: Optional[List[str]] = None,
-            has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None) -> Analysis:
+            has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None,
+            defer: bool = False) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
                                kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
@@ -961,16 +1001,16 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             changed = False
             for fn in functions:
                 ch = Checker(fn, maps, env, diags, False, params, has_cpid, guess_maps=guess,
-                             predefined=predefined, includes=program.includes)
+                             predefined=predefined, includes=program.includes, defer=defer)
                 ch.run()
                 changed |= ch.changed
             if not changed:
                 break
     for fn in functions:
         Checker(fn, maps, env, diags, True, params, has_cpid, predefined=predefined,
-                includes=program.includes).run()
+                includes=program.includes, defer=defer).run()
     for info in maps.values():
-        if info.value is None and not diags.has_errors():
+        if info.value is None and not info.deferred and not diags.has_errors():
             diags.error(f"map '{info.name}' is used but never assigned a value", info.span)
     uses = {n.name for fn in functions for n in fn.probe.walk() if isinstance(n, ast.Builtin)}
     return Analysis(functions, maps, uses_elapsed="elapsed" in uses, uses_cpid="cpid" in uses,

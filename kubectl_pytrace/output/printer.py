@@ -400,7 +400,11 @@ def lhist_json(buckets: dict, lmin: int, lmax: int, step: int) -> str:
 class Output(abc.ABC):
     """Where results go. ``stream``: a binary stream (default sys.stdout.buffer) or a text
     stream (then strings are written as is). With ``autoflush`` every message is flushed like
-    bpftrace's std::endl; a runtime printing in batches may turn it off and call flush()."""
+    bpftrace's std::endl; a runtime printing in batches may turn it off and call flush().
+    ``source``: which of the trace's targets the event being printed came from (1-based, 0 for
+    none), set by the runtime before each event; only outputs that label events use it."""
+
+    source = 0
 
     def __init__(self, stream: Optional[IO] = None, autoflush: bool = True):
         if stream is None:

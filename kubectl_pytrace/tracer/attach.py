@@ -1,6 +1,6 @@
 """Attaching a compiled program's probes: one AttachSpec -> the loader call its provider needs.
 
-    attacher = Attacher(program, loader, resolve_path, stderr)
+    attacher = Attacher(program, loader, resolve_paths, stderr)
     n = attacher.attach_all(before_first=...)    # "Attached n probes"; raises TraceError
 
 Failures become messages that say which probe and why. As bpftrace 0.17, an attachment that is one
@@ -30,10 +30,11 @@ def tail(lines: List[str], n: int = 12) -> str:
 
 
 class Attacher:
-    def __init__(self, program: CProgram, loader: Loader, resolve_path: Callable[[str], str], stderr: IO):
+    def __init__(self, program: CProgram, loader: Loader, resolve_paths: Callable[[str], List[str]],
+                 stderr: IO):
         self.c = program
         self.loader = loader
-        self.resolve_path = resolve_path
+        self.resolve_paths = resolve_paths  # a binary -> the host paths (one per distinct file)
         self.stderr = stderr
         self.begin_fd: Optional[int] = None
         self.end_fd: Optional[int] = None
@@ -121,23 +122,23 @@ class Attacher:
 
     def _uprobe(self, a: AttachSpec) -> None:
         s = a.spec
-        path = self.resolve_path(s.target)
-        off = address_file_offset(path, s.address) if s.address is not None else symbol_file_offset(path, s.func)
-        self.loader.uprobe(self._load(a, "kprobe"), path, off, retprobe=s.provider == "uretprobe")
+        for path in self.resolve_paths(s.target):
+            off = address_file_offset(path, s.address) if s.address is not None else symbol_file_offset(path, s.func)
+            self.loader.uprobe(self._load(a, "kprobe"), path, off, retprobe=s.provider == "uretprobe")
 
     _uretprobe = _uprobe
 
     def _usdt(self, a: AttachSpec) -> None:
         s = a.spec
-        path = self.resolve_path(s.target)
-        elf = open_elf(path)
-        notes = [n for n in elf.usdt_notes() if n.name == s.func and (not s.ns or n.provider == s.ns)]
-        if not notes:
-            raise AttachFailed(f"no USDT probe {s.ns + ':' if s.ns else ''}{s.func} in {path}")
-        fd = self._load(a, "kprobe")
-        for note in notes:
-            sem = elf.vaddr_to_offset(note.semaphore) if note.semaphore else 0
-            self.loader.uprobe(fd, path, elf.vaddr_to_offset(note.pc), ref_ctr_offset=sem)
+        for path in self.resolve_paths(s.target):
+            elf = open_elf(path)
+            notes = [n for n in elf.usdt_notes() if n.name == s.func and (not s.ns or n.provider == s.ns)]
+            if not notes:
+                raise AttachFailed(f"no USDT probe {s.ns + ':' if s.ns else ''}{s.func} in {path}")
+            fd = self._load(a, "kprobe")
+            for note in notes:
+                sem = elf.vaddr_to_offset(note.semaphore) if note.semaphore else 0
+                self.loader.uprobe(fd, path, elf.vaddr_to_offset(note.pc), ref_ctr_offset=sem)
 
     def _kprobe(self, a: AttachSpec) -> None:
         self.loader.kprobe(self._load(a, "kprobe"), a.spec.func, retprobe=a.spec.provider == "kretprobe")

@@ -1,6 +1,6 @@
 """The trace engine: runs one compiled program in the kernel from load to the last map printed.
 
-    engine = Engine(program, output, resolve_path=..., stderr=...)   # program: lang.program.CProgram
+    engine = Engine(program, output, resolve_paths=..., stderr=...)  # program: lang.program.CProgram
     result = engine.run(deadline=30.0, command=["ls"])     # blocks; always detaches
 
 Lifecycle, as bpftrace: the C becomes a BPF object (BCC in a subprocess, cached: bpf/objects.py)
@@ -19,7 +19,7 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 from kubectl_pytrace.bpf import objects as bpfobj
 from kubectl_pytrace.bpf import syscalls as bpfsys
@@ -68,17 +68,18 @@ def setup_headers(stderr: IO) -> kheaders.KernelHeaders:
 
 
 class Engine:
-    def __init__(self, program: CProgram, output: Output, resolve_path: Callable[[str], str],
+    def __init__(self, program: CProgram, output: Output, resolve_paths: Callable[[str], List[str]],
                  stderr: IO = sys.stderr, json: bool = False, headers: str = "",
                  proc_root: str = "/proc", use_cache: bool = True,
-                 watcher: "Optional[FilterWatcher]" = None):
+                 watchers: "Sequence[FilterWatcher]" = (), announce: Optional[Callable[[int], None]] = None):
         self.c = program
         self.out = output
-        self.resolve_path = resolve_path
+        self.resolve_paths = resolve_paths  # a probe's binary -> the host paths to attach to
         self.stderr = stderr
         self.json = json
         self.headers = headers
-        self.watcher = watcher  # follows the container the trace is scoped to (None: not scoped)
+        self.watchers = list(watchers)  # follow the containers the trace is scoped to, one per target
+        self.announce = announce or self._print_attached  # told how many probes are attached
         self.scope_gen = 0
         self.proc_root = proc_root
         self.use_cache = use_cache
@@ -95,8 +96,9 @@ class Engine:
     # ---- loading ------------------------------------------------------------------------------
     def _compile(self) -> bpfobj.BpfObject:
         functions = sorted({a.fn_name for a in self.c.attachments})
-        usdt = [(self.resolve_path(a.spec.target), f"{a.spec.ns}:{a.spec.func}" if a.spec.ns else a.spec.func,
-                 a.fn_name) for a in self.c.attachments if a.spec.provider == "usdt"]
+        usdt = [(path, f"{a.spec.ns}:{a.spec.func}" if a.spec.ns else a.spec.func, a.fn_name)
+                for a in self.c.attachments if a.spec.provider == "usdt"
+                for path in self.resolve_paths(a.spec.target)[:1]]  # argument locations: one binary
         try:
             return bpfobj.compile_bpf(self.c.text, functions, usdt, self.headers, use_cache=self.use_cache)
         except bpfobj.CompileFailed as e:
@@ -119,18 +121,18 @@ class Engine:
         sym = Symbols(self.c.probe_names, stack_map, self.proc_root)
         self.readers = {name: MapReader(spec, fds[spec.cname], sym) for name, spec in self.c.maps.items()}
         self.events = EventHandlers(self.c, self.out, self.readers, sym, self.json, self.stderr)
-        if self.watcher is not None:
-            self.write_scope(self.watcher.current)
+        for i, w in enumerate(self.watchers):
+            self.write_scope(i, w.current)
         self.config = bpfsys.RawMap(fds[CONFIG_MAP], 4, 8)
         self.config.update(struct.pack("<I", CONFIG_START_NS), struct.pack("<Q", time.monotonic_ns()))
-        self.attacher = Attacher(self.c, self.loader, self.resolve_path, self.stderr)
+        self.attacher = Attacher(self.c, self.loader, self.resolve_paths, self.stderr)
 
-    def write_scope(self, f: "TaskFilter") -> None:
-        """Writes the container's ids into the program (and invalidates cached verdicts)."""
+    def write_scope(self, index: int, f: "TaskFilter") -> None:
+        """Writes a target container's ids into the program (and invalidates cached verdicts)."""
         fds = self.loader.map_fds  # type: ignore[union-attr]
         cfg = bpfsys.RawMap(fds[scope_c.CFG_MAP], 4, struct.calcsize(scope_c.CFG_FORMAT))
-        cfg.update(_KEY0, scope_c.pack_config(f.cgroup_id, f.cgroup_level, f.pidns_dev, f.pidns_ino,
-                                              f.mntns_ino, f.tgid))
+        cfg.update(struct.pack("<I", index), scope_c.pack_config(
+            f.cgroup_id, f.cgroup_level, f.pidns_dev, f.pidns_ino, f.mntns_ino, f.tgid))
         if self.scope_gen:
             self.bump_scope_gen()
 
@@ -144,7 +146,7 @@ class Engine:
 
     def attach(self) -> int:
         assert self.attacher is not None
-        return self.attacher.attach_all(before_first=self.bump_scope_gen if self.watcher else lambda: None)
+        return self.attacher.attach_all(before_first=self.bump_scope_gen if self.watchers else lambda: None)
 
     def detach_probes(self) -> None:
         """Detaches every probe (END stays loaded: it runs after)."""
@@ -209,14 +211,16 @@ class Engine:
 
     def _start(self, command: Optional[List[str]]) -> None:
         self.load()
-        n = self.attach()
-        # stdout carries only the program's output (bpftrace prints "Attaching N probes..."
-        # there); the count goes to stderr
-        print(f"Attached {n} probe{'s' if n != 1 else ''}", file=self.stderr, flush=True)
+        self.announce(self.attach())
         self.run_prog(self.attacher.begin_fd)  # type: ignore[union-attr]
         self.drain()  # BEGIN's output now, not at the next poll
         if command:
             self.child = Command.start(command, self._announce_child)
+
+    def _print_attached(self, n: int) -> None:
+        # stdout carries only the program's output (bpftrace prints "Attaching N probes..."
+        # there); the count goes to stderr
+        print(f"Attached {n} probe{'s' if n != 1 else ''}", file=self.stderr, flush=True)
 
     def _finish(self) -> None:
         """Detach, END, the maps: what every way of stopping but a second Ctrl-C prints."""
@@ -257,10 +261,10 @@ class Engine:
 
     def _every_second(self) -> None:
         self.report_lost()
-        if self.watcher is not None:
-            changed = self.watcher.poll()  # a restarted container has new ids
+        for i, w in enumerate(self.watchers):
+            changed = w.poll()  # a restarted container has new ids
             if changed is not None:
-                self.write_scope(changed)
+                self.write_scope(i, changed)
 
     def close(self) -> None:
         """Detaches and unloads everything; safe to call twice."""

@@ -44,7 +44,9 @@ class EventHandlers:
     def dispatch(self, buf) -> bool:
         """Handles one record; False when draining should stop (exit() was called)."""
         self.count += 1
-        handler = self.handlers.get(_ID.unpack_from(buf, 0)[0])
+        ident = _ID.unpack_from(buf, 0)[0]
+        self.out.source = ident >> 32  # which target the event came from (lang/scope.py), 0: none
+        handler = self.handlers.get(ident & 0xFFFFFFFF)
         if handler is None:
             return True
         return handler(buf) is not False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from kubectl_pytrace.errors import TraceError
 from kubectl_pytrace.host.env import HostEnvironment, resolve_host_path
@@ -22,7 +22,7 @@ from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang import CodegenOptions, compile_program
 from kubectl_pytrace.lang.program import CProgram
 from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.output.printer import make_output
+from kubectl_pytrace.output.printer import Output, make_output
 from kubectl_pytrace.tracer import progcache
 from kubectl_pytrace.tracer.engine import Engine, RunResult, setup_headers
 
@@ -38,7 +38,9 @@ class TraceSpec:
     deadline: Optional[float] = None
     command: Optional[List[str]] = None
     params: List[str] = field(default_factory=list)
-    container_id: Optional[str] = None  # trace one container (docker://..., containerd://..., or bare)
+    # trace only these containers (docker://..., containerd://..., or bare IDs): the tracer pod
+    # of a workload watches every replica on its node; events say which one they came from
+    container_ids: List[str] = field(default_factory=list)
     pid: Optional[int] = None  # trace the container this process is in (or the process itself)
     ns_pids: bool = False  # print pid/tid as the container sees them
 
@@ -58,40 +60,84 @@ def ringbuf_pages() -> int:
 
 
 @dataclass
-class Target:
-    """A resolved --container-id/--pid: what the compiler and the engine need to scope the trace."""
+class Targets:
+    """The containers (or the one host process of --pid) a trace is scoped to: what the compiler
+    and the engine need to scope every probe to them."""
 
-    watcher: "containers.FilterWatcher"  # the container and its current filter values
-    scope: ScopeFilter  # the compiler's side: which predicate to emit
+    watchers: List["containers.FilterWatcher"]  # each container and its current filter values
+    scope: ScopeFilter  # the compiler's side: which predicate to emit, for how many targets
 
     @property
-    def container(self) -> "containers.Container":
-        return self.watcher.container
+    def first(self) -> "containers.Container":
+        return self.watchers[0].container
 
     def resolve_path(self, path: str) -> str:
-        from kubectl_pytrace.containers import fs
+        """A probe's binary in the first target (what the compiler looks symbols up in)."""
+        return _resolve_in(self.first, path)
 
-        if self.container.id is None:  # a host process: paths are the host's
-            return resolve_host_path(path)
-        return fs.resolve_binary(self.container, path)
+    def resolve_paths(self, path: str) -> List[str]:
+        """The binary in every target, once per distinct file: containers of one image share
+        the file, and a uprobe attached twice to one file would fire twice."""
+        from kubectl_pytrace.errors import LookupFailed
+
+        found: Dict[Tuple[int, int, int], str] = {}
+        missing = None
+        for w in self.watchers:
+            try:
+                host = _resolve_in(w.container, path)
+            except LookupFailed as e:
+                missing = missing or e
+                continue
+            st = os.stat(host)
+            # overlayfs reports the underlying file's inode number: one key per real file
+            found.setdefault((st.st_ino, st.st_size, st.st_mtime_ns), host)
+        if not found:
+            raise missing  # type: ignore[misc]
+        return list(found.values())
 
 
-def resolve_target(spec: TraceSpec, env: HostEnvironment) -> Optional[Target]:
-    if spec.container_id is None and spec.pid is None:
+def _resolve_in(c: "containers.Container", path: str) -> str:
+    from kubectl_pytrace.containers import fs
+
+    if c.id is None:  # a host process: paths are the host's
+        return resolve_host_path(path)
+    return fs.resolve_binary(c, path)
+
+
+def resolve_targets(spec: TraceSpec, env: HostEnvironment) -> Optional[Targets]:
+    if not spec.container_ids and spec.pid is None:
         return None
     from kubectl_pytrace.containers import resolve as containers
 
-    if spec.container_id is not None:
-        c = containers.resolve_container(spec.container_id)
+    if spec.container_ids:
+        found = [containers.resolve_container(cid) for cid in spec.container_ids]
     else:
-        c = containers.resolve_pid(spec.pid)  # type: ignore[arg-type]
+        found = [containers.resolve_pid(spec.pid)]  # type: ignore[arg-type]
     kinds = ("cgroup", "pidns", "mntns") if env.has_btf() else ("cgroup", "pidns")
-    f = containers.choose_filter(c, kinds)
+    filters = _filters(found, kinds)
+    kind = filters[0].kind
     offsets = None
-    if f.kind == "mntns":
+    if kind == "mntns":
         offsets = tuple(env.struct_field(s, m).offset for s, m in (  # type: ignore[union-attr]
             ("struct task_struct", "nsproxy"), ("struct nsproxy", "mnt_ns"), ("struct mnt_namespace", "ns.inum")))
-    return Target(containers.FilterWatcher(c, f), ScopeFilter(f.kind, offsets))  # type: ignore[arg-type]
+    return Targets([containers.FilterWatcher(c, f) for c, f in zip(found, filters)],
+                   ScopeFilter(kind, offsets, len(found)))  # type: ignore[arg-type]
+
+
+def _filters(found: List["containers.Container"], kinds: Tuple[str, ...]) -> List["containers.TaskFilter"]:
+    """One filter per target, all of one kind (a program has one predicate): the first kind, in
+    order of preference, that isolates every one of them."""
+    from kubectl_pytrace.containers import resolve as containers
+
+    for kind in kinds:
+        try:
+            return [containers.choose_filter(c, (kind,)) for c in found]
+        except containers.NoUsableFilter:
+            continue
+    for c in found:
+        containers.choose_filter(c, kinds)  # raises, saying why for this container
+    raise containers.NoUsableFilter("the containers need filters of different kinds (" + ", ".join(
+        f"{c.describe()}: {containers.choose_filter(c, kinds).kind}" for c in found) + ")")
 
 
 def _check_privileges() -> None:
@@ -115,20 +161,20 @@ def _compile(spec: TraceSpec, env: HostEnvironment, options: CodegenOptions,
     return compiled.c, compiled.warnings
 
 
-def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProgram, str, Optional[Target], HostEnvironment]:
+def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProgram, str, Optional[Targets], HostEnvironment]:
     env = HostEnvironment()
-    target = resolve_target(spec, env)
+    targets = resolve_targets(spec, env)
     predefined: Dict[str, int] = {}
-    if target is not None:
-        env.resolve_path = target.resolve_path
-        predefined["$container_pid"] = target.container.pid
-        print(f"kubectl-pytrace: tracing {target.container.describe()}: {target.watcher.current.reason}",
-              file=stderr)
-    options = CodegenOptions(scope=target.scope if target else None, ns_pids=spec.ns_pids,
+    if targets is not None:
+        env.resolve_path = targets.resolve_path
+        predefined["$container_pid"] = targets.first.pid
+        for w in targets.watchers:
+            print(f"kubectl-pytrace: tracing {w.container.describe()}: {w.current.reason}", file=stderr)
+    options = CodegenOptions(scope=targets.scope if targets else None, ns_pids=spec.ns_pids,
                              kprobe_mode="kprobe" if env.kprobes_available else "fentry",
                              ringbuf_pages=ringbuf_pages())
     program, warnings = _compile(spec, env, options, predefined, use_cache)
-    return program, warnings, target, env
+    return program, warnings, targets, env
 
 
 def dump(spec: TraceSpec, what: str, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> None:
@@ -146,14 +192,23 @@ def dump(spec: TraceSpec, what: str, stdout: IO = sys.stdout, stderr: IO = sys.s
     print(program.text, file=stdout)
 
 
-def run(spec: TraceSpec, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> RunResult:
-    """Runs one trace to its end; raises errors.UserError for anything the user can act on."""
+def run(spec: TraceSpec, stdout: IO = sys.stdout, stderr: IO = sys.stderr,
+        output: Optional[Output] = None, announce: Optional[Callable[[int], None]] = None) -> RunResult:
+    """Runs one trace to its end; raises errors.UserError for anything the user can act on.
+    `output`: where results go (default: spec.output's text or JSON printer on stdout);
+    `announce(n)`: told how many probes are attached (default: "Attached n probes" on stderr)."""
     _check_privileges()
-    program, warnings, target, env = _prepare(spec, stderr)
+    program, warnings, targets, env = _prepare(spec, stderr)
     if warnings:
         print(warnings, file=stderr)
     found = setup_headers(stderr)
-    out = make_output(spec.output, stdout, autoflush=False)
-    engine = Engine(program, out, env.resolve_path, stderr=stderr, json=spec.output == "json",
-                    headers=f"{found.path}:{found.release}", watcher=target.watcher if target else None)
+    json = output is not None or spec.output == "json"  # a given output takes every event apart
+    out = output or make_output(spec.output, stdout, autoflush=False)
+    engine = Engine(program, out, targets.resolve_paths if targets else _host_paths, stderr=stderr, json=json,
+                    headers=f"{found.path}:{found.release}", watchers=targets.watchers if targets else (),
+                    announce=announce)
     return engine.run(spec.deadline, spec.command)
+
+
+def _host_paths(path: str) -> List[str]:
+    return [resolve_host_path(path)]

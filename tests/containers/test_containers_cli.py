@@ -167,9 +167,13 @@ def test_missing_pid():
 
 
 def test_path_not_in_the_container(two_containers):
+    # a diagnostic at the attach point that names the path (the host has /usr/sbin/dockerd)
     a, _ = two_containers
-    failed(trace("--container-id", a.id, "-e", "uprobe:/usr/sbin/dockerd:main { @ = count(); }", "--deadline", "2s"),
-           f"/usr/sbin/dockerd: no such file in container {a.id[:12]} (docker)")
+    p = trace("--container-id", a.id, "-e", "uprobe:/usr/sbin/dockerd:main { @ = count(); }", "--deadline", "2s")
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert (f"stdin:1:1-29: ERROR: uprobe:/usr/sbin/dockerd:main: /usr/sbin/dockerd: no such file in "
+            f"container {a.id[:12]} (docker)\n") in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and "Attached" not in p.stderr
 
 
 def test_ns_pids_prints_pids_as_the_container_sees_them(two_containers):

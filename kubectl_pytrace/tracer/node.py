@@ -1,0 +1,79 @@
+"""The tracer pod: what the Job of `kubectl pytrace run` runs on a node.
+
+    kubectl-pytrace tracer --config /etc/kubectl-pytrace --node $NODE_NAME
+
+The config (the trace's ConfigMap, written by the plugin: traceconfig.py) holds the program, its
+parameters and, per node, the containers to trace there (their IDs from the pods' status). The
+tracer resolves them on this node (host /proc at $HOST_PROC), compiles the program for this
+kernel, scopes every probe to those containers and writes its output as records on stdout
+(output/wire.py), which the plugin reads through the pod's logs. Every failure ends the stream
+with an {"exit": code, "error": ...} record and the same exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, Any, Dict, List
+
+from kubectl_pytrace import __version__, traceconfig
+from kubectl_pytrace.errors import TraceError, UserError
+from kubectl_pytrace.output.wire import PROTOCOL, WireOutput, WireStderr
+
+
+def load_config(directory: str) -> Dict[str, Any]:
+    try:
+        return traceconfig.read(directory)
+    except (OSError, ValueError) as e:
+        raise TraceError(f"cannot read the trace's configuration in {directory}: {e}") from None
+
+
+def check_version(cfg: Dict[str, Any]) -> None:
+    client = cfg.get("client_version")
+    if client != __version__:
+        raise TraceError(f"version mismatch: kubectl-pytrace {client} created this trace, but the tracer "
+                         f"image runs kubectl-pytrace {__version__}",
+                         hint="use the tracer image of the same version (--image), or the client that "
+                              "matches the image")
+
+
+def node_targets(cfg: Dict[str, Any], node: str) -> List[Dict[str, str]]:
+    nodes = cfg.get("nodes", {})
+    if node not in nodes:
+        raise TraceError(f"this trace has nothing to trace on node {node} (it targets "
+                         f"{', '.join(sorted(nodes)) or 'no node'})")
+    return nodes[node]
+
+
+def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
+    out = WireOutput(stdout)
+    err = WireStderr(out)
+    try:
+        cfg = load_config(config_dir)
+        targets = node_targets(cfg, node)
+        out.record({"hello": {"version": __version__, "protocol": PROTOCOL, "node": node, "pid": os.getpid(),
+                              "targets": targets}})
+        out.flush()
+        check_version(cfg)
+        _trace(cfg, targets, out, err)
+    except UserError as e:
+        err.flush()
+        out.record({"exit": e.exit_code, "error": e.message, "hint": e.hint, "kind": type(e).__name__})
+        out.flush()
+        return e.exit_code
+    err.flush()
+    out.record({"exit": 0, "error": None, "hint": None})
+    out.flush()
+    return 0
+
+
+def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> None:
+    from kubectl_pytrace.tracer import session
+
+    spec = session.TraceSpec(
+        text=cfg["program"], filename=cfg.get("filename", "stdin"), deadline=cfg.get("deadline"),
+        params=list(cfg.get("params", [])), container_ids=[t["container_id"] for t in targets],
+        ns_pids=bool(cfg.get("ns_pids")))
+    out.record({"status": "compiling"})
+    out.flush()
+    session.run(spec, stderr=err, output=out, announce=lambda n: (out.attached_probes(n), out.flush()))
