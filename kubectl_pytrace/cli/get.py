@@ -52,7 +52,9 @@ def get(name, all_namespaces, output, tracer_namespace, kube) -> None:
 
         raise NotFound(f"trace {name!r} not found in namespace {tracer_namespace!r}")
     if output in ("json", "yaml"):
-        doc = {"apiVersion": "v1", "kind": "List", "items": [j.job for j in found]}
+        # list items come without their kind: put it back, as kubectl does
+        doc = {"apiVersion": "v1", "kind": "List",
+               "items": [{"apiVersion": "batch/v1", "kind": "Job", **j.job} for j in found]}
         if output == "json":
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         else:

@@ -4,11 +4,11 @@
     view.tracer("node-a").record(rec)     # for every record of that tracer's log
     view.finish()                          # the maps at exit (merged with --merge)
 
-One tracer (a pod/, a node/ target, a workload on one node with one replica) prints exactly what
-`run --local` prints. With several targets, text lines are prefixed with the pod they came from
-(`[pod/web-1/server] ...`, as `kubectl logs --prefix`), JSON records carry "node", "namespace",
-"pod" and "container"; each tracer's maps are printed under its node (text: a header line; JSON:
-labelled records), or once for all of them with --merge.
+In text, one tracer (a pod/ or node/ target, a workload with one replica) prints exactly what
+`run --local` prints; with several targets, lines are prefixed with the pod they came from
+(`[pod/web-1/server] ...`, as `kubectl logs --prefix`). In JSON, bpftrace's records carry
+"node", and events of a pod "namespace", "pod" and "container". Each tracer's maps are printed
+under its node (text: a header line; JSON: labelled records), or once for all with --merge.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class TraceView:
 
     def output_for(self, t: TracerView) -> Output:
         if self.format == "json":
-            out = LabelledJson(self.stdout, {"node": t.node} if (self.many_tracers or self.many_targets) else {})
+            out = LabelledJson(self.stdout, {"node": t.node})
             for i, target in enumerate(t.targets, 1):
                 out.per_source[i] = {"namespace": target["namespace"], "pod": target["pod"],
                                      "container": target["container"]}
