@@ -9,6 +9,7 @@
 #   hack/cluster.sh status   what runs, and the node as the API server sees it (exit 1 if not up)
 #   hack/cluster.sh env      `export KUBECONFIG=...` and KUBECTL=... lines, for eval
 #   hack/cluster.sh build    only build (or find in the cache) the Kubernetes binaries
+#   hack/cluster.sh restart-apiserver   stop kube-apiserver and start it again (a test's "API restart")
 #
 # Runs as root. Components:
 #   etcd, containerd, runc, CNI plugins   Debian packages (installed here when missing)
@@ -777,9 +778,20 @@ print_env() { # shell syntax: eval "$(hack/cluster.sh env)"
   echo "export CONTAINERD_ADDRESS=$CTRD_SOCK"
 }
 
+cmd_restart_apiserver() { # what an upgrade or a crash does to clients: every connection is cut
+  need_root
+  daemon_pid kube-apiserver >/dev/null || die "kube-apiserver is not running (hack/cluster.sh up)"
+  NODE_IP=$(node_ip)
+  log "restarting kube-apiserver"
+  stop_daemon kube-apiserver 3
+  start_apiserver
+  log "kube-apiserver is back after $(elapsed)s"
+}
+
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
+restart-apiserver) cmd_restart_apiserver ;;
 status) cmd_status ;;
 env) print_env ;;
 build)
@@ -788,7 +800,7 @@ build)
   build_tools
   ;;
 *)
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

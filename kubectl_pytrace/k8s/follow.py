@@ -31,6 +31,7 @@ IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrIm
                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 POLL = 0.25
 API_DOWN_PATIENCE = 120.0  # seconds an unreachable API server is waited for before giving up
+START_TIMEOUT = 300.0  # seconds a tracer pod may take to start (image pull included)
 
 
 def ts_key(ts: str) -> Tuple[str, int]:
@@ -171,17 +172,25 @@ class Follower:
     def _wait_started(self, t: Tracer) -> bool:
         """Reports progress until the tracer container runs (or has run); False when it never will."""
         said = ""
+        seen: set = set()
+        started = time.monotonic()
         while True:
+            if time.monotonic() - started > START_TIMEOUT:
+                raise ClusterError(f"the tracer pod {t.pod or '(none)'} did not start on node {t.job.node} in "
+                                   f"{START_TIMEOUT:.0f}s", hint=self._events_text(t) or None)
             pod = self._pod(t)
             if pod is None:
                 if self.stopping.is_set() or self._job_gone(t):
                     return False
+                self._job_cannot_create(t)
                 step = "waiting for the tracer pod"
             else:
                 t.pod = pod["metadata"]["name"]
                 step, done = self._start_step(t, pod)
                 if done:
                     return True
+                if time.monotonic() - started > 5:
+                    self._warnings(t, seen)
             if step != said:
                 self.events.put((t, "progress", step))
                 said = step
@@ -212,6 +221,25 @@ class Follower:
             return ""
         evs.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return "\n".join(f"  {e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}" for e in evs[-5:])
+
+    def _job_cannot_create(self, t: Tracer) -> None:
+        """A Job whose pod is refused (Pod Security, quota, a webhook) says so in an event."""
+        evs = self.kube.list(core("events", t.job.namespace), fieldSelector=f"involvedObject.name={t.job.name}")
+        failed = [e for e in evs if e.get("reason") == "FailedCreate"]
+        if failed:
+            raise ClusterError(f"the tracer pod of node {t.job.node} cannot be created: {failed[-1].get('message')}")
+
+    def _warnings(self, t: Tracer, seen: set) -> None:
+        """New warning events of a pod that does not start (FailedMount, FailedScheduling...)."""
+        try:
+            evs = self.kube.list(core("events", t.job.namespace), fieldSelector=f"involvedObject.name={t.pod}")
+        except ClusterError:
+            return
+        for e in evs:
+            key = (e.get("reason"), e.get("message"))
+            if e.get("type") == "Warning" and key not in seen:
+                seen.add(key)
+                self.events.put((t, "progress", f"{e.get('reason')}: {e.get('message')}"))
 
     def _job_gone(self, t: Tracer) -> bool:
         try:

@@ -27,10 +27,20 @@ def trace_selector(name: Optional[str] = None) -> str:
 
 # ---- creating ---------------------------------------------------------------------------------
 
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
 def ensure_namespace(kube: Kube, name: str) -> None:
     """The tracer namespace, created on first use with the Pod Security labels tracers need."""
     try:
-        kube.get(core("namespaces", name=name))
+        ns = kube.get(core("namespaces", name=name))
+        level = ns["metadata"].get("labels", {}).get(PSA_ENFORCE, "privileged")
+        if level != "privileged":
+            raise ClusterError(f"the tracer namespace {name} enforces the Pod Security level {level!r}, which "
+                               f"refuses tracer pods (privileged, with the host's PIDs and paths)",
+                               hint=f"use a namespace that allows privileged pods with --tracer-namespace (the "
+                                    f"default, kubectl-pytrace, is made so), or label {name} "
+                                    f"{PSA_ENFORCE}=privileged")
         return
     except NotFound:
         pass
