@@ -38,7 +38,8 @@ for command in (run, get, logs, attach, delete, version, completion, tracer):
 
 def main(argv=None) -> None:
     try:
-        cli.main(args=argv, prog_name="kubectl pytrace", standalone_mode=False)
+        cli.main(args=argv, prog_name="kubectl pytrace", complete_var="_KUBECTL_PYTRACE_COMPLETE",
+                 standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

@@ -82,7 +82,18 @@ def _print_objects(objs: List[Dict[str, Any]], fmt: str, stdout: IO) -> None:
     stdout.write(yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False))
 
 
+def _validate(t: ClusterTrace) -> None:
+    """What the flags alone say is wrong, before the cluster is asked anything."""
+    if (t.target is None) == (t.selector is None):
+        raise UsageError("give one target (TYPE/NAME) or a label selector (-l)")
+    if t.target is not None:
+        parse_target(t.target)
+    if t.name is not None:
+        m.check_name(t.name)
+
+
 def run(t: ClusterTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
+    _validate(t)
     warnings = check(t)
     if warnings:
         print(warnings, file=stderr)

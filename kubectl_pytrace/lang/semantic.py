@@ -751,15 +751,23 @@ class Checker(ast.NodeVisitor):
             fmt = printf_format.parse_format(fmt_node.value.decode("utf-8", "surrogateescape"))
         except printf_format.FormatError as err:
             self.error(f"{c.name}: {err.message}", fmt_node.span)
-        kinds = []
+        kinds: List[Optional[str]] = []
         for a in c.args[1:]:
-            t = self.expr(a)
+            try:
+                t = self.expr(a)
+            except _Deferred:  # its type is the node's to know; the number of arguments is not
+                kinds.append(None)
+                continue
             self.check_storable(t, a.span)
             kinds.append(_printf_kind(t))
+        convs = printf_format.conversions(fmt)
         try:
-            printf_format.check_args(fmt, kinds, c.name)
+            printf_format.check_args(fmt, [k or (convs[i].type_name if i < len(convs) else "integer")
+                                           for i, k in enumerate(kinds)], c.name)
         except printf_format.FormatError as err:
             self.error(err.message, c.span)
+        if None in kinds:
+            raise _Deferred()
         self.fn.formats[id(c)] = fmt
         return VOID
 
