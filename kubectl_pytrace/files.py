@@ -47,3 +47,18 @@ def file_identity(path: str) -> Optional[List[int]]:
     except OSError:
         return None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def process_start() -> float:
+    """When this process started (wall clock, from /proc/self/stat): start-up includes the
+    interpreter's own, which a clock read at the first line of Python would miss."""
+    import time
+
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()

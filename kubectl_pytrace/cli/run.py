@@ -86,10 +86,12 @@ def read_program(program: Optional[str], program_file: Optional[str]) -> Tuple[s
 @click.option("--pid", "target_pid", type=int, metavar="PID",
               help="With --local: trace only the container PID is in (or PID itself if it is in none).")
 @click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
+@click.option("-v", "--verbose", is_flag=True, help="With --attach: when each step happened, and the "
+              "tracers' peak memory.")
 @kube_options
 def run(target, params, program, program_file, selector, container_or_command, container, output, deadline,
         attach, merge, name, image, image_pull_policy, service_account, tracer_namespace, patch_file, ttl,
-        dry_run, local, dump, container_ids, target_pid, ns_pids, kube) -> None:
+        dry_run, local, dump, container_ids, target_pid, ns_pids, verbose, kube) -> None:
     """Run a trace: TARGET is pod/NAME, deploy/NAME, statefulset/NAME, daemonset/NAME, job/NAME or
     node/NAME (or -l SELECTOR, or --local for this host). PARAMS are the program's $1, $2, ..."""
     text, filename = read_program(program, program_file)
@@ -111,7 +113,7 @@ def run(target, params, program, program_file, selector, container_or_command, c
         output=output or ("yaml" if dry_run != "none" else "text"), merge=merge, attach=attach, name=name,
         image=image, pull_policy=image_pull_policy, service_account=service_account,
         tracer_namespace=tracer_namespace, patch=_read_patch(patch_file), ttl=int(parse_duration(ttl)),
-        dry_run=None if dry_run == "none" else dry_run, ns_pids=ns_pids)
+        dry_run=None if dry_run == "none" else dry_run, ns_pids=ns_pids, verbose=verbose)
     if spec.output == "yaml" and spec.dry_run is None:
         raise click.UsageError("-o yaml prints the objects of --dry-run; a trace's output is text or json")
     sys.exit(session.run(spec))

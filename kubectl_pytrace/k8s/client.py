@@ -141,18 +141,23 @@ class Kube:
         return self.request("PATCH", path, body=body, content_type=f"application/{kind}-patch+json")
 
     def stream(self, path: str, timeout: Any = (10, None), **query) -> Iterator[bytes]:
-        """The body of a streaming GET (pod logs with follow), line by line, as bytes."""
+        """The body of a streaming GET (pod logs with follow), line by line, as bytes. The request
+        is made now (errors are raised here); the lines are read as they are iterated."""
         resp = self.request("GET", path, query=query, stream=True, timeout=timeout)
-        try:
-            pending = b""
-            for chunk in resp.stream(64 * 1024, decode_content=False):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                yield from lines
-            if pending:
-                yield pending
-        finally:
-            resp.release_conn()
+        return _lines(resp)
+
+
+def _lines(resp) -> Iterator[bytes]:
+    try:
+        pending = b""
+        for chunk in resp.stream(64 * 1024, decode_content=False):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+        if pending:
+            yield pending
+    finally:
+        resp.release_conn()
 
 
 def _query_value(v: Any) -> Any:

@@ -29,7 +29,7 @@ from kubectl_pytrace.output.wire import parse_line
 
 IMAGE_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-POLL = 0.25
+POLL = 0.2
 API_DOWN_PATIENCE = 120.0  # seconds an unreachable API server is waited for before giving up
 START_TIMEOUT = 300.0  # seconds a tracer pod may take to start (image pull included)
 
@@ -198,9 +198,13 @@ class Follower:
 
     def _start_step(self, t: Tracer, pod: Dict[str, Any]) -> Tuple[str, bool]:
         status = pod.get("status", {})
+        self.view.mark("tracer pod seen", time.time())
         cs = next(iter(status.get("containerStatuses") or []), None)
         state = (cs or {}).get("state") or {}
         if "running" in state or "terminated" in state or status.get("phase") in ("Succeeded", "Failed"):
+            # the kubelet says so at its next relist (up to a second after the start): its log
+            # can be read from then on
+            self.view.mark("tracer running (kubelet)", time.time())
             return "started", True
         waiting = state.get("waiting") or {}
         if waiting.get("reason") in IMAGE_FAILURES:

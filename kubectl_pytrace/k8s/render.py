@@ -14,6 +14,7 @@ under its node (text: a header line; JSON: labelled records), or once for all wi
 from __future__ import annotations
 
 import json
+import time
 from typing import IO, Any, Dict, List, Optional
 
 from kubectl_pytrace.output.merge import merge_all
@@ -92,9 +93,12 @@ class TracerView:
         return ", ".join(f"pod/{t['pod']}/{t['container']}" for t in self.targets)
 
     def record(self, rec: Dict[str, Any]) -> None:
+        if "t" in rec:
+            self.view.mark(next(iter(rec)), rec["t"])
         if "hello" in rec:
             self.targets = rec["hello"].get("targets") or []
             self.out = self.view.output_for(self)
+            self.view.mark("tracer process", rec["hello"].get("started") or rec.get("t", 0))
         elif "stderr" in rec:
             self.view.note(self, rec["stderr"])
         elif "attached" in rec:
@@ -109,6 +113,7 @@ class TracerView:
         elif "status" in rec:
             self.view.progress(self, rec["status"])
         else:
+            self.view.mark("first event", time.time())
             self.out.source = int(rec.get("src", 0))
             replay(rec, self.out)
 
@@ -127,6 +132,10 @@ class TraceView:
         self.many_tracers = tracers_expected > 1
         self.many_targets = targets_expected > 1
         self.tracers: Dict[str, TracerView] = {}
+        self.marks: Dict[str, float] = {}  # when things first happened (wall clock): for -v
+
+    def mark(self, what: str, when: float) -> None:
+        self.marks.setdefault(what, when)
 
     def tracer(self, node: str) -> TracerView:
         if node not in self.tracers:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Dict, List, Optional
 
+from kubectl_pytrace import files
 from kubectl_pytrace.errors import ClusterError, Interrupted, UsageError
 from kubectl_pytrace.k8s import manifests as m
 from kubectl_pytrace.k8s import traces
@@ -56,6 +57,7 @@ class ClusterTrace:
     ttl: int = m.DEFAULT_TTL
     dry_run: Optional[str] = None  # None, "client", "server"
     ns_pids: bool = False
+    verbose: bool = False  # -v: where the time to the first event went, and the tracers' memory
 
 
 def check(t: ClusterTrace) -> str:
@@ -93,8 +95,10 @@ def _validate(t: ClusterTrace) -> None:
 
 
 def run(t: ClusterTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> int:
+    marks = {"start": files.process_start()}
     _validate(t)
     warnings = check(t)
+    marks["compiled on the client"] = time.time()
     if warnings:
         print(warnings, file=stderr)
     if t.dry_run == "client" and t.target and parse_target(t.target)[0] == "node":
@@ -113,13 +117,15 @@ def run(t: ClusterTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> in
     if t.dry_run != "server":
         traces.ensure_namespace(kube, req.namespace)
     created = traces.create(kube, req, dry_run=t.dry_run == "server")
+    marks["objects created"] = time.time()
     if t.dry_run == "server":
         _print_objects(created, t.output, stdout)
         return 0
     if not t.attach:
         print(f"trace/{req.name} created ({selection.description}: {_where(selection)})", file=stdout)
         return 0
-    return _attached(kube, req.namespace, req.name, t.output, t.merge, stdout, stderr, selection)
+    return _attached(kube, req.namespace, req.name, t.output, t.merge, stdout, stderr, selection,
+                     marks if t.verbose else None)
 
 
 def _where(s: Selection) -> str:
@@ -187,7 +193,7 @@ class _Stopper:
 
 
 def _attached(kube: Kube, namespace: str, name: str, output: str, merge: bool, stdout: IO, stderr: IO,
-              selection: Optional[Selection] = None) -> int:
+              selection: Optional[Selection] = None, marks: Optional[Dict[str, float]] = None) -> int:
     jobs = traces.find(kube, namespace, name)
     targets = selection.containers if selection else []
     view = TraceView(output, merge, stdout, stderr, tracers_expected=len(jobs),
@@ -205,7 +211,22 @@ def _attached(kube: Kube, namespace: str, name: str, output: str, merge: bool, s
         for s, h in previous.items():
             signal.signal(s, h)
     _cleanup(kube, namespace, name, stderr, grace=0)
+    if marks is not None:
+        print(timings(dict(marks, **view.marks), view), file=stderr)
     return code
+
+
+def timings(marks: Dict[str, float], view: TraceView) -> str:
+    """-v: when each step happened, in seconds since the command started, and the tracers' peak memory."""
+    start = marks.pop("start")
+    steps = sorted(marks.items(), key=lambda kv: kv[1])
+    text = "timings: " + ", ".join(f"{what} {when - start:.2f} s" for what, when in steps)
+    for t in view.tracers.values():
+        mem = (t.exit or {}).get("memory") or {}
+        if mem:
+            text += (f"\nnode/{t.node}: tracer peak memory {mem.get('tracer_kib', 0) / 1024:.0f} MiB, "
+                     f"compiler {mem.get('compiler_kib', 0) / 1024:.0f} MiB")
+    return text
 
 
 def _targets_of(jobs: List[traces.TraceJob]) -> int:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import IO, Any, Dict, List
 
-from kubectl_pytrace import __version__, traceconfig
+from kubectl_pytrace import __version__, files, traceconfig
 from kubectl_pytrace.errors import TraceError, UserError
 from kubectl_pytrace.output.wire import PROTOCOL, WireOutput, WireStderr
 
@@ -48,23 +49,22 @@ def node_targets(cfg: Dict[str, Any], node: str) -> List[Dict[str, str]]:
 def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
     out = WireOutput(stdout)
     err = WireStderr(out)
+    code, failure = 0, None
     try:
         cfg = load_config(config_dir)
         targets = node_targets(cfg, node)
         out.record({"hello": {"version": __version__, "protocol": PROTOCOL, "node": node, "pid": os.getpid(),
-                              "targets": targets}})
+                              "targets": targets, "started": files.process_start()}, "t": time.time()})
         out.flush()
         check_version(cfg)
         _trace(cfg, targets, out, err)
     except UserError as e:
-        err.flush()
-        out.record({"exit": e.exit_code, "error": e.message, "hint": e.hint, "kind": type(e).__name__})
-        out.flush()
-        return e.exit_code
+        code = e.exit_code
+        failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
     err.flush()
-    out.record({"exit": 0, "error": None, "hint": None})
+    out.record({"exit": code, **(failure or {"error": None, "hint": None}), "t": time.time(), "memory": _memory()})
     out.flush()
-    return 0
+    return code
 
 
 def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> None:
@@ -74,6 +74,24 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
         text=cfg["program"], filename=cfg.get("filename", "stdin"), deadline=cfg.get("deadline"),
         params=list(cfg.get("params", [])), container_ids=[t["container_id"] for t in targets],
         ns_pids=bool(cfg.get("ns_pids")))
-    out.record({"status": "compiling"})
+    out.record({"status": "compiling", "t": time.time()})
     out.flush()
-    session.run(spec, stderr=err, output=out, announce=lambda n: (out.attached_probes(n), out.flush()))
+
+    def attached(n: int) -> None:
+        out.record({"attached": n, "t": time.time()})
+        out.flush()
+
+    session.run(spec, stderr=err, output=out, announce=attached)
+
+
+def _memory() -> Dict[str, int]:
+    """Peak memory (KiB) of this process and of the BCC compiler process it ran (if it did)."""
+    import resource
+
+    peak = 0
+    try:
+        with open("/proc/self/status") as f:
+            peak = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    except OSError:
+        pass
+    return {"tracer_kib": peak, "compiler_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
