@@ -234,14 +234,15 @@ class Follower:
             raise ClusterError(f"the tracer pod of node {t.job.node} cannot be created: {failed[-1].get('message')}")
 
     def _warnings(self, t: Tracer, seen: set) -> None:
-        """New warning events of a pod that does not start (FailedMount, FailedScheduling...)."""
+        """New events of a pod that does not start yet: pulling its image, and every warning
+        (FailedMount, FailedScheduling...)."""
         try:
             evs = self.kube.list(core("events", t.job.namespace), fieldSelector=f"involvedObject.name={t.pod}")
         except ClusterError:
             return
         for e in evs:
             key = (e.get("reason"), e.get("message"))
-            if e.get("type") == "Warning" and key not in seen:
+            if (e.get("type") == "Warning" or e.get("reason") in ("Pulling", "Pulled")) and key not in seen:
                 seen.add(key)
                 self.events.put((t, "progress", f"{e.get('reason')}: {e.get('message')}"))
 
@@ -323,4 +324,6 @@ class Follower:
         last = "\n".join("  " + line for line in t.tail[-6:])
         t.failure = (f"the tracer pod {t.pod} on node {t.job.node} ended without finishing the trace: "
                      f"{'the pod was deleted' if state == 'gone' else state}")
-        t.hint = f"its last lines:\n{last}" if last else None
+        events = self._events_text(t)
+        t.hint = "\n".join(x for x in (f"its last lines:\n{last}" if last else "",
+                                        f"its events:\n{events}" if events else "") if x) or None
