@@ -778,7 +778,7 @@ print_env() { # shell syntax: eval "$(hack/cluster.sh env)"
   echo "export CONTAINERD_ADDRESS=$CTRD_SOCK"
 }
 
-cmd_restart_apiserver() { # what an upgrade or a crash does to clients: every connection is cut
+cmd_restart_apiserver() { # a control plane upgrade, as clients see it: every connection is cut
   need_root
   daemon_pid kube-apiserver >/dev/null || die "kube-apiserver is not running (hack/cluster.sh up)"
   NODE_IP=$(node_ip)
@@ -786,6 +786,11 @@ cmd_restart_apiserver() { # what an upgrade or a crash does to clients: every co
   stop_daemon kube-apiserver 3
   start_apiserver
   log "kube-apiserver is back after $(elapsed)s"
+  # then the controllers, in turn, as an upgrade does (left alone, this controller-manager's
+  # informers take a minute or more to come back after the API server was killed)
+  stop_daemons 10 kube-controller-manager kube-scheduler
+  start_controllers
+  log "controllers restarted after $(elapsed)s"
 }
 
 case "${1:-}" in

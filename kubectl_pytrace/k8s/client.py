@@ -148,14 +148,14 @@ class Kube:
 
 
 def _lines(resp) -> Iterator[bytes]:
+    """Complete lines only: a stream that breaks mid-line ends before that line (read again when
+    the stream is opened again), never with half of it."""
     try:
         pending = b""
         for chunk in resp.stream(64 * 1024, decode_content=False):
             pending += chunk
             *lines, pending = pending.split(b"\n")
             yield from lines
-        if pending:
-            yield pending
     finally:
         resp.release_conn()
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -35,41 +37,57 @@ def plugin(cluster: Cluster, *args: str, timeout: float = 180, env: Optional[Dic
 
 
 class Running:
-    """A plugin process running in the background (--attach), stopped like a user stops it."""
+    """A plugin process running in the background (--attach), stopped like a user stops it. Its
+    stdout and stderr are read by threads into queues, so no line is lost between reads."""
 
     def __init__(self, cluster: Cluster, *args: str):
         self.p = subprocess.Popen([PLUGIN, *args, "--kubeconfig", cluster.kubeconfig], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
+        self.lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.err: List[str] = []
         self.out: List[str] = []
+        threading.Thread(target=self._pump, args=(self.p.stdout, self.lines.put), daemon=True).start()
+        self.err_done = threading.Thread(target=self._pump, args=(self.p.stderr, self.err.append), daemon=True)
+        self.err_done.start()
+
+    @staticmethod
+    def _pump(stream, put) -> None:
+        for line in stream:
+            put(line.rstrip("\n"))
+        put(None)
 
     def read_until(self, pred, timeout: float = 90) -> List[str]:
         """stdout lines until one satisfies pred (the trace is running)."""
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.p.stdout, selectors.EVENT_READ)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if not sel.select(timeout=1):
-                if self.p.poll() is not None:
-                    break
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
                 continue
-            line = self.p.stdout.readline()
-            if not line:
+            if line is None:
+                self.lines.put(None)
                 break
-            self.out.append(line.rstrip("\n"))
-            if pred(self.out[-1]):
+            self.out.append(line)
+            if pred(line):
                 return self.out
         self.p.kill()
         raise AssertionError(f"no line satisfied the condition in {timeout}s: {self.out[-20:]}\n"
-                             f"{self.p.stderr.read()[-3000:]}")
+                             + "\n".join(e for e in self.err[-30:] if e is not None))
 
     def signal(self, sig: int = signal.SIGINT) -> None:
         self.p.send_signal(sig)
 
     def finish(self, timeout: float = 120) -> Result:
-        out, err = self.p.communicate(timeout=timeout)
-        return Result(self.p.returncode, "\n".join(self.out) + ("\n" if self.out else "") + out, err)
+        self.p.wait(timeout=timeout)
+        while True:
+            line = self.lines.get(timeout=30)
+            if line is None:
+                break
+            self.out.append(line)
+        self.err_done.join(timeout=30)
+        err = [line for line in self.err if line is not None]
+        return Result(self.p.returncode, "\n".join(self.out) + ("\n" if self.out else ""),
+                      "\n".join(err) + ("\n" if err else ""))
 
 
 def ticker_pod(cluster: Cluster, namespace: str, name: str, *args: str, labels: Optional[dict] = None,
