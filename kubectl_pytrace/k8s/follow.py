@@ -93,6 +93,7 @@ class Follower:
         self.tracers = [Tracer(j) for j in jobs]
         self.events: "queue.Queue[Tuple[Tracer, str, Any]]" = queue.Queue()
         self.stopping = threading.Event()
+        self.abandoned = threading.Event()  # stop waiting for tracers that do not end
 
     # ---- the main thread: print what the tracers send ----------------------------------------
     def run(self, follow: bool = True, poll: Callable[[], None] = lambda: None) -> int:
@@ -102,7 +103,7 @@ class Follower:
         for th in threads:
             th.start()
         running = len(threads)
-        while running:
+        while running and not self.abandoned.is_set():
             try:
                 tracer, kind, data = self.events.get(timeout=POLL)
             except queue.Empty:
@@ -179,8 +180,10 @@ class Follower:
                 raise ClusterError(f"the tracer pod {t.pod or '(none)'} did not start on node {t.job.node} in "
                                    f"{START_TIMEOUT:.0f}s", hint=self._events_text(t) or None)
             pod = self._pod(t)
+            if self.stopping.is_set() and not self._started(pod):
+                return False  # stopped before it ran: nothing to read
             if pod is None:
-                if self.stopping.is_set() or self._job_gone(t):
+                if self._job_gone(t):
                     return False
                 self._job_cannot_create(t)
                 step = "waiting for the tracer pod"
@@ -195,6 +198,12 @@ class Follower:
                 self.events.put((t, "progress", step))
                 said = step
             time.sleep(POLL)
+
+    @staticmethod
+    def _started(pod: Optional[Dict[str, Any]]) -> bool:
+        cs = next(iter((pod or {}).get("status", {}).get("containerStatuses") or []), None)
+        state = (cs or {}).get("state") or {}
+        return "running" in state or "terminated" in state
 
     def _start_step(self, t: Tracer, pod: Dict[str, Any]) -> Tuple[str, bool]:
         status = pod.get("status", {})

@@ -31,6 +31,7 @@ from kubectl_pytrace.k8s.targets import ContainerTarget, Selection, parse_target
 
 CLEANUP_WAIT = 90.0  # seconds to wait for the trace's objects to be gone after it ended
 TARGET_CHECK_INTERVAL = 2.0
+STOP_PATIENCE = m.GRACE_SECONDS + 60.0  # after a stop, how long tracers may take to print END and end
 
 
 @dataclass
@@ -147,6 +148,7 @@ class _Stopper:
         self.signals = 0
         self.requested: Optional[str] = None
         self.stopped = False
+        self.stopped_at = 0.0
         self.next_check = time.monotonic() + TARGET_CHECK_INTERVAL
 
     def on_signal(self, signum, frame) -> None:
@@ -156,6 +158,12 @@ class _Stopper:
         self.requested = "interrupted"
 
     def poll(self) -> None:
+        if self.stopped and not self.follower.abandoned.is_set() and \
+                time.monotonic() - self.stopped_at > STOP_PATIENCE:
+            print(f"warning: the tracers did not end {STOP_PATIENCE:.0f} s after they were stopped: "
+                  f"deleting them without their END output and maps", file=self.stderr)
+            traces.delete(self.kube, self.namespace, self.name, grace_seconds=0)
+            self.follower.abandoned.set()
         if self.requested and not self.stopped:
             self.stop(self.requested)
         elif not self.stopped and self.targets and time.monotonic() >= self.next_check:
@@ -166,15 +174,11 @@ class _Stopper:
                 self.stop("target deleted")
 
     def stop(self, why: str) -> None:
-        """Deletes the Jobs: their pods get SIGTERM and end the trace (END, maps)."""
-        self.stopped = True
+        """Deletes the trace's objects, its pods gracefully (not left to the garbage collector,
+        which can be slow to act): they get SIGTERM and end the trace (END, maps)."""
+        self.stopped, self.stopped_at = True, time.monotonic()
         self.follower.stopping.set()
-        for j in traces.jobs(self.kube, self.namespace, self.name):
-            try:
-                self.kube.delete(f"/apis/batch/v1/namespaces/{self.namespace}/jobs/{j.name}",
-                                 propagationPolicy="Background")
-            except NotFound:
-                pass
+        traces.delete(self.kube, self.namespace, self.name)
 
     def _targets_gone(self) -> Optional[str]:
         gone = []
