@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kubectl_pytrace.lang.program import CodegenOptions
+
 REPO = Path(__file__).resolve().parent.parent.parent
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
 TRACEFS = Path("/sys/kernel/tracing")
@@ -127,6 +129,23 @@ def test_lost_events_are_counted_and_reported(host_workloads):
     lost = sum(int(x) for x in re.findall(r"^Lost (\d+) events$", p.stderr.decode(), re.M))
     assert lost > 0, "a 4 KiB ring buffer kept up with 20000 events?"
     assert printed + lost == n
+
+
+def test_no_event_lost_in_three_300k_runs(host_workloads):
+    """Three back-to-back runs of 300,000 uprobe printf()s in one trace: every event arrives.
+
+    21.6 MB of records (24 bytes each) pass through the default 16 MiB ring, so a consumer
+    position the kernel ever reads wrong (0) shows as lost events. Measured here: 0 lost in every
+    run since the fix (before: 1-7 of 900,000); bpftrace 0.17 loses none either. No tolerance."""
+    calls, n = host_workloads["calls"], 300_000
+    assert 3 * n * 24 > CodegenOptions.ringbuf_pages * 4096, "the runs no longer wrap the ring"
+    p = subprocess.run([PYTRACE, "run", "--local", "-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}',
+                        "-c", f"sh -c '{calls} {n}; {calls} {n}; {calls} {n}'"], capture_output=True, timeout=300)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert not re.search(r"^Lost \d+ events$", err, re.M), err
+    values = sorted(int(x) for x in p.stdout.split())
+    assert values == sorted(list(range(n)) * 3), f"{3 * n - len(values)} events missing, none reported lost"
 
 
 def test_lost_events_in_json(host_workloads):
