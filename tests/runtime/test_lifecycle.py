@@ -1,13 +1,15 @@
 """How a trace ends and fails: signals, lost events, verifier and attach errors, headers, cleanup.
 
-Every test runs the real CLI against the real kernel. After each trace nothing of ours may be left
-attached: no uprobe/kprobe event in tracefs and no BPF program held by the (finished) process.
+Every test runs the real CLI against the real kernel. After each one nothing of ours may be left
+(leakcheck.py): no process (tracer, BCC compiler, -c command), no BPF program, map or link, no
+uprobe still armed in the private copy of the `calls` workload the test traced.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kubectl_pytrace.lang.program import CodegenOptions
+from leakcheck import MARK, OUR_NAMES, LeakWatch, armed_uprobes, bpf_objects, holders, marked_pids
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
@@ -24,172 +27,219 @@ TRACEFS = Path("/sys/kernel/tracing")
 pytestmark = [pytest.mark.root, pytest.mark.bpf]
 
 
-def probe_events() -> str:
-    out = ""
-    for name in ("uprobe_events", "kprobe_events"):
-        f = TRACEFS / name
-        if f.exists():
-            out += f.read_text()
-    return out
+@pytest.fixture
+def calls(host_workloads, tmp_path) -> Path:
+    """A private copy of the calls workload: no other test (or tester) arms uprobes in it."""
+    path = tmp_path / "calls"
+    shutil.copy2(host_workloads["calls"], path)
+    return path
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind():
-    before = probe_events()
-    yield
-    assert probe_events() == before, "probe events left in tracefs"
+def nothing_left_behind(request, monkeypatch):
+    """Every process the test starts carries the watch's mark; afterwards none may be left."""
+    traced = [request.getfixturevalue("calls")] if "calls" in request.fixturenames else []
+    watch = LeakWatch(traced)
+    monkeypatch.setenv(MARK, watch.mark)
+    yield watch
+    problems = watch.leftovers()
+    watch.kill_leftovers()
+    assert not problems, "left behind by the trace:\n  " + "\n  ".join(problems)
 
 
-def start(program: str, *args: str, env=None) -> subprocess.Popen:
-    return subprocess.Popen([PYTRACE, "run", "--local", "-e", program, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+class Tracer:
+    """`kubectl-pytrace run --local ARGS` with stdout and stderr in files, so that waiting for it
+    waits for the tracer alone: a pipe's end comes only when every process that inherited it is
+    gone, and a test reading one would wait for whatever the tracer left running."""
+
+    def __init__(self, tmp: Path, *args: str, env=None, argv0=(PYTRACE,)):
+        self.out_path, self.err_path = tmp / f"out.{id(self)}", tmp / f"err.{id(self)}"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen([*argv0, "run", "--local", *args], stdout=out, stderr=err, env=env)
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_attached(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(r"^Attached \d+ probes?$", self.stderr, re.M):
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                self.p.kill()
+                raise AssertionError(f"no 'Attached' line; stderr: {self.stderr}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120) -> int:
+        return self.p.wait(timeout=timeout)
 
 
-def wait_attached(p: subprocess.Popen, timeout: float = 30) -> str:
-    """Reads stderr until "Attached N probes"; returns what was read."""
-    seen = b""
-    deadline = time.monotonic() + timeout
-    os.set_blocking(p.stderr.fileno(), False)
-    while time.monotonic() < deadline:
-        chunk = p.stderr.read() or b""
-        seen += chunk
-        if re.search(rb"^Attached \d+ probes?$", seen, re.M):
-            os.set_blocking(p.stderr.fileno(), True)
-            return seen.decode()
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    p.kill()
-    raise AssertionError(f"no 'Attached' line; stderr: {seen.decode()}")
+@pytest.fixture
+def tracer(tmp_path):
+    """tracer(*args, env=None) -> a started Tracer (kubectl-pytrace run --local *args)."""
+    return lambda *args, **kw: Tracer(tmp_path, *args, **kw)
 
 
-def bpf_programs_of(pid: int) -> list:
-    """Names of BPF programs the process holds (from /proc/PID/fdinfo)."""
-    names = []
-    fd_dir = Path(f"/proc/{pid}/fd")
-    if not fd_dir.exists():
-        return names
-    for fd in fd_dir.iterdir():
-        try:
-            if os.readlink(fd) == "anon_inode:bpf-prog":
-                names.append(fd.name)
-        except OSError:
-            pass
-    return names
+@pytest.fixture
+def trace(tracer):
+    """trace(*args, env=None, timeout=120) -> the finished Tracer (its exit status in .rc)."""
+    def run(*args, timeout: float = 120, **kw) -> Tracer:
+        t = tracer(*args, **kw)
+        t.rc = t.finish(timeout)
+        return t
+    return run
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_ends_trace_runs_end_and_prints_maps(sig, host_workloads):
-    p = start(f"uprobe:{host_workloads['calls']}:work {{ @c = count(); }} END {{ printf(\"end\\n\"); }}")
-    wait_attached(p)
-    assert bpf_programs_of(p.pid), "the tracer holds no BPF program while tracing"
-    subprocess.run([str(host_workloads["calls"]), "25"], check=True)
+def test_leak_check_sees_a_live_trace(calls, tracer, nothing_left_behind):
+    """Each check of nothing_left_behind finds what a running trace has: it can fail."""
+    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }} tracepoint:syscalls:sys_enter_getppid {{ @g = 1; }}")
+    t.wait_attached()
+    try:
+        assert t.p.pid in marked_pids(nothing_left_behind.mark), "the tracer does not carry the mark"
+        assert armed_uprobes(calls), f"no breakpoint armed in {calls} while tracing it"
+        held = holders()
+        mine = {obj: name for obj, name in bpf_objects().items() if t.p.pid in held.get(obj, ())}
+        assert {o[0] for o in mine} >= {"prog", "map"}, f"the tracer holds no BPF program or map: {mine}"
+        assert all(OUR_NAMES.match(name) for (kind, _), name in mine.items() if kind != "link"), mine
+        assert nothing_left_behind._problems(), "a live trace looks like nothing left behind"
+    finally:
+        t.p.send_signal(signal.SIGINT)
+        t.finish()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_ends_trace_runs_end_and_prints_maps(sig, calls, tracer):
+    t = tracer("-e", f'uprobe:{calls}:work {{ @c = count(); }} END {{ printf("end\\n"); }}')
+    t.wait_attached()
+    subprocess.run([str(calls), "25"], check=True)
     time.sleep(0.2)
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err.decode()
-    assert out.decode() == "end\n\n\n@c: 25\n"
+    t.p.send_signal(sig)
+    assert t.finish() == 0, t.stderr
+    assert t.stdout == "end\n\n\n@c: 25\n"
 
 
-def test_second_ctrl_c_still_cleans_up(host_workloads):
-    p = start(f"uprobe:{host_workloads['calls']}:work {{ @c = count(); }}")
-    wait_attached(p)
-    p.send_signal(signal.SIGINT)
-    p.send_signal(signal.SIGINT)
-    p.communicate(timeout=30)
-    assert p.returncode in (0, 130)
+def test_second_ctrl_c_still_cleans_up(calls, tracer):
+    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
+    t.wait_attached()
+    t.p.send_signal(signal.SIGINT)
+    t.p.send_signal(signal.SIGINT)
+    assert t.finish() in (0, 130), t.stderr
 
 
-def test_sigkill_leaves_no_probe_event(host_workloads):
-    # uprobes are attached through the uprobe PMU: the kernel removes them with the last fd
-    p = start(f"uprobe:{host_workloads['calls']}:work {{ @c = count(); }}")
-    wait_attached(p)
-    p.kill()
-    p.communicate(timeout=30)
-    assert "calls" not in probe_events()
+def test_sigkill_of_the_tracer(calls, tracer):
+    """The kernel detaches what a killed tracer attached (every attachment is a descriptor)."""
+    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }} profile:hz:99 {{ @p = count(); }}")
+    t.wait_attached()
+    t.p.kill()
+    t.finish()
 
 
-def test_deadline_stops_a_command_that_runs_longer():
-    p = subprocess.run([PYTRACE, "run", "--local", "--deadline", "500ms", "-c", "sleep 30", "-e",
-                        "BEGIN { printf(\"go\\n\"); } END { printf(\"end\\n\"); }"],
-                       capture_output=True, timeout=20)
-    assert p.returncode == 0, p.stderr.decode()
-    assert p.stdout.decode() == "go\nend\n\n\n"
+def test_sigkill_of_the_tracer_while_bcc_compiles(calls, tracer, tmp_path):
+    """Killed before anything is loaded, with the BCC compiler process running: it ends too."""
+    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }}",
+               env=dict(os.environ, PYTRACE_CACHE_DIR=str(tmp_path / "cache")))
+    deadline = time.monotonic() + 30
+    while not any("bcc_compile" in cmd for cmd in marked_pids(os.environ[MARK]).values()):
+        assert time.monotonic() < deadline and t.p.poll() is None, f"no BCC compiler process seen: {t.stderr}"
+        time.sleep(0.01)
+    t.p.kill()
+    t.finish()
 
 
-def test_lost_events_are_counted_and_reported(host_workloads):
+@pytest.mark.xfail(strict=True, reason="the -c command survives a SIGKILL of the tracer: Command.start "
+                                       "(tracer/command.py) does not set PR_SET_PDEATHSIG in the child")
+def test_sigkill_of_the_tracer_ends_its_command(calls, tracer, nothing_left_behind):
+    """bpftrace 0.17's -c child dies with it (checked here). Checked in the test itself so that
+    the expected failure is this one."""
+    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
+    t.wait_attached()
+    t.p.kill()
+    t.finish()
+    problems = nothing_left_behind.leftovers()
+    nothing_left_behind.kill_leftovers()
+    assert not problems, problems
+
+
+def test_deadline_stops_a_command_that_runs_longer(trace):
+    t = trace("--deadline", "500ms", "-c", "sleep 30", "-e", 'BEGIN { printf("go\\n"); } END { printf("end\\n"); }')
+    assert t.rc == 0, t.stderr
+    assert t.stdout == "go\nend\n\n\n"
+
+
+def test_failure_while_attaching_detaches_what_was_attached(calls, trace):
+    """The uprobe is attached (program order) before the interval's program is refused."""
+    t = trace("-c", f"{calls} 10", "-e", f"uprobe:{calls}:work {{ @c = count(); }} "
+              "interval:s:1 { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } }")
+    assert t.rc == 1, t.stderr
+    assert "error: cannot attach interval:s:1: the BPF verifier rejected the program" in t.stderr
+
+
+def lost_reported(stderr: str) -> int:
+    return sum(int(x) for x in re.findall(r"^Lost (\d+) events$", stderr, re.M))
+
+
+def test_lost_events_are_counted_and_reported(calls, trace):
     """A one-page ring buffer cannot hold a burst: what is lost is counted, never silent."""
     n = 20000
-    env = dict(os.environ, PYTRACE_RINGBUF_PAGES="1")
-    p = subprocess.run([PYTRACE, "run", "--local", "-e",
-                        f"uprobe:{host_workloads['calls']}:work {{ printf(\"%d\\n\", arg0); }}",
-                        "-c", f"{host_workloads['calls']} {n}"], capture_output=True, env=env, timeout=120)
-    assert p.returncode == 0, p.stderr.decode()
-    printed = len([line for line in p.stdout.decode().splitlines() if line.strip()])
-    lost = sum(int(x) for x in re.findall(r"^Lost (\d+) events$", p.stderr.decode(), re.M))
-    assert lost > 0, "a 4 KiB ring buffer kept up with 20000 events?"
-    assert printed + lost == n
+    t = trace("-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}', "-c", f"{calls} {n}",
+              env=dict(os.environ, PYTRACE_RINGBUF_PAGES="1"))
+    assert t.rc == 0, t.stderr
+    printed = len([line for line in t.stdout.splitlines() if line.strip()])
+    assert lost_reported(t.stderr) > 0, "a 4 KiB ring buffer kept up with 20000 events?"
+    assert printed + lost_reported(t.stderr) == n
 
 
-def test_no_event_lost_in_three_300k_runs(host_workloads):
+def test_no_event_lost_in_three_300k_runs(calls, trace):
     """Three back-to-back runs of 300,000 uprobe printf()s in one trace: every event arrives.
 
     21.6 MB of records (24 bytes each) pass through the default 16 MiB ring, so a consumer
     position the kernel ever reads wrong (0) shows as lost events. Measured here: 0 lost in every
-    run since the fix (before: 1-7 of 900,000); bpftrace 0.17 loses none either. No tolerance."""
-    calls, n = host_workloads["calls"], 300_000
+    run since the fix (before: 1-18 of 900,000); bpftrace 0.17 loses none either. No tolerance."""
+    n = 300_000
     assert 3 * n * 24 > CodegenOptions.ringbuf_pages * 4096, "the runs no longer wrap the ring"
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}',
-                        "-c", f"sh -c '{calls} {n}; {calls} {n}; {calls} {n}'"], capture_output=True, timeout=300)
-    err = p.stderr.decode()
-    assert p.returncode == 0, err
-    assert not re.search(r"^Lost \d+ events$", err, re.M), err
-    values = sorted(int(x) for x in p.stdout.split())
+    t = trace("-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}',
+              "-c", f"sh -c '{calls} {n}; {calls} {n}; {calls} {n}'", timeout=300)
+    assert t.rc == 0, t.stderr
+    assert lost_reported(t.stderr) == 0, t.stderr
+    values = sorted(int(x) for x in t.stdout.split())
     assert values == sorted(list(range(n)) * 3), f"{3 * n - len(values)} events missing, none reported lost"
 
 
-def test_lost_events_in_json(host_workloads):
-    env = dict(os.environ, PYTRACE_RINGBUF_PAGES="1")
-    p = subprocess.run([PYTRACE, "run", "--local", "-o", "json", "-e",
-                        f"uprobe:{host_workloads['calls']}:work {{ printf(\"%d\\n\", arg0); }}",
-                        "-c", f"{host_workloads['calls']} 20000"], capture_output=True, env=env, timeout=120)
-    assert p.returncode == 0
-    assert re.search(rb'^\{"type": "lost_events", "data": \{"events": \d+\}\}$', p.stdout, re.M)
+def test_lost_events_in_json(calls, trace):
+    t = trace("-o", "json", "-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}', "-c", f"{calls} 20000",
+              env=dict(os.environ, PYTRACE_RINGBUF_PAGES="1"))
+    assert t.rc == 0, t.stderr
+    assert re.search(r'^\{"type": "lost_events", "data": \{"events": \d+\}\}$', t.stdout, re.M)
 
 
-def test_verifier_rejection_names_probe_and_shows_log():
-    p = subprocess.run([PYTRACE, "run", "--local", "-e",
-                        "BEGIN { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } exit(); }"],
-                       capture_output=True, timeout=120)
-    err = p.stderr.decode()
-    assert p.returncode == 1
-    assert "error: cannot attach BEGIN: the BPF verifier rejected the program" in err
-    assert "processed 1000001 insns" in err
-    assert "Attached" not in err
+def test_verifier_rejection_names_probe_and_shows_log(trace):
+    t = trace("-e", "BEGIN { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } exit(); }")
+    assert t.rc == 1
+    assert "error: cannot attach BEGIN: the BPF verifier rejected the program" in t.stderr
+    assert "processed 1000001 insns" in t.stderr
+    assert "Attached" not in t.stderr
 
 
-def test_missing_headers_named():
-    env = dict(os.environ, BCC_KERNEL_SOURCE="/nonexistent/pytrace-headers")
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", "BEGIN { exit(); }"], capture_output=True, env=env,
-                       timeout=60)
-    assert p.returncode == 1
-    assert "BCC_KERNEL_SOURCE=/nonexistent/pytrace-headers: no such directory" in p.stderr.decode()
+def test_missing_headers_named(trace):
+    t = trace("-e", "BEGIN { exit(); }", env=dict(os.environ, BCC_KERNEL_SOURCE="/nonexistent/pytrace-headers"))
+    assert t.rc == 1
+    assert "BCC_KERNEL_SOURCE=/nonexistent/pytrace-headers: no such directory" in t.stderr
 
 
-def test_dump_c_loads_nothing():
-    p = subprocess.run([PYTRACE, "run", "--local", "--dump", "c", "-e",
-                        'tracepoint:syscalls:sys_enter_openat { @[str(args->filename)] = count(); }'],
-                       capture_output=True, timeout=60)
-    assert p.returncode == 0
-    assert "int probe_0(void *ctx)" in p.stdout.decode()
-    assert "Attached" not in p.stderr.decode()
+def test_dump_c_loads_nothing(trace):
+    t = trace("--dump", "c", "-e", "tracepoint:syscalls:sys_enter_openat { @[str(args->filename)] = count(); }")
+    assert t.rc == 0
+    assert "int probe_0(void *ctx)" in t.stdout
+    assert "Attached" not in t.stderr
 
 
-def test_bad_ringbuf_setting_rejected():
-    env = dict(os.environ, PYTRACE_RINGBUF_PAGES="3")
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", "BEGIN { exit(); }"], capture_output=True, env=env)
-    assert p.returncode == 1
-    assert "PYTRACE_RINGBUF_PAGES=3: must be a power of two" in p.stderr.decode()
+def test_bad_ringbuf_setting_rejected(trace):
+    t = trace("-e", "BEGIN { exit(); }", env=dict(os.environ, PYTRACE_RINGBUF_PAGES="3"))
+    assert t.rc == 1
+    assert "PYTRACE_RINGBUF_PAGES=3: must be a power of two" in t.stderr
 
 
 def _kprobes_available() -> bool:
@@ -197,29 +247,26 @@ def _kprobes_available() -> bool:
 
 
 @pytest.mark.skipif(_kprobes_available(), reason="this kernel has kprobes: see test_kprobe_attaches")
-def test_kprobe_without_kprobes_says_why():
+def test_kprobe_without_kprobes_says_why(trace):
     """Here CONFIG_KPROBES is off and fentry is refused: one clear error, nothing attached."""
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", "kprobe:do_nanosleep { @ = count(); }"],
-                       capture_output=True, timeout=60)
-    err = p.stderr.decode()
-    assert p.returncode == 1
+    t = trace("-e", "kprobe:do_nanosleep { @ = count(); }")
+    assert t.rc == 1
     assert re.search(r"^error: cannot attach kprobe:do_nanosleep: this kernel has no kprobes \(CONFIG_KPROBES "
-                     r"is not set\) and the fentry fallback failed: .+$", err, re.M), err
-    assert "Attached" not in err
+                     r"is not set\) and the fentry fallback failed: .+$", t.stderr, re.M), t.stderr
+    assert "Attached" not in t.stderr
 
 
 @pytest.mark.kprobes
-def test_kprobe_attaches():
-    p = subprocess.run([PYTRACE, "run", "--local", "-c", "sleep 0.2", "-e",
-                        "kprobe:do_nanosleep /pid == cpid/ { @ = count(); } kretprobe:do_nanosleep /pid == cpid/ { @r = count(); }"],
-                       capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr.decode()
-    assert re.search(r"^@: [1-9]\d*$", p.stdout.decode(), re.M)
-    assert re.search(r"^@r: [1-9]\d*$", p.stdout.decode(), re.M)
+def test_kprobe_attaches(trace):
+    t = trace("-c", "sleep 0.2", "-e",
+              "kprobe:do_nanosleep /pid == cpid/ { @ = count(); } kretprobe:do_nanosleep /pid == cpid/ { @r = count(); }")
+    assert t.rc == 0, t.stderr
+    assert re.search(r"^@: [1-9]\d*$", t.stdout, re.M)
+    assert re.search(r"^@r: [1-9]\d*$", t.stdout, re.M)
 
 
-def test_not_root_is_told_to_use_sudo(tmp_path):
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTRACE, "run", "--local",
-                        "-e", "BEGIN { exit(); }"], capture_output=True, timeout=60)
-    assert p.returncode == 1
-    assert "tracing needs root" in p.stderr.decode()
+def test_not_root_is_told_to_use_sudo(trace):
+    t = trace("-e", "BEGIN { exit(); }",
+              argv0=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTRACE))
+    assert t.rc == 1
+    assert "tracing needs root" in t.stderr
