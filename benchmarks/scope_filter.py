@@ -291,7 +291,8 @@ def benchmark(container: Container, loop: Path, pingpong: Path, programs: Dict[s
             "baseline_ns_per_call": {"inside": round(best["none"], 1), "outside": round(best["none/outside"], 1)},
             "rows": rows_for(samples, counted, names, "") + rows_for(samples, counted, names, "/outside"),
             "context_switch_ns": round(best["switch"], 1),
-            "context_switch_invalidators_ns": round(best.get("switch+invalidators", best["switch"]) - best["switch"], 1)}
+            "context_switch_invalidators_ns":
+                round(best.get("switch+invalidators", best["switch"]) - best["switch"], 1)}
 
 
 def main() -> None:

@@ -14,10 +14,9 @@ finds no space: an event lost for nothing (measured: 4-7 of 900,000 through a 16
 from __future__ import annotations
 
 import mmap
-import os
 import select
 import struct
-from typing import Callable, List, Tuple
+from typing import Callable
 
 BUSY = 1 << 31
 DISCARD = 1 << 30

@@ -172,7 +172,8 @@ WORKLOADS: Dict[str, Workload] = {
     "pidpersec.bt": Workload(forks, [rf"^{TIME} PIDs/sec: @: [1-9]\d*$"]),
     "runqlat.bt": Workload(lambda tmp: run("sleep", "0.2"), [rf"^@usecs: *\n{HIST}"]),
     "setuids.bt": Workload(lambda tmp: run("setpriv", "--reuid=65534", "true"),
-                           [rf"^{TIME} \d+\s+setpriv\s+0\s+setresuid ruid=65534 euid=65534 suid=65534 \(0\)$"], ["setpriv"]),
+                           [rf"^{TIME} \d+\s+setpriv\s+0\s+setresuid ruid=65534 euid=65534 suid=65534 \(0\)$"],
+                           ["setpriv"]),
     "sslsnoop.bt": Workload(tls, [rf"^\d+\s+\d+\s+openssl\s+\d+\s+{ret} {func}$" for ret, func in
                                   (("1", "SSL_do_handshake"), ("8", "SSL_write"), ("8", "SSL_read"))], ["openssl"]),
     "ssllatency.bt": Workload(tls, [rf"^@hist\[SSL_do_handshake\]: *\n{HIST}", r"^@stat\[SSL_write\]: count [1-9]\d*, ",
@@ -204,45 +205,15 @@ def kprobe_tool(path: str) -> bool:
     return all(p in ("kprobe", "kretprobe", "BEGIN", "END", "interval") for p in own)
 
 
-class Tool:
-    """The tool running under kubectl-pytrace, its stdout and stderr in files (see Tracer in
-    tests/runtime/test_lifecycle.py)."""
-
-    def __init__(self, path: str, tmp: Path, *args: str):
-        self.out, self.err = tmp / "stdout", tmp / "stderr"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.p = subprocess.Popen([PYTRACE, "run", "--local", "-f", path, *args], stdout=out, stderr=err)
-
-    @property
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def wait_attached(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(r"^Attached \d+ probes?$", self.stderr, re.M):
-            if self.p.poll() is not None or time.monotonic() > deadline:
-                self.p.kill()
-                raise AssertionError(f"no 'Attached N probes'; stderr:\n{self.stderr}")
-            time.sleep(0.05)
-
-    def interrupt(self) -> int:
-        self.p.send_signal(signal.SIGINT)
-        return self.p.wait(timeout=60)
-
-
 def skipped_probes(stderr: str) -> List[str]:
     return re.findall(r"^WARNING: could not attach probe (\S+), skipping\. \((.*)\)$", stderr, re.M)
 
 
-def check_kprobe_tool(path: str, tmp: Path, kprobes: bool) -> None:
+def check_kprobe_tool(path: str, pytrace, kprobes: bool) -> None:
     """With kprobes: attached (what they print is not checked: no kernel here to check it on).
     Without: a clear error, or every kprobe skipped for that reason."""
-    tool = Tool(path, tmp, "--deadline", "1s")
-    rc = tool.p.wait(timeout=120)
+    tool = pytrace("-f", path, "--deadline", "1s")
+    rc = tool.finish()
     err = tool.stderr
     if kprobes:
         assert rc == 0 and re.search(r"^Attached \d+ probes?$", err, re.M), err
@@ -255,11 +226,11 @@ def check_kprobe_tool(path: str, tmp: Path, kprobes: bool) -> None:
         assert re.match(r"k(ret)?probe:", probe) and re.search(KPROBES_MISSING, why), (probe, why)
 
 
-def check_with_workload(path: str, tmp: Path, w: Workload) -> None:
+def check_with_workload(path: str, pytrace, tmp: Path, w: Workload) -> None:
     missing = [c for c in w.needs if not shutil.which(c)]
     if missing:
         pytest.skip(f"the workload needs {', '.join(missing)}")
-    tool = Tool(path, tmp)
+    tool = pytrace("-f", path)
     tool.wait_attached()
     try:
         if w.act:
@@ -280,12 +251,12 @@ def check_with_workload(path: str, tmp: Path, w: Workload) -> None:
 @pytest.mark.bpf
 @pytest.mark.parametrize("path", [t for t in TOOLS if os.path.basename(t) not in KERNEL_FACTS] or TOOLS[:1],
                          ids=os.path.basename)
-def test_stock_tool_works(path, tmp_path):
+def test_stock_tool_works(path, pytrace, tmp_path):
     """Attached, and the output its workload causes; a kprobe tool on a kernel without kprobes
     says so instead (an error, or every kprobe skipped with a warning)."""
     name = os.path.basename(path)
     if kprobe_tool(path):
-        check_kprobe_tool(path, tmp_path, _environment().kprobes_available)
+        check_kprobe_tool(path, pytrace, _environment().kprobes_available)
         return
     assert name in WORKLOADS, f"{name}: no workload says what it must print (add one to WORKLOADS)"
-    check_with_workload(path, tmp_path, WORKLOADS[name])
+    check_with_workload(path, pytrace, tmp_path, WORKLOADS[name])

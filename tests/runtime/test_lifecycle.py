@@ -47,55 +47,29 @@ def nothing_left_behind(request, monkeypatch):
     assert not problems, "left behind by the trace:\n  " + "\n  ".join(problems)
 
 
-class Tracer:
-    """`kubectl-pytrace run --local ARGS` with stdout and stderr in files, so that waiting for it
-    waits for the tracer alone: a pipe's end comes only when every process that inherited it is
-    gone, and a test reading one would wait for whatever the tracer left running."""
-
-    def __init__(self, tmp: Path, *args: str, env=None, argv0=(PYTRACE,)):
-        self.out_path, self.err_path = tmp / f"out.{id(self)}", tmp / f"err.{id(self)}"
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen([*argv0, "run", "--local", *args], stdout=out, stderr=err, env=env)
-
-    @property
-    def stdout(self) -> str:
-        return self.out_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def wait_attached(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(r"^Attached \d+ probes?$", self.stderr, re.M):
-            if self.p.poll() is not None or time.monotonic() > deadline:
-                self.p.kill()
-                raise AssertionError(f"no 'Attached' line; stderr: {self.stderr}")
-            time.sleep(0.05)
-
-    def finish(self, timeout: float = 120) -> int:
-        return self.p.wait(timeout=timeout)
-
-
 @pytest.fixture
-def tracer(tmp_path):
-    """tracer(*args, env=None) -> a started Tracer (kubectl-pytrace run --local *args)."""
-    return lambda *args, **kw: Tracer(tmp_path, *args, **kw)
-
-
-@pytest.fixture
-def trace(tracer):
-    """trace(*args, env=None, timeout=120) -> the finished Tracer (its exit status in .rc)."""
-    def run(*args, timeout: float = 120, **kw) -> Tracer:
-        t = tracer(*args, **kw)
+def trace(pytrace):
+    """trace(*args, env=None, timeout=120) -> the finished TracerProcess (its exit status in .rc)."""
+    def run(*args, timeout: float = 120, **kw):
+        t = pytrace(*args, **kw)
         t.rc = t.finish(timeout)
         return t
     return run
 
 
-def test_leak_check_sees_a_live_trace(calls, tracer, nothing_left_behind):
+def wait_for_process(mark: str, text: str, tracer=None, timeout: float = 30) -> None:
+    """Until a process of the test whose command line holds `text` runs."""
+    deadline = time.monotonic() + timeout
+    while not any(text in cmd for cmd in marked_pids(mark).values()):
+        alive = tracer is None or tracer.p.poll() is None
+        detail = f"; the tracer's stderr:\n{tracer.stderr}" if tracer else ""
+        assert alive and time.monotonic() < deadline, f"no process '{text}' seen{detail}"
+        time.sleep(0.01)
+
+
+def test_leak_check_sees_a_live_trace(calls, pytrace, nothing_left_behind):
     """Each check of nothing_left_behind finds what a running trace has: it can fail."""
-    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }} tracepoint:syscalls:sys_enter_getppid {{ @g = 1; }}")
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }} tracepoint:syscalls:sys_enter_getppid {{ @g = 1; }}")
     t.wait_attached()
     try:
         assert t.p.pid in marked_pids(nothing_left_behind.mark), "the tracer does not carry the mark"
@@ -106,13 +80,12 @@ def test_leak_check_sees_a_live_trace(calls, tracer, nothing_left_behind):
         assert all(OUR_NAMES.match(name) for (kind, _), name in mine.items() if kind != "link"), mine
         assert nothing_left_behind._problems(), "a live trace looks like nothing left behind"
     finally:
-        t.p.send_signal(signal.SIGINT)
-        t.finish()
+        t.interrupt()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_ends_trace_runs_end_and_prints_maps(sig, calls, tracer):
-    t = tracer("-e", f'uprobe:{calls}:work {{ @c = count(); }} END {{ printf("end\\n"); }}')
+def test_signal_ends_trace_runs_end_and_prints_maps(sig, calls, pytrace):
+    t = pytrace("-e", f'uprobe:{calls}:work {{ @c = count(); }} END {{ printf("end\\n"); }}')
     t.wait_attached()
     subprocess.run([str(calls), "25"], check=True)
     time.sleep(0.2)
@@ -121,41 +94,39 @@ def test_signal_ends_trace_runs_end_and_prints_maps(sig, calls, tracer):
     assert t.stdout == "end\n\n\n@c: 25\n"
 
 
-def test_second_ctrl_c_still_cleans_up(calls, tracer):
-    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
+def test_second_ctrl_c_still_cleans_up(calls, pytrace):
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
     t.wait_attached()
     t.p.send_signal(signal.SIGINT)
     t.p.send_signal(signal.SIGINT)
     assert t.finish() in (0, 130), t.stderr
 
 
-def test_sigkill_of_the_tracer(calls, tracer):
+def test_sigkill_of_the_tracer(calls, pytrace):
     """The kernel detaches what a killed tracer attached (every attachment is a descriptor)."""
-    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }} profile:hz:99 {{ @p = count(); }}")
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }} profile:hz:99 {{ @p = count(); }}")
     t.wait_attached()
     t.p.kill()
     t.finish()
 
 
-def test_sigkill_of_the_tracer_while_bcc_compiles(calls, tracer, tmp_path):
+def test_sigkill_of_the_tracer_while_bcc_compiles(calls, pytrace, tmp_path):
     """Killed before anything is loaded, with the BCC compiler process running: it ends too."""
-    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }}",
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}",
                env=dict(os.environ, PYTRACE_CACHE_DIR=str(tmp_path / "cache")))
-    deadline = time.monotonic() + 30
-    while not any("bcc_compile" in cmd for cmd in marked_pids(os.environ[MARK]).values()):
-        assert time.monotonic() < deadline and t.p.poll() is None, f"no BCC compiler process seen: {t.stderr}"
-        time.sleep(0.01)
+    wait_for_process(os.environ[MARK], "bcc_compile", t)
     t.p.kill()
     t.finish()
 
 
 @pytest.mark.xfail(strict=True, reason="the -c command survives a SIGKILL of the tracer: Command.start "
                                        "(tracer/command.py) does not set PR_SET_PDEATHSIG in the child")
-def test_sigkill_of_the_tracer_ends_its_command(calls, tracer, nothing_left_behind):
+def test_sigkill_of_the_tracer_ends_its_command(calls, pytrace, nothing_left_behind):
     """bpftrace 0.17's -c child dies with it (checked here). Checked in the test itself so that
     the expected failure is this one."""
-    t = tracer("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
     t.wait_attached()
+    wait_for_process(nothing_left_behind.mark, f"{calls} 10 30000")  # started after "Attached"
     t.p.kill()
     t.finish()
     problems = nothing_left_behind.leftovers()
@@ -223,10 +194,15 @@ def test_verifier_rejection_names_probe_and_shows_log(trace):
     assert "Attached" not in t.stderr
 
 
-def test_missing_headers_named(trace):
-    t = trace("-e", "BEGIN { exit(); }", env=dict(os.environ, BCC_KERNEL_SOURCE="/nonexistent/pytrace-headers"))
+@pytest.mark.parametrize("setting, message", [
+    ({"BCC_KERNEL_SOURCE": "/nonexistent/pytrace-headers"},
+     "BCC_KERNEL_SOURCE=/nonexistent/pytrace-headers: no such directory"),
+    ({"PYTRACE_RINGBUF_PAGES": "3"}, "PYTRACE_RINGBUF_PAGES=3: must be a power of two"),
+], ids=["missing_headers", "bad_ringbuf_pages"])
+def test_bad_setting_named(setting, message, trace):
+    t = trace("-e", "BEGIN { exit(); }", env=dict(os.environ, **setting))
     assert t.rc == 1
-    assert "BCC_KERNEL_SOURCE=/nonexistent/pytrace-headers: no such directory" in t.stderr
+    assert message in t.stderr
 
 
 def test_dump_c_loads_nothing(trace):
@@ -234,12 +210,6 @@ def test_dump_c_loads_nothing(trace):
     assert t.rc == 0
     assert "int probe_0(void *ctx)" in t.stdout
     assert "Attached" not in t.stderr
-
-
-def test_bad_ringbuf_setting_rejected(trace):
-    t = trace("-e", "BEGIN { exit(); }", env=dict(os.environ, PYTRACE_RINGBUF_PAGES="3"))
-    assert t.rc == 1
-    assert "PYTRACE_RINGBUF_PAGES=3: must be a power of two" in t.stderr
 
 
 def _kprobes_available() -> bool:
@@ -259,7 +229,8 @@ def test_kprobe_without_kprobes_says_why(trace):
 @pytest.mark.kprobes
 def test_kprobe_attaches(trace):
     t = trace("-c", "sleep 0.2", "-e",
-              "kprobe:do_nanosleep /pid == cpid/ { @ = count(); } kretprobe:do_nanosleep /pid == cpid/ { @r = count(); }")
+              "kprobe:do_nanosleep /pid == cpid/ { @ = count(); } "
+              "kretprobe:do_nanosleep /pid == cpid/ { @r = count(); }")
     assert t.rc == 0, t.stderr
     assert re.search(r"^@: [1-9]\d*$", t.stdout, re.M)
     assert re.search(r"^@r: [1-9]\d*$", t.stdout, re.M)
