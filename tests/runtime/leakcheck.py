@@ -124,7 +124,7 @@ class LeakWatch:
         objects a little after their last descriptor closes); [] when nothing."""
         deadline = time.monotonic() + self.grace
         while True:
-            problems = self._problems()
+            problems = self.problems_now()
             if not problems or time.monotonic() > deadline:
                 return problems
             time.sleep(0.2)
@@ -137,7 +137,7 @@ class LeakWatch:
             except ProcessLookupError:
                 pass
 
-    def _problems(self) -> List[str]:
+    def problems_now(self) -> List[str]:
         procs = marked_pids(self.mark)
         out = [f"process {pid} still running: {cmd}" for pid, cmd in sorted(procs.items())]
         out += self._bpf_problems(set(procs))

@@ -78,7 +78,7 @@ def test_leak_check_sees_a_live_trace(calls, pytrace, nothing_left_behind):
         mine = {obj: name for obj, name in bpf_objects().items() if t.p.pid in held.get(obj, ())}
         assert {o[0] for o in mine} >= {"prog", "map"}, f"the tracer holds no BPF program or map: {mine}"
         assert all(OUR_NAMES.match(name) for (kind, _), name in mine.items() if kind != "link"), mine
-        assert nothing_left_behind._problems(), "a live trace looks like nothing left behind"
+        assert nothing_left_behind.problems_now(), "a live trace looks like nothing left behind"
     finally:
         t.interrupt()
 
