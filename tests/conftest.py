@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,44 @@ def _docker_stopped_if_we_started_it():
     yield
     if not was_running and os.environ.get("PYTRACE_KEEP_DOCKER") != "1" and os.geteuid() == 0:
         subprocess.run([str(script), "down"], capture_output=True)
+
+
+class TracerProcess:
+    """`kubectl-pytrace run --local ARGS` with stdout and stderr in files, so that waiting for it
+    waits for the tracer alone: a pipe's end comes only when every process that inherited it is
+    gone, and a test reading one would wait for whatever the tracer left running."""
+
+    def __init__(self, tmp: Path, *args: str, env=None, argv0=(PYTRACE,)):
+        self.out_path, self.err_path = tmp / f"out.{id(self)}", tmp / f"err.{id(self)}"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen([*argv0, "run", "--local", *args], stdout=out, stderr=err, env=env)
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_attached(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(r"^Attached \d+ probes?$", self.stderr, re.M):
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                self.p.kill()
+                raise AssertionError(f"no 'Attached N probes' line; stderr:\n{self.stderr}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120) -> int:
+        return self.p.wait(timeout=timeout)
+
+    def interrupt(self, timeout: float = 120) -> int:
+        """Ctrl-C, and its exit status."""
+        self.p.send_signal(signal.SIGINT)
+        return self.finish(timeout)
+
+
+@pytest.fixture
+def pytrace(tmp_path):
+    """pytrace(*args, env=None) -> a started TracerProcess: kubectl-pytrace run --local *args."""
+    return lambda *args, **kw: TracerProcess(tmp_path, *args, **kw)

@@ -1,19 +1,24 @@
 """How a trace ends and fails: signals, lost events, verifier and attach errors, headers, cleanup.
 
-Every test runs the real CLI against the real kernel. After each trace nothing of ours may be left
-attached: no uprobe/kprobe event in tracefs and no BPF program held by the (finished) process.
+Every test runs the real CLI against the real kernel. After each one nothing of ours may be left
+(leakcheck.py): no process (tracer, BCC compiler, -c command), no BPF program, map or link, no
+uprobe still armed in the private copy of the `calls` workload the test traced.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from kubectl_pytrace.lang.program import CodegenOptions
+from leakcheck import MARK, OUR_NAMES, LeakWatch, armed_uprobes, bpf_objects, holders, marked_pids
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
@@ -22,155 +27,189 @@ TRACEFS = Path("/sys/kernel/tracing")
 pytestmark = [pytest.mark.root, pytest.mark.bpf]
 
 
-def probe_events() -> str:
-    out = ""
-    for name in ("uprobe_events", "kprobe_events"):
-        f = TRACEFS / name
-        if f.exists():
-            out += f.read_text()
-    return out
+@pytest.fixture
+def calls(host_workloads, tmp_path) -> Path:
+    """A private copy of the calls workload: no other test (or tester) arms uprobes in it."""
+    path = tmp_path / "calls"
+    shutil.copy2(host_workloads["calls"], path)
+    return path
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind():
-    before = probe_events()
-    yield
-    assert probe_events() == before, "probe events left in tracefs"
+def nothing_left_behind(request, monkeypatch):
+    """Every process the test starts carries the watch's mark; afterwards none may be left."""
+    traced = [request.getfixturevalue("calls")] if "calls" in request.fixturenames else []
+    watch = LeakWatch(traced)
+    monkeypatch.setenv(MARK, watch.mark)
+    yield watch
+    problems = watch.leftovers()
+    watch.kill_leftovers()
+    assert not problems, "left behind by the trace:\n  " + "\n  ".join(problems)
 
 
-def start(program: str, *args: str, env=None) -> subprocess.Popen:
-    return subprocess.Popen([PYTRACE, "run", "--local", "-e", program, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+@pytest.fixture
+def trace(pytrace):
+    """trace(*args, env=None, timeout=120) -> the finished TracerProcess (its exit status in .rc)."""
+    def run(*args, timeout: float = 120, **kw):
+        t = pytrace(*args, **kw)
+        t.rc = t.finish(timeout)
+        return t
+    return run
 
 
-def wait_attached(p: subprocess.Popen, timeout: float = 30) -> str:
-    """Reads stderr until "Attached N probes"; returns what was read."""
-    seen = b""
+def wait_for_process(mark: str, text: str, tracer=None, timeout: float = 30) -> None:
+    """Until a process of the test whose command line holds `text` runs."""
     deadline = time.monotonic() + timeout
-    os.set_blocking(p.stderr.fileno(), False)
-    while time.monotonic() < deadline:
-        chunk = p.stderr.read() or b""
-        seen += chunk
-        if re.search(rb"^Attached \d+ probes?$", seen, re.M):
-            os.set_blocking(p.stderr.fileno(), True)
-            return seen.decode()
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    p.kill()
-    raise AssertionError(f"no 'Attached' line; stderr: {seen.decode()}")
+    while not any(text in cmd for cmd in marked_pids(mark).values()):
+        alive = tracer is None or tracer.p.poll() is None
+        detail = f"; the tracer's stderr:\n{tracer.stderr}" if tracer else ""
+        assert alive and time.monotonic() < deadline, f"no process '{text}' seen{detail}"
+        time.sleep(0.01)
 
 
-def bpf_programs_of(pid: int) -> list:
-    """Names of BPF programs the process holds (from /proc/PID/fdinfo)."""
-    names = []
-    fd_dir = Path(f"/proc/{pid}/fd")
-    if not fd_dir.exists():
-        return names
-    for fd in fd_dir.iterdir():
-        try:
-            if os.readlink(fd) == "anon_inode:bpf-prog":
-                names.append(fd.name)
-        except OSError:
-            pass
-    return names
+def test_leak_check_sees_a_live_trace(calls, pytrace, nothing_left_behind):
+    """Each check of nothing_left_behind finds what a running trace has: it can fail."""
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }} tracepoint:syscalls:sys_enter_getppid {{ @g = 1; }}")
+    t.wait_attached()
+    try:
+        assert t.p.pid in marked_pids(nothing_left_behind.mark), "the tracer does not carry the mark"
+        assert armed_uprobes(calls), f"no breakpoint armed in {calls} while tracing it"
+        held = holders()
+        mine = {obj: name for obj, name in bpf_objects().items() if t.p.pid in held.get(obj, ())}
+        assert {o[0] for o in mine} >= {"prog", "map"}, f"the tracer holds no BPF program or map: {mine}"
+        assert all(OUR_NAMES.match(name) for (kind, _), name in mine.items() if kind != "link"), mine
+        assert nothing_left_behind.problems_now(), "a live trace looks like nothing left behind"
+    finally:
+        t.interrupt()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_ends_trace_runs_end_and_prints_maps(sig, host_workloads):
-    p = start(f"uprobe:{host_workloads['calls']}:work {{ @c = count(); }} END {{ printf(\"end\\n\"); }}")
-    wait_attached(p)
-    assert bpf_programs_of(p.pid), "the tracer holds no BPF program while tracing"
-    subprocess.run([str(host_workloads["calls"]), "25"], check=True)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_ends_trace_runs_end_and_prints_maps(sig, calls, pytrace):
+    t = pytrace("-e", f'uprobe:{calls}:work {{ @c = count(); }} END {{ printf("end\\n"); }}')
+    t.wait_attached()
+    subprocess.run([str(calls), "25"], check=True)
     time.sleep(0.2)
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err.decode()
-    assert out.decode() == "end\n\n\n@c: 25\n"
+    t.p.send_signal(sig)
+    assert t.finish() == 0, t.stderr
+    assert t.stdout == "end\n\n\n@c: 25\n"
 
 
-def test_second_ctrl_c_still_cleans_up(host_workloads):
-    p = start(f"uprobe:{host_workloads['calls']}:work {{ @c = count(); }}")
-    wait_attached(p)
-    p.send_signal(signal.SIGINT)
-    p.send_signal(signal.SIGINT)
-    p.communicate(timeout=30)
-    assert p.returncode in (0, 130)
+def test_second_ctrl_c_still_cleans_up(calls, pytrace):
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
+    t.wait_attached()
+    t.p.send_signal(signal.SIGINT)
+    t.p.send_signal(signal.SIGINT)
+    assert t.finish() in (0, 130), t.stderr
 
 
-def test_sigkill_leaves_no_probe_event(host_workloads):
-    # uprobes are attached through the uprobe PMU: the kernel removes them with the last fd
-    p = start(f"uprobe:{host_workloads['calls']}:work {{ @c = count(); }}")
-    wait_attached(p)
-    p.kill()
-    p.communicate(timeout=30)
-    assert "calls" not in probe_events()
+def test_sigkill_of_the_tracer(calls, pytrace):
+    """The kernel detaches what a killed tracer attached (every attachment is a descriptor)."""
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }} profile:hz:99 {{ @p = count(); }}")
+    t.wait_attached()
+    t.p.kill()
+    t.finish()
 
 
-def test_deadline_stops_a_command_that_runs_longer():
-    p = subprocess.run([PYTRACE, "run", "--local", "--deadline", "500ms", "-c", "sleep 30", "-e",
-                        "BEGIN { printf(\"go\\n\"); } END { printf(\"end\\n\"); }"],
-                       capture_output=True, timeout=20)
-    assert p.returncode == 0, p.stderr.decode()
-    assert p.stdout.decode() == "go\nend\n\n\n"
+def test_sigkill_of_the_tracer_while_bcc_compiles(calls, pytrace, tmp_path):
+    """Killed before anything is loaded, with the BCC compiler process running: it ends too."""
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}",
+               env=dict(os.environ, PYTRACE_CACHE_DIR=str(tmp_path / "cache")))
+    wait_for_process(os.environ[MARK], "bcc_compile", t)
+    t.p.kill()
+    t.finish()
 
 
-def test_lost_events_are_counted_and_reported(host_workloads):
+@pytest.mark.xfail(strict=True, reason="the -c command survives a SIGKILL of the tracer: Command.start "
+                                       "(tracer/command.py) does not set PR_SET_PDEATHSIG in the child")
+def test_sigkill_of_the_tracer_ends_its_command(calls, pytrace, nothing_left_behind):
+    """bpftrace 0.17's -c child dies with it (checked here). Checked in the test itself so that
+    the expected failure is this one."""
+    t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
+    t.wait_attached()
+    wait_for_process(nothing_left_behind.mark, f"{calls} 10 30000")  # started after "Attached"
+    t.p.kill()
+    t.finish()
+    problems = nothing_left_behind.leftovers()
+    nothing_left_behind.kill_leftovers()
+    assert not problems, problems
+
+
+def test_deadline_stops_a_command_that_runs_longer(trace):
+    t = trace("--deadline", "500ms", "-c", "sleep 30", "-e", 'BEGIN { printf("go\\n"); } END { printf("end\\n"); }')
+    assert t.rc == 0, t.stderr
+    assert t.stdout == "go\nend\n\n\n"
+
+
+def test_failure_while_attaching_detaches_what_was_attached(calls, trace):
+    """The uprobe is attached (program order) before the interval's program is refused."""
+    t = trace("-c", f"{calls} 10", "-e", f"uprobe:{calls}:work {{ @c = count(); }} "
+              "interval:s:1 { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } }")
+    assert t.rc == 1, t.stderr
+    assert "error: cannot attach interval:s:1: the BPF verifier rejected the program" in t.stderr
+
+
+def lost_reported(stderr: str) -> int:
+    return sum(int(x) for x in re.findall(r"^Lost (\d+) events$", stderr, re.M))
+
+
+def test_lost_events_are_counted_and_reported(calls, trace):
     """A one-page ring buffer cannot hold a burst: what is lost is counted, never silent."""
     n = 20000
-    env = dict(os.environ, PYTRACE_RINGBUF_PAGES="1")
-    p = subprocess.run([PYTRACE, "run", "--local", "-e",
-                        f"uprobe:{host_workloads['calls']}:work {{ printf(\"%d\\n\", arg0); }}",
-                        "-c", f"{host_workloads['calls']} {n}"], capture_output=True, env=env, timeout=120)
-    assert p.returncode == 0, p.stderr.decode()
-    printed = len([line for line in p.stdout.decode().splitlines() if line.strip()])
-    lost = sum(int(x) for x in re.findall(r"^Lost (\d+) events$", p.stderr.decode(), re.M))
-    assert lost > 0, "a 4 KiB ring buffer kept up with 20000 events?"
-    assert printed + lost == n
+    t = trace("-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}', "-c", f"{calls} {n}",
+              env=dict(os.environ, PYTRACE_RINGBUF_PAGES="1"))
+    assert t.rc == 0, t.stderr
+    printed = len([line for line in t.stdout.splitlines() if line.strip()])
+    assert lost_reported(t.stderr) > 0, "a 4 KiB ring buffer kept up with 20000 events?"
+    assert printed + lost_reported(t.stderr) == n
 
 
-def test_lost_events_in_json(host_workloads):
-    env = dict(os.environ, PYTRACE_RINGBUF_PAGES="1")
-    p = subprocess.run([PYTRACE, "run", "--local", "-o", "json", "-e",
-                        f"uprobe:{host_workloads['calls']}:work {{ printf(\"%d\\n\", arg0); }}",
-                        "-c", f"{host_workloads['calls']} 20000"], capture_output=True, env=env, timeout=120)
-    assert p.returncode == 0
-    assert re.search(rb'^\{"type": "lost_events", "data": \{"events": \d+\}\}$', p.stdout, re.M)
+def test_no_event_lost_in_three_300k_runs(calls, trace):
+    """Three back-to-back runs of 300,000 uprobe printf()s in one trace: every event arrives.
+
+    21.6 MB of records (24 bytes each) pass through the default 16 MiB ring, so a consumer
+    position the kernel ever reads wrong (0) shows as lost events. Measured here: 0 lost in every
+    run since the fix (before: 1-18 of 900,000); bpftrace 0.17 loses none either. No tolerance."""
+    n = 300_000
+    assert 3 * n * 24 > CodegenOptions.ringbuf_pages * 4096, "the runs no longer wrap the ring"
+    t = trace("-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}',
+              "-c", f"sh -c '{calls} {n}; {calls} {n}; {calls} {n}'", timeout=300)
+    assert t.rc == 0, t.stderr
+    assert lost_reported(t.stderr) == 0, t.stderr
+    values = sorted(int(x) for x in t.stdout.split())
+    assert values == sorted(list(range(n)) * 3), f"{3 * n - len(values)} events missing, none reported lost"
 
 
-def test_verifier_rejection_names_probe_and_shows_log():
-    p = subprocess.run([PYTRACE, "run", "--local", "-e",
-                        "BEGIN { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } exit(); }"],
-                       capture_output=True, timeout=120)
-    err = p.stderr.decode()
-    assert p.returncode == 1
-    assert "error: cannot attach BEGIN: the BPF verifier rejected the program" in err
-    assert "processed 1000001 insns" in err
-    assert "Attached" not in err
+def test_lost_events_in_json(calls, trace):
+    t = trace("-o", "json", "-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}', "-c", f"{calls} 20000",
+              env=dict(os.environ, PYTRACE_RINGBUF_PAGES="1"))
+    assert t.rc == 0, t.stderr
+    assert re.search(r'^\{"type": "lost_events", "data": \{"events": \d+\}\}$', t.stdout, re.M)
 
 
-def test_missing_headers_named():
-    env = dict(os.environ, BCC_KERNEL_SOURCE="/nonexistent/pytrace-headers")
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", "BEGIN { exit(); }"], capture_output=True, env=env,
-                       timeout=60)
-    assert p.returncode == 1
-    assert "BCC_KERNEL_SOURCE=/nonexistent/pytrace-headers: no such directory" in p.stderr.decode()
+def test_verifier_rejection_names_probe_and_shows_log(trace):
+    t = trace("-e", "BEGIN { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } exit(); }")
+    assert t.rc == 1
+    assert "error: cannot attach BEGIN: the BPF verifier rejected the program" in t.stderr
+    assert "processed 1000001 insns" in t.stderr
+    assert "Attached" not in t.stderr
 
 
-def test_dump_c_loads_nothing():
-    p = subprocess.run([PYTRACE, "run", "--local", "--dump", "c", "-e",
-                        'tracepoint:syscalls:sys_enter_openat { @[str(args->filename)] = count(); }'],
-                       capture_output=True, timeout=60)
-    assert p.returncode == 0
-    assert "int probe_0(void *ctx)" in p.stdout.decode()
-    assert "Attached" not in p.stderr.decode()
+@pytest.mark.parametrize("setting, message", [
+    ({"BCC_KERNEL_SOURCE": "/nonexistent/pytrace-headers"},
+     "BCC_KERNEL_SOURCE=/nonexistent/pytrace-headers: no such directory"),
+    ({"PYTRACE_RINGBUF_PAGES": "3"}, "PYTRACE_RINGBUF_PAGES=3: must be a power of two"),
+], ids=["missing_headers", "bad_ringbuf_pages"])
+def test_bad_setting_named(setting, message, trace):
+    t = trace("-e", "BEGIN { exit(); }", env=dict(os.environ, **setting))
+    assert t.rc == 1
+    assert message in t.stderr
 
 
-def test_bad_ringbuf_setting_rejected():
-    env = dict(os.environ, PYTRACE_RINGBUF_PAGES="3")
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", "BEGIN { exit(); }"], capture_output=True, env=env)
-    assert p.returncode == 1
-    assert "PYTRACE_RINGBUF_PAGES=3: must be a power of two" in p.stderr.decode()
+def test_dump_c_loads_nothing(trace):
+    t = trace("--dump", "c", "-e", "tracepoint:syscalls:sys_enter_openat { @[str(args->filename)] = count(); }")
+    assert t.rc == 0
+    assert "int probe_0(void *ctx)" in t.stdout
+    assert "Attached" not in t.stderr
 
 
 def _kprobes_available() -> bool:
@@ -178,29 +217,27 @@ def _kprobes_available() -> bool:
 
 
 @pytest.mark.skipif(_kprobes_available(), reason="this kernel has kprobes: see test_kprobe_attaches")
-def test_kprobe_without_kprobes_says_why():
+def test_kprobe_without_kprobes_says_why(trace):
     """Here CONFIG_KPROBES is off and fentry is refused: one clear error, nothing attached."""
-    p = subprocess.run([PYTRACE, "run", "--local", "-e", "kprobe:do_nanosleep { @ = count(); }"],
-                       capture_output=True, timeout=60)
-    err = p.stderr.decode()
-    assert p.returncode == 1
+    t = trace("-e", "kprobe:do_nanosleep { @ = count(); }")
+    assert t.rc == 1
     assert re.search(r"^error: cannot attach kprobe:do_nanosleep: this kernel has no kprobes \(CONFIG_KPROBES "
-                     r"is not set\) and the fentry fallback failed: .+$", err, re.M), err
-    assert "Attached" not in err
+                     r"is not set\) and the fentry fallback failed: .+$", t.stderr, re.M), t.stderr
+    assert "Attached" not in t.stderr
 
 
 @pytest.mark.kprobes
-def test_kprobe_attaches():
-    p = subprocess.run([PYTRACE, "run", "--local", "-c", "sleep 0.2", "-e",
-                        "kprobe:do_nanosleep /pid == cpid/ { @ = count(); } kretprobe:do_nanosleep /pid == cpid/ { @r = count(); }"],
-                       capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr.decode()
-    assert re.search(r"^@: [1-9]\d*$", p.stdout.decode(), re.M)
-    assert re.search(r"^@r: [1-9]\d*$", p.stdout.decode(), re.M)
+def test_kprobe_attaches(trace):
+    t = trace("-c", "sleep 0.2", "-e",
+              "kprobe:do_nanosleep /pid == cpid/ { @ = count(); } "
+              "kretprobe:do_nanosleep /pid == cpid/ { @r = count(); }")
+    assert t.rc == 0, t.stderr
+    assert re.search(r"^@: [1-9]\d*$", t.stdout, re.M)
+    assert re.search(r"^@r: [1-9]\d*$", t.stdout, re.M)
 
 
-def test_not_root_is_told_to_use_sudo(tmp_path):
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTRACE, "run", "--local",
-                        "-e", "BEGIN { exit(); }"], capture_output=True, timeout=60)
-    assert p.returncode == 1
-    assert "tracing needs root" in p.stderr.decode()
+def test_not_root_is_told_to_use_sudo(trace):
+    t = trace("-e", "BEGIN { exit(); }",
+              argv0=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PYTRACE))
+    assert t.rc == 1
+    assert "tracing needs root" in t.stderr
