@@ -28,9 +28,11 @@ class Command:
         if path is None:
             raise TraceError(f"cannot run {argv[0]}: command not found")
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
             try:
+                _die_with(parent)
                 os.kill(os.getpid(), signal.SIGSTOP)
                 os.execv(path, argv)
             except OSError as e:
@@ -79,3 +81,15 @@ class Command:
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """In the child: SIGKILL when the tracer dies, even by SIGKILL (as bpftrace's -c child does)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the tracer died before the call
+        os._exit(127)

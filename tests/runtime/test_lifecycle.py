@@ -119,11 +119,9 @@ def test_sigkill_of_the_tracer_while_bcc_compiles(calls, pytrace, tmp_path):
     t.finish()
 
 
-@pytest.mark.xfail(strict=True, reason="the -c command survives a SIGKILL of the tracer: Command.start "
-                                       "(tracer/command.py) does not set PR_SET_PDEATHSIG in the child")
 def test_sigkill_of_the_tracer_ends_its_command(calls, pytrace, nothing_left_behind):
-    """bpftrace 0.17's -c child dies with it (checked here). Checked in the test itself so that
-    the expected failure is this one."""
+    """The -c command dies with the tracer, even when the tracer is SIGKILLed (as bpftrace's -c
+    child does): it asks the kernel for SIGKILL when its parent dies (PR_SET_PDEATHSIG)."""
     t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}", "-c", f"{calls} 10 30000")
     t.wait_attached()
     wait_for_process(nothing_left_behind.mark, f"{calls} 10 30000")  # started after "Attached"
