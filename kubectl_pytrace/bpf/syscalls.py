@@ -1,7 +1,8 @@
-"""The few bpf(2) commands the runtime issues itself: raw map access and BPF_PROG_TEST_RUN.
+"""bpf(2) and perf_event_open(2) with ctypes: every call the tracer makes to load, attach, read
+and run BPF programs (BCC only compiles, in a process of its own: bcc_compile.py).
 
-BCC's table classes decode keys and values into ctypes objects; the runtime decodes raw bytes with
-the compiler's layouts instead, so it reads maps through the syscall directly.
+Maps are read as raw bytes (RawMap) and decoded with the compiler's layouts (output/decode.py);
+BEGIN and END run through BPF_PROG_TEST_RUN.
 """
 
 from __future__ import annotations

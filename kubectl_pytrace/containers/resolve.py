@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from kubectl_pytrace.containers import cgroups
 from kubectl_pytrace.errors import ContainerError, LookupFailed
@@ -383,63 +383,65 @@ def choose_filter(c: Container, kinds: Iterable[str] = FILTER_KINDS) -> TaskFilt
     for k in kinds:
         if k not in FILTER_KINDS:
             raise ValueError(f"unknown filter kind {k!r}")
-    host_pidns = procfs.host_ns_id(c.proc_root, "pid")
-    host_mntns = procfs.host_ns_id(c.proc_root, "mnt")
-    pidns_own = c.pidns is not None and c.pidns != host_pidns
-    ns_fields = {}
-    if pidns_own:
-        ns_fields = dict(pidns_dev=c.pidns.kernel_dev, pidns_ino=c.pidns.ino)
-
+    pidns_own = c.pidns is not None and c.pidns != procfs.host_ns_id(c.proc_root, "pid")
+    # with a pid namespace of its own, the filter also says how to print container PIDs
+    ns_fields = dict(pidns_dev=c.pidns.kernel_dev, pidns_ino=c.pidns.ino) if pidns_own else {}  # type: ignore[union-attr]
     if c.id is None:
         return TaskFilter(kind="tgid", tgid=c.pid, **ns_fields,
                           reason=f"PID {c.pid} is in no container: only that process is traced")
-
     why_not: List[str] = []
-
-    def because(using: str) -> str:
-        return f"{_layout(c)}: " + "".join(w + "; " for w in why_not) + using
-
     for k in kinds:
-        if k == "cgroup":
-            if c.cgroup_v2_id is not None:
-                how = (f"its ancestor at level {c.cgroup_v2_level}" if c.cgroup_v2_level is not None
-                       else "exact id")
-                return TaskFilter(
-                    kind="cgroup", cgroup_id=c.cgroup_v2_id,
-                    cgroup_level=c.cgroup_v2_level if c.cgroup_v2_level is not None else -1, **ns_fields,
-                    reason=because(f"the container has its own cgroup v2 group {c.cgroup_v2_path} "
-                                   f"(id {c.cgroup_v2_id}); filtering on the task's cgroup id ({how})"))
-            why_not.append(f"no cgroup filter: {c.cgroup_v2_note}")
-        elif k == "pidns":
-            if c.pidns is None:
-                why_not.append("no pid namespace filter: its pid namespace cannot be read")
-            elif not pidns_own:
-                why_not.append("no pid namespace filter: it shares the host's pid namespace")
-            else:
-                others = _foreign_in_ns(c, "pid", c.pidns)
-                if others:
-                    why_not.append(f"no pid namespace filter: its pid namespace also holds "
-                                   f"other processes (PIDs {', '.join(map(str, others))})")
-                else:
-                    return TaskFilter(
-                        kind="pidns", **ns_fields,
-                        reason=because(f"using its own pid namespace (dev {c.pidns.kernel_dev}, "
-                                       f"inode {c.pidns.ino})"))
-        elif k == "mntns":
-            if c.mntns is None:
-                why_not.append("no mount namespace filter: its mount namespace cannot be read")
-            elif c.mntns == host_mntns:
-                why_not.append("no mount namespace filter: it shares the host's mount namespace")
-            else:
-                others = _foreign_in_ns(c, "mnt", c.mntns)
-                if others:
-                    why_not.append(f"no mount namespace filter: its mount namespace also holds "
-                                   f"other processes (PIDs {', '.join(map(str, others))})")
-                else:
-                    return TaskFilter(
-                        kind="mntns", mntns_ino=c.mntns.ino, **ns_fields,
-                        reason=because(f"using its mount namespace (inode {c.mntns.ino})"))
+        found = _KIND_FILTERS[k](c, ns_fields)
+        if isinstance(found, str):
+            why_not.append(found)
+            continue
+        kind, values, using = found
+        return TaskFilter(kind=kind, **values, **ns_fields,
+                          reason=f"{_layout(c)}: " + "".join(w + "; " for w in why_not) + using)
     raise NoUsableFilter(f"cannot scope probes to {c.describe()}: " + "; ".join(why_not))
+
+
+# Each kind: (kind, the filter's values, why it is used), or why it cannot be used.
+KindFound = Union[str, Tuple[str, Dict[str, int], str]]
+
+
+def _cgroup_filter(c: Container, ns_fields: Dict[str, int]) -> KindFound:
+    if c.cgroup_v2_id is None:
+        return f"no cgroup filter: {c.cgroup_v2_note}"
+    level = c.cgroup_v2_level
+    how = f"its ancestor at level {level}" if level is not None else "exact id"
+    return ("cgroup", {"cgroup_id": c.cgroup_v2_id, "cgroup_level": level if level is not None else -1},
+            f"the container has its own cgroup v2 group {c.cgroup_v2_path} (id {c.cgroup_v2_id}); "
+            f"filtering on the task's cgroup id ({how})")
+
+
+def _namespace_problem(c: Container, kind: str, ns: Optional[NsId], what: str) -> Optional[str]:
+    """Why the container's namespace of `kind` ("pid", "mnt") does not tell it apart, if it does not."""
+    if ns is None:
+        return f"no {what} filter: its {what} cannot be read"
+    if ns == procfs.host_ns_id(c.proc_root, kind):
+        return f"no {what} filter: it shares the host's {what}"
+    others = _foreign_in_ns(c, kind, ns)
+    if others:
+        return f"no {what} filter: its {what} also holds other processes (PIDs {', '.join(map(str, others))})"
+    return None
+
+
+def _pidns_filter(c: Container, ns_fields: Dict[str, int]) -> KindFound:
+    problem = _namespace_problem(c, "pid", c.pidns, "pid namespace")
+    if problem:
+        return problem
+    return ("pidns", {}, f"using its own pid namespace (dev {c.pidns.kernel_dev}, inode {c.pidns.ino})")  # type: ignore[union-attr]
+
+
+def _mntns_filter(c: Container, ns_fields: Dict[str, int]) -> KindFound:
+    problem = _namespace_problem(c, "mnt", c.mntns, "mount namespace")
+    if problem:
+        return problem
+    return ("mntns", {"mntns_ino": c.mntns.ino}, f"using its mount namespace (inode {c.mntns.ino})")  # type: ignore[union-attr]
+
+
+_KIND_FILTERS = {"cgroup": _cgroup_filter, "pidns": _pidns_filter, "mntns": _mntns_filter}
 
 
 class FilterWatcher:

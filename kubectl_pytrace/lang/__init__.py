@@ -45,25 +45,34 @@ def parse(text: str, filename: str = "stdin", env: Optional[Environment] = None)
     return _parse(text, filename, (env or Environment()).predefined_macros())
 
 
+def _front_end(text: str, filename: str, env: Environment, params: List[str], has_cpid: bool,
+               predefined: Optional[Dict[str, int]], defer: bool):
+    """parse -> expand -> analyse, stopping at the first pass that reports an error (CompileError).
+    The passes are imported here, not at the top: a tracer that finds the compiled program in its
+    cache never loads the parser (lark) or the passes."""
+    from kubectl_pytrace.lang.expand import expand
+    from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
+    from kubectl_pytrace.lang.semantic import analyse
+
+    diags = Diagnostics(Source(text, filename))
+    program = _parse(text, filename, env.predefined_macros(), diags)  # also refuses too deep nesting
+    with recursion_room():
+        groups = expand(program, env, diags)
+        if diags.has_errors():
+            raise CompileError(diags)
+        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, defer=defer)
+        if diags.has_errors():
+            raise CompileError(diags)
+    return program, analysis, diags
+
+
 def check_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
                   params: Optional[List[str]] = None) -> str:
     """Every check the environment allows, without generating code: what the kubectl plugin runs
     on the client (with Environment(), which knows nothing of the node) before it creates anything.
     Raises CompileError; returns the warnings."""
-    from kubectl_pytrace.lang.expand import expand
-    from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
-    from kubectl_pytrace.lang.semantic import analyse
-
-    env = env or Environment()
-    diags = Diagnostics(Source(text, filename))
-    program = _parse(text, filename, env.predefined_macros(), diags)
-    with recursion_room():
-        groups = expand(program, env, diags)
-        if diags.has_errors():
-            raise CompileError(diags)
-        analyse(program, groups, env, diags, params or [], False, {"$container_pid": 0}, defer=True)
-        if diags.has_errors():
-            raise CompileError(diags)
+    _, _, diags = _front_end(text, filename, env or Environment(), params or [], False, {"$container_pid": 0},
+                             defer=True)
     return diags.render()
 
 
@@ -74,24 +83,12 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
 
     predefined: variables the runtime sets before every probe body, e.g. {"$container_pid": 4242}.
     """
-    # the passes are imported here, not at the top: a tracer that finds the compiled program in
-    # its cache never loads the parser (lark) or the passes
     from kubectl_pytrace.lang.codegen import generate
-    from kubectl_pytrace.lang.expand import expand
-    from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
-    from kubectl_pytrace.lang.semantic import analyse
+    from kubectl_pytrace.lang.parser import recursion_room
 
-    env = env or Environment()
     params = params or []
-    diags = Diagnostics(Source(text, filename))
-    # rejects programs nested deeper than the passes can walk
-    program = _parse(text, filename, env.predefined_macros(), diags)
+    program, analysis, diags = _front_end(text, filename, env or Environment(), params, has_cpid, predefined,
+                                          defer=False)
     with recursion_room():
-        groups = expand(program, env, diags)
-        if diags.has_errors():
-            raise CompileError(diags)
-        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined)
-        if diags.has_errors():
-            raise CompileError(diags)
         c = generate(analysis, options, params)
     return Compiled(program, analysis, c, diags.render())
