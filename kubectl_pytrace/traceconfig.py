@@ -6,7 +6,9 @@
                   "nodes": {"worker-1": [{"namespace": "shop", "pod": "web-1", "container": "server",
                                           "container_id": "containerd://...", "pod_uid": "..."}],
                             "worker-2": []}}      (no container: the whole node)
-    program.bt   the program text
+                 + "command": "firewall" | "shape", "options": {...} for those commands (guard/:
+                 the tracer runs them instead of a program; absent: "trace")
+    program.bt   the program text (empty for firewall and shape)
 
 Imports nothing of the package (both sides use it).
 """

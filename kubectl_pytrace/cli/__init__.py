@@ -14,9 +14,11 @@ import click
 from kubectl_pytrace import __version__
 from kubectl_pytrace.cli.completion import completion
 from kubectl_pytrace.cli.delete import delete
+from kubectl_pytrace.cli.firewall import firewall
 from kubectl_pytrace.cli.follow import attach, logs
 from kubectl_pytrace.cli.get import get
 from kubectl_pytrace.cli.run import run
+from kubectl_pytrace.cli.shape import shape
 from kubectl_pytrace.cli.tracer import tracer
 from kubectl_pytrace.cli.version import version
 from kubectl_pytrace.errors import UserError
@@ -32,7 +34,7 @@ def cli() -> None:
     """
 
 
-for command in (run, get, logs, attach, delete, version, completion, tracer):
+for command in (run, get, logs, attach, delete, firewall, shape, version, completion, tracer):
     cli.add_command(command)
 
 

@@ -30,6 +30,7 @@ TARGET_ANNOTATION = "kubectl-pytrace/target"  # what the user asked for: "deploy
 TARGET_NS_ANNOTATION = "kubectl-pytrace/target-namespace"
 PODS_ANNOTATION = "kubectl-pytrace/pods"  # the pods traced on this node, JSON
 VERSION_ANNOTATION = "kubectl-pytrace/version"
+COMMAND_ANNOTATION = "kubectl-pytrace/command"  # firewall, shape (absent: a trace)
 DEFAULT_NAMESPACE = "kubectl-pytrace"
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/kubectl-pytrace/tracer"
 GRACE_SECONDS = 30  # after SIGTERM: END and the maps; also added to --deadline for the Job's own deadline
@@ -77,6 +78,8 @@ class TraceRequest:
     ttl: int = DEFAULT_TTL
     ns_pids: bool = False
     patch: Optional[Any] = None  # a JSON merge patch applied to every Job (--patch)
+    command: str = "trace"  # what the tracers run: a trace, or firewall/shape (guard/) with options
+    options: Optional[Dict[str, Any]] = None
 
 
 # ---- rendering --------------------------------------------------------------------------------
@@ -113,10 +116,13 @@ def labels(trace: str) -> Dict[str, str]:
 
 def trace_config(req: TraceRequest) -> Dict[str, Any]:
     """What every tracer of the trace reads (tracer/node.py)."""
-    return {"config_version": traceconfig.CONFIG_VERSION, "client_version": __version__, "name": req.name,
-            "filename": req.filename, "params": list(req.params), "deadline": req.deadline,
-            "ns_pids": req.ns_pids,
-            "nodes": {node: [t.to_config() for t in ts] for node, ts in sorted(req.selection.nodes.items())}}
+    cfg = {"config_version": traceconfig.CONFIG_VERSION, "client_version": __version__, "name": req.name,
+           "filename": req.filename, "params": list(req.params), "deadline": req.deadline,
+           "ns_pids": req.ns_pids,
+           "nodes": {node: [t.to_config() for t in ts] for node, ts in sorted(req.selection.nodes.items())}}
+    if req.command != "trace":
+        cfg.update(command=req.command, options=req.options or {})
+    return cfg
 
 
 def configmap(req: TraceRequest) -> Dict[str, Any]:
@@ -153,6 +159,8 @@ def objects(req: TraceRequest) -> List[Dict[str, Any]]:
 
 def _annotations(req: TraceRequest) -> Dict[str, str]:
     out = {TARGET_ANNOTATION: req.selection.description, VERSION_ANNOTATION: __version__}
+    if req.command != "trace":
+        out[COMMAND_ANNOTATION] = req.command
     if req.selection.namespace:
         out[TARGET_NS_ANNOTATION] = req.selection.namespace
     return out

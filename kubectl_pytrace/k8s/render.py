@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from kubectl_pytrace.output.merge import merge_all
 from kubectl_pytrace.output.printer import JsonOutput, Output, TextOutput
@@ -112,6 +112,8 @@ class TracerView:
             self.exit = rec
         elif "status" in rec:
             self.view.progress(self, rec["status"])
+        elif self.view.records is not None and self.view.records(self, rec):
+            pass  # a record of another command (firewall, shape: k8s/guard.py)
         else:
             self.view.mark("first event", time.time())
             self.out.source = int(rec.get("src", 0))
@@ -124,7 +126,7 @@ class TracerView:
 
 class TraceView:
     def __init__(self, output: str, merge: bool, stdout: IO, stderr: IO, tracers_expected: int = 1,
-                 targets_expected: int = 1):
+                 targets_expected: int = 1, records: Optional[Callable[["TracerView", Dict[str, Any]], bool]] = None):
         self.format = output
         self.merge = merge
         self.stdout = stdout
@@ -133,6 +135,7 @@ class TraceView:
         self.many_targets = targets_expected > 1
         self.tracers: Dict[str, TracerView] = {}
         self.marks: Dict[str, float] = {}  # when things first happened (wall clock): for -v
+        self.records = records  # prints the records that are not bpftrace's output; True: handled
 
     def mark(self, what: str, when: float) -> None:
         self.marks.setdefault(what, when)

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from kubectl_pytrace import files
 from kubectl_pytrace.errors import ClusterError, Interrupted, UsageError
@@ -197,11 +197,12 @@ class _Stopper:
 
 
 def _attached(kube: Kube, namespace: str, name: str, output: str, merge: bool, stdout: IO, stderr: IO,
-              selection: Optional[Selection] = None, marks: Optional[Dict[str, float]] = None) -> int:
+              selection: Optional[Selection] = None, marks: Optional[Dict[str, float]] = None,
+              records: Optional[Callable] = None) -> int:
     jobs = traces.find(kube, namespace, name)
     targets = selection.containers if selection else []
     view = TraceView(output, merge, stdout, stderr, tracers_expected=len(jobs),
-                     targets_expected=max(len(targets), _targets_of(jobs)))
+                     targets_expected=max(len(targets), _targets_of(jobs)), records=records)
     follower = Follower(kube, jobs, view, stderr)
     stopper = _Stopper(kube, namespace, name, follower, stderr, targets)
     previous = {s: signal.signal(s, stopper.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

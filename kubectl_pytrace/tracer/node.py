@@ -57,7 +57,10 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
                               "targets": targets, "started": files.process_start()}, "t": time.time()})
         out.flush()
         check_version(cfg)
-        _trace(cfg, targets, out, err)
+        if cfg.get("command", "trace") == "trace":
+            _trace(cfg, targets, out, err)
+        else:  # firewall, shape (kubectl_pytrace/guard)
+            _guard(cfg, targets, out, config_dir)
     except UserError as e:
         code = e.exit_code
         failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
@@ -82,6 +85,16 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
         out.flush()
 
     session.run(spec, stderr=err, output=out, announce=attached)
+
+
+def _guard(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, config_dir: str) -> None:
+    from kubectl_pytrace.guard import node as guard_node
+
+    def emit(rec: Dict[str, Any]) -> None:
+        out.record(dict(rec, t=time.time()))
+        out.flush()
+
+    guard_node.run(cfg, targets, emit, config_dir)
 
 
 def _memory() -> Dict[str, int]:
