@@ -274,7 +274,7 @@ class Firewall:
     def report(self, final: bool = False) -> Dict[str, object]:
         a = self.attachment
         return {"interface": a.ifname, "target": a.target.description, "attach": a.describe(),
-                "mode": self.mode, "elapsed": round(time.monotonic() - self.started, 3), "final": final,
+                "replaced": a.removed or None, "mode": self.mode, "elapsed": round(time.monotonic() - self.started, 3), "final": final,
                 **self.counters()}
 
     def alive(self) -> bool:

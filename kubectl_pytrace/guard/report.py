@@ -68,7 +68,8 @@ def describe_start(kind: str, r: Dict[str, Any]) -> str:
     """The line said once the program is attached."""
     if kind == "firewall":
         n = len(r.get("rules", []))
+        replaced = f"; --force took off the XDP program that was there ({r['replaced']})" if r.get("replaced") else ""
         return (f"kubectl-pytrace: firewall on {r['interface']} ({r['target']}): {r['attach']}, {n} rule"
-                f"{'s' if n != 1 else ''}, mode {r['mode']}")
+                f"{'s' if n != 1 else ''}, mode {r['mode']}{replaced}")
     return (f"kubectl-pytrace: shaper on {r['interface']} ({r['target']}): {r['attach']}, "
             f"{_bits(r['rate_bps'])}, burst {_size(r['burst_bytes'])}; {r['why']}")

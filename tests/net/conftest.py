@@ -1,0 +1,35 @@
+"""Fixtures of the firewall and shaper tests: a fresh pair of network namespaces per test."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from netlab import Guard, Lab  # noqa: E402
+
+
+@pytest.fixture
+def lab():
+    lab = Lab.create()
+    yield lab
+    lab.destroy()
+
+
+@pytest.fixture
+def guard(tmp_path):
+    """guard(kind, *args, env=None) -> a started Guard (kubectl-pytrace KIND --local ARGS); every one
+    still running at the end of the test is killed."""
+    started = []
+
+    def start(kind: str, *args: str, **kw) -> Guard:
+        g = Guard(tmp_path, kind, *args, **kw)
+        started.append(g)
+        return g
+    yield start
+    for g in started:
+        if g.p.poll() is None:
+            g.p.kill()
+            g.p.wait()
