@@ -10,7 +10,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 pkgs=(python3-bpfcc bpfcc-tools bpftool linux-headers-amd64 libc6-dev linux-libc-dev python3-venv python3-pip)
-[ "$want_test" = 1 ] && pkgs+=(bpftrace gcc make systemtap-sdt-dev)
+[ "$want_test" = 1 ] && pkgs+=(bpftrace gcc make systemtap-sdt-dev python3-seccomp)
 
 missing=()
 for p in "${pkgs[@]}"; do

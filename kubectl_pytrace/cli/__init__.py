@@ -18,6 +18,7 @@ from kubectl_pytrace.cli.firewall import firewall
 from kubectl_pytrace.cli.follow import attach, logs
 from kubectl_pytrace.cli.get import get
 from kubectl_pytrace.cli.run import run
+from kubectl_pytrace.cli.seccomp import seccomp
 from kubectl_pytrace.cli.shape import shape
 from kubectl_pytrace.cli.tracer import tracer
 from kubectl_pytrace.cli.version import version
@@ -34,7 +35,7 @@ def cli() -> None:
     """
 
 
-for command in (run, get, logs, attach, delete, firewall, shape, version, completion, tracer):
+for command in (run, get, logs, attach, delete, firewall, shape, seccomp, version, completion, tracer):
     cli.add_command(command)
 
 

@@ -30,7 +30,7 @@ from kubectl_pytrace.k8s import session, traces
 from kubectl_pytrace.k8s.client import Kube, KubeOptions, core
 from kubectl_pytrace.k8s.render import TracerView
 from kubectl_pytrace.k8s.targets import parse_target, select
-from kubectl_pytrace.output.wire import parse_line
+from kubectl_pytrace.output.wire import maps_of, parse_line
 
 GENERATION_ANNOTATION = "kubectl-pytrace/generation"
 UPDATE_TIMEOUT = 120.0
@@ -158,3 +158,62 @@ def _wait_applied(kube: Kube, ns: str, pod: str, generation: int) -> None:
     raise ClusterError(f"the tracer pod {pod} did not apply the update within {UPDATE_TIMEOUT:.0f} s",
                        hint="its kubelet may be slow to refresh ConfigMap volumes; the pod applies the "
                             "update when it sees it")
+
+
+# ---- seccomp: a trace of the container's system calls ------------------------------------------
+
+@dataclass
+class Recording:
+    counts: Dict[int, int]  # system call number -> calls, over every traced container
+    arch: str  # the nodes' architecture (GOARCH)
+    description: str  # pod/web, deploy/web
+    namespace: str  # of the target
+    code: int  # the tracers' exit status
+
+
+class _Maps:
+    """Takes the tracers' maps at exit (TraceView's `records`), which a trace would print."""
+
+    def __init__(self) -> None:
+        self.dumps: Dict[str, list] = {}
+
+    def __call__(self, tv: TracerView, rec: Dict[str, Any]) -> bool:
+        if "maps" in rec:
+            self.dumps[tv.node] = maps_of(rec)
+            return True
+        return False
+
+
+def _architecture(kube: Kube, nodes: List[str]) -> str:
+    archs = {n: kube.get(core("nodes", name=n)).get("status", {}).get("nodeInfo", {}).get("architecture", "")
+             for n in nodes}
+    if len(set(archs.values())) != 1:
+        raise ClusterError("the targets run on nodes of different architectures ("
+                           + ", ".join(f"{n}: {a or 'unknown'}" for n, a in sorted(archs.items()))
+                           + "): record one architecture at a time")
+    return next(iter(archs.values()))
+
+
+def record_syscalls(opts: KubeOptions, target: str, container: Optional[str], duration: float,
+                    image: Optional[str] = None, pull_policy: str = "IfNotPresent",
+                    tracer_namespace: str = m.DEFAULT_NAMESPACE, stdout: IO = sys.stdout,
+                    stderr: IO = sys.stderr) -> Recording:
+    from kubectl_pytrace.guard import seccomp
+
+    kube = Kube.connect(opts)
+    selection = select(kube, target, kube.namespace, container)
+    if not selection.containers:
+        raise UsageError("seccomp records the system calls of containers: give a pod or a workload, not a node")
+    arch = _architecture(kube, sorted(selection.nodes))
+    treq = m.TraceRequest(name=m.new_trace_name(), program=seccomp.PROGRAM, filename="seccomp.bt",
+                          selection=selection, namespace=tracer_namespace, image=image or m.default_image(),
+                          pull_policy=pull_policy, deadline=duration)
+    traces.ensure_namespace(kube, treq.namespace)
+    traces.create(kube, treq)
+    print(f"kubectl-pytrace: recording the system calls of {selection.description} for {duration:g} s "
+          f"(trace {treq.name}); Ctrl-C ends it sooner", file=stderr, flush=True)
+    maps = _Maps()
+    code = session._attached(kube, treq.namespace, treq.name, "text", False, stdout, stderr, selection,
+                             records=maps)
+    counts = seccomp.syscall_counts(d for dumps in maps.dumps.values() for d in dumps)
+    return Recording(counts, arch, selection.description, kube.namespace, code)

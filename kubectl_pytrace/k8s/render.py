@@ -95,6 +95,8 @@ class TracerView:
     def record(self, rec: Dict[str, Any]) -> None:
         if "t" in rec:
             self.view.mark(next(iter(rec)), rec["t"])
+        if self.view.records is not None and self.view.records(self, rec):
+            return  # taken by another command's handler (firewall, shape, seccomp: k8s/guard.py)
         if "hello" in rec:
             self.targets = rec["hello"].get("targets") or []
             self.out = self.view.output_for(self)
@@ -112,8 +114,6 @@ class TracerView:
             self.exit = rec
         elif "status" in rec:
             self.view.progress(self, rec["status"])
-        elif self.view.records is not None and self.view.records(self, rec):
-            pass  # a record of another command (firewall, shape: k8s/guard.py)
         else:
             self.view.mark("first event", time.time())
             self.out.source = int(rec.get("src", 0))
@@ -135,7 +135,7 @@ class TraceView:
         self.many_targets = targets_expected > 1
         self.tracers: Dict[str, TracerView] = {}
         self.marks: Dict[str, float] = {}  # when things first happened (wall clock): for -v
-        self.records = records  # prints the records that are not bpftrace's output; True: handled
+        self.records = records  # sees every record first; True: handled (not printed here)
 
     def mark(self, what: str, when: float) -> None:
         self.marks.setdefault(what, when)
