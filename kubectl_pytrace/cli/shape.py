@@ -27,7 +27,7 @@ are dropped). The first lines say which one runs and why.
 @click.command(epilog=EXAMPLES)
 @click.option("--egress-rate", required=True, metavar="RATE", help="1mbit, 500kbit, 2gbit, 10mbps (bytes).")
 @click.option("--burst", metavar="SIZE", help="Bytes that may go at once (default: 250 ms of the rate, at "
-              "least 64 KiB + 1514).")
+              "least 2 x (64 KiB + 1514): TCP needs that much to keep the rate through a drop).")
 @click.option("--to", "to", multiple=True, metavar="CIDR", help="Shape only packets to these networks (repeat).")
 @click.option("--mode", type=click.Choice(["auto", "police", "edt"]), default="auto", show_default=True)
 @target_options

@@ -12,7 +12,9 @@ are applied, and a {"updated": generation} record says so.
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional
 
 from kubectl_pytrace import traceconfig
@@ -27,7 +29,7 @@ CONFIG_POLL = 1.0
 
 def net_targets(targets: List[Dict[str, str]]) -> List[NetTarget]:
     if not targets:
-        return [NetTarget.host()]
+        return [replace(NetTarget.host(), description=f"node {os.environ.get('NODE_NAME', '')}".strip())]
     root = procfs.default_proc_root()
     return [NetTarget.from_container(t["container_id"], root, what=f"pod {t['namespace']}/{t['pod']}")
             for t in targets]

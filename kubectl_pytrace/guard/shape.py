@@ -43,6 +43,7 @@ MODES = ("auto", "police", "edt")
 MAX_DESTS = 1024
 GSO_MAX = 65536 + 1514  # the largest frame the hook may see (a GSO packet): the smallest burst
 DEFAULT_BURST_TIME = 0.25  # seconds of the rate: TCP stalls ~200 ms (its minimum RTO) after a local drop
+DEFAULT_BURST_PACKETS = 2  # and at least this many of the largest packets (with one, 2 Mbit/s gave 0.68 of the rate)
 EDT_HORIZON_NS = 2_000_000_000  # EDT: packets due later than this are dropped (fq's own is 10 s)
 DEFAULT_ROOTS = ("noqueue", "pfifo_fast", "fq_codel")  # root qdiscs auto may replace with fq
 
@@ -321,7 +322,9 @@ class Shaper:
 
 
 def default_burst(rate_bps: int) -> int:
-    return max(GSO_MAX, int(rate_bps / 8 * DEFAULT_BURST_TIME))
+    """Enough for TCP to keep the rate through the stalls that follow a drop at the sender (its
+    probe timer: 200 ms and more), and for a few full-size GSO packets (measured: tests/net)."""
+    return max(DEFAULT_BURST_PACKETS * GSO_MAX, int(rate_bps / 8 * DEFAULT_BURST_TIME))
 
 
 def _cleanup_fq(nl: Netlink, ifindex: int, choice: ModeChoice) -> None:

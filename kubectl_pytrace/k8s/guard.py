@@ -66,9 +66,8 @@ class Records:
         if self.output == "json":
             labels = {"node": tv.node, **({"namespace": t["namespace"], "pod": t["pod"]} if t else {})}
             self.stdout.write(report.as_json(self.kind, rec[self.kind], labels))
-        else:
-            label = f"pod/{t['namespace']}/{t['pod']}" if t else f"node/{tv.node}"
-            self.stdout.write(report.text(self.kind, rec[self.kind], label))
+        else:  # the report names the pod or node (the tracer's description of its target)
+            self.stdout.write(report.text(self.kind, rec[self.kind]))
         self.stdout.flush()
         return True
 

@@ -1,9 +1,10 @@
 """A bulk TCP transfer for the shaper's tests, run inside network namespaces (ip netns exec).
 
-    python3 bulk.py serve PORT SECONDS    accepts one connection and reads it for SECONDS after the
+    python3 bulk.py serve PORT SECONDS [SKIP]
+                                          accepts one connection and reads it for SECONDS after the
                                           first byte; prints {"bytes": N, "bps": R} as JSON, where R
-                                          is the rate after the first second (a full bucket's
-                                          burst goes through at once)
+                                          is the rate after the first SKIP seconds (default 1: a
+                                          full bucket's burst goes through at once)
     python3 bulk.py send HOST PORT        sends as fast as it can until the receiver goes away
 
 The receiver ends the measurement itself: data still queued in the sender's socket when a shaper is
@@ -14,10 +15,7 @@ import socket
 import sys
 import time
 
-SKIP = 1.0
-
-
-def serve(port: int, seconds: float) -> None:
+def serve(port: int, seconds: float, skip: float = 1.0) -> None:
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", port))
@@ -37,9 +35,9 @@ def serve(port: int, seconds: float) -> None:
         now = time.monotonic()
         first = now if first is None else first
         total += len(data)
-        steady += len(data) if now - first >= SKIP else 0
+        steady += len(data) if now - first >= skip else 0
     conn.close()
-    json.dump({"bytes": total, "bps": steady * 8 / (seconds - SKIP)}, sys.stdout)
+    json.dump({"bytes": total, "bps": steady * 8 / (seconds - skip)}, sys.stdout)
 
 
 def send(host: str, port: int) -> None:
@@ -54,6 +52,6 @@ def send(host: str, port: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(int(sys.argv[2]), float(sys.argv[3]))
+        serve(int(sys.argv[2]), float(sys.argv[3]), *(float(a) for a in sys.argv[4:5]))
     else:
         send(sys.argv[2], int(sys.argv[3]))

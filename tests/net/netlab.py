@@ -109,9 +109,9 @@ class Lab:
     def ping(self, host: str) -> bool:
         return self.a.run(PY, str(HERE / "listen.py"), "--ping", host, check=False).returncode == 0
 
-    def bulk_bps(self, host: str, seconds: float, port: int = 5201) -> float:
-        """A bulk TCP transfer a -> b: the rate b received after its first second (bulk.py)."""
-        srv = self.b.popen(PY, str(HERE / "bulk.py"), "serve", str(port), str(seconds), stdout=subprocess.PIPE,
+    def bulk_bps(self, host: str, seconds: float, port: int = 5201, skip: float = 1.0) -> float:
+        """A bulk TCP transfer a -> b: the rate b received after its first `skip` seconds (bulk.py)."""
+        srv = self.b.popen(PY, str(HERE / "bulk.py"), "serve", str(port), str(seconds), str(skip), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         try:
             assert srv.stderr.readline().strip() == "listening"

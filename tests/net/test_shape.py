@@ -10,11 +10,14 @@ import struct
 
 import pytest
 
+from kubectl_pytrace.guard import shape
 from netlab import leftovers, links, progs, qdiscs, run_cli, tc_filters
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf]
 TOLERANCE = 0.15
-MEASURE = 5.0  # seconds of each transfer (the receiver leaves out the first one)
+# seconds measured: a token bucket lets a flow that fell behind (TCP stalls after a drop) catch up
+# by up to the burst, so the window must be long against burst / rate (1.07 s at 1 Mbit/s)
+MEASURE = {1e6: 8.0, 10e6: 4.0}
 
 
 def start(guard, lab, *args: str, env=None):
@@ -34,7 +37,9 @@ def test_a_bulk_transfer_runs_at_the_rate_and_returns_to_normal_after(lab, guard
     g, line = start(guard, lab, "--egress-rate", rate)
     ids = progs("pytrace_shape")
     assert links(ids), "the shaper holds no BPF link"
-    shaped = lab.bulk_bps(lab.b.addr, MEASURE)
+    burst = g.reports()[0]["burst_bytes"] if g.reports() else shape.default_burst(int(bps))
+    skip = max(1.0, burst * 8 / bps)  # the full bucket's burst goes first: measure after it
+    shaped = lab.bulk_bps(lab.b.addr, skip + MEASURE[bps], skip=skip)
     assert g.stop() == 0
     after = lab.bulk_bps(lab.b.addr, 2.0)
     print(f"{rate}: unshaped {before / 1e6:.0f} Mbit/s, shaped {shaped / 1e6:.3f} Mbit/s "
@@ -44,7 +49,8 @@ def test_a_bulk_transfer_runs_at_the_rate_and_returns_to_normal_after(lab, guard
     final = g.final()
     mode = "edt" if fq_available() else "police"
     assert final["mode"] == mode
-    assert final["passed"]["bytes"] + final["delayed"]["bytes"] > shaped / 8 * (MEASURE - 1)
+    assert final["passed"]["bytes"] + final["delayed"]["bytes"] > shaped / 8 * MEASURE[bps]
+    assert final["burst_bytes"] == burst
     if mode == "police":
         assert final["dropped"]["packets"] > 0 and final["delayed"]["packets"] == 0
     assert not leftovers(lab.a, ids), leftovers(lab.a, ids)

@@ -1,0 +1,213 @@
+"""firewall, shape and seccomp on the local cluster (hack/cluster.sh): tracer Jobs that attach in a
+pod's network namespace, counters streamed back, updates while running, Ctrl-C that leaves nothing
+attached nor in the cluster; a profile recorded from a pod that another pod then runs under.
+
+The node is this host, so the tests reach pod IPs directly and look into the pods' network
+namespaces (the CNI's, under /run/netns) with ip/bpftool; on another cluster they are skipped.
+The tracer image is built from this checkout as localhost/kubectl-pytrace/tracer:net and loaded
+into the cluster's containerd (PYTRACE_GUARD_IMAGE names another one to use instead).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clusterlib import REPO, manifest_pod
+from pluginlib import Running, left_behind, plugin, wait_nothing_left
+
+pytestmark = [pytest.mark.cluster, pytest.mark.root, pytest.mark.bpf]
+NET_TESTS = REPO / "tests" / "net"
+IMAGE = "localhost/kubectl-pytrace/tracer:net"
+CTRD_SOCK = "/run/pytrace-cluster/containerd/containerd.sock"
+SECCOMP_ROOT = Path("/var/lib/pytrace-cluster/kubelet/seccomp")  # the local kubelet's --root-dir + /seccomp
+WORKLOAD = ("set -e; sleep 2; i=0; while [ $i -lt {n} ]; do i=$((i+1)); mkdir -p /tmp/d$i; date > /tmp/d$i/f; "
+            "cat /tmp/d$i/f > /dev/null; ls /tmp > /dev/null; sleep 0.1; done; echo finished")
+
+
+def _sh(*cmd: str, input: bytes = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(cmd), input=input, capture_output=True, timeout=timeout)
+    assert p.returncode == 0, f"{' '.join(cmd)}: {p.stderr.decode(errors='replace')[-3000:]}"
+    return p
+
+
+@pytest.fixture(scope="module")
+def image(cluster):
+    if not cluster.local:
+        pytest.skip("these tests reach pod IPs and the pods' network namespaces from the node: the local cluster")
+    if os.environ.get("PYTRACE_GUARD_IMAGE"):
+        return os.environ["PYTRACE_GUARD_IMAGE"]
+    base = _sh(str(REPO / "hack" / "base-image.sh")).stdout.decode().split()[-1]
+    _sh("/usr/bin/docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE, "-f",
+        str(REPO / "Dockerfile"), str(REPO))
+    saved = _sh("/usr/bin/docker", "save", IMAGE).stdout
+    _sh("ctr", "--address", CTRD_SOCK, "-n", "k8s.io", "images", "import", "-", input=saved)
+    return IMAGE
+
+
+def _pod(cluster, ns: str, name: str, command: str, **spec) -> dict:
+    pod = manifest_pod(name, cluster.workload_image, ["sh", "-c", command], **spec)
+    cluster.apply(pod, ns)
+    if spec.get("restartPolicy", "Never") == "Never" and "securityContext" in spec:
+        return pod
+    cluster.wait_pod_phase(name, ns, ["Running"])
+    return cluster.get("pod", name, ns)
+
+
+def _netns_of(ip: str) -> str:
+    """The CNI's network namespace (ip netns) that holds this address."""
+    for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines():
+        name = line.split()[0]
+        out = subprocess.run(["ip", "-n", name, "-j", "addr"], capture_output=True, text=True).stdout
+        if any(a.get("local") == ip for i in json.loads(out or "[]") for a in i.get("addr_info", [])):
+            return name
+    raise AssertionError(f"no network namespace has {ip}")
+
+
+def _attached_in(netns: str) -> dict:
+    """XDP program id on eth0, and the BPF links of programs named pytrace_*."""
+    info = json.loads(subprocess.run(["ip", "-n", netns, "-d", "-j", "link", "show", "eth0"], capture_output=True,
+                                     text=True).stdout)[0]
+    progs = {p["id"]: p.get("name") for p in json.loads(_sh("bpftool", "prog", "show", "-j").stdout)}
+    links = [lk for lk in json.loads(_sh("bpftool", "link", "show", "-j").stdout)
+             if str(progs.get(lk.get("prog_id"), "")).startswith("pytrace_fw") or
+             str(progs.get(lk.get("prog_id"), "")).startswith("pytrace_shape")]
+    return {"xdp": (info.get("xdp") or {}).get("prog", {}).get("id"), "links": links}
+
+
+def _connect(ip: str, port: int, timeout: float = 2.0) -> str:
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.connect((ip, port))
+        return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except (socket.timeout, TimeoutError):
+        return "timeout"
+    finally:
+        s.close()
+
+
+def _json_reports(lines):
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_a_firewall_on_a_pod(cluster, namespace, image):
+    pod = _pod(cluster, namespace, "web", "httpd -p 8080 -h /tmp; httpd -f -p 8081 -h /tmp")
+    ip = pod["status"]["podIP"]
+    assert _connect(ip, 8080) == "connected"
+    fw = Running(cluster, "firewall", "pod/web", "-n", namespace, "--deny", "tcp/8080", "--interval", "1s",
+                 "-o", "json", "--image", image)
+    fw.read_until(lambda line: line.startswith("{"))
+    assert _connect(ip, 8080, 3.0) == "timeout"
+    assert _connect(ip, 8081) == "connected"
+    netns = _netns_of(ip)
+    assert _attached_in(netns)["xdp"]
+    upd = plugin(cluster, "firewall", "pod/web", "-n", namespace, "--update", "--deny", "tcp/8081")
+    assert upd.code == 0, upd.err
+    assert _connect(ip, 8080) == "connected" and _connect(ip, 8081, 3.0) == "timeout"
+    fw.signal(signal.SIGINT)
+    res = fw.finish()
+    assert res.code == 0, res.err
+    reports = _json_reports(res.lines())
+    final = [r for r in reports if r["final"]][-1]
+    assert final["type"] == "firewall" and final["pod"] == "web" and final["namespace"] == namespace
+    assert final["rules"] == [{"rule": "tcp/8081", "packets": final["rules"][0]["packets"],
+                               "bytes": final["rules"][0]["bytes"]}] and final["rules"][0]["packets"] >= 2
+    assert any(r["rules"][0]["rule"] == "tcp/8080" and r["rules"][0]["packets"] >= 2 for r in reports)
+    assert "firewall rules updated (generation 2): tcp/8081" in res.err
+    assert _attached_in(netns) == {"xdp": None, "links": []}
+    wait_nothing_left(cluster)
+
+
+def test_a_pod_on_the_host_network_is_refused(cluster, namespace, image):
+    _pod(cluster, namespace, "hostnet", "sleep 600", hostNetwork=True)
+    before = left_behind(cluster)
+    r = plugin(cluster, "firewall", "pod/hostnet", "-n", namespace, "--deny", "tcp/80", "--image", image)
+    assert r.code == 1
+    assert "pod hostnet uses the host's network (hostNetwork: true)" in r.err and "node/" in r.err
+    assert left_behind(cluster) == before
+    r = plugin(cluster, "firewall", "pod/hostnet", "-n", namespace, "--deny", "tcp/80:x", "--image", image)
+    assert r.code == 1 and "invalid rule" in r.err
+
+
+def _bridge_ip() -> str:
+    out = json.loads(_sh("ip", "-j", "-4", "addr", "show", "pytrace0").stdout)
+    return out[0]["addr_info"][0]["local"]
+
+
+def _bulk_from_pod(cluster, namespace: str, pod: str, seconds: float) -> float:
+    """A bulk transfer from the pod (busybox nc) to this host, measured by the receiver."""
+    port = 20000 + secrets.randbelow(20000)
+    srv = subprocess.Popen([sys.executable, str(NET_TESTS / "bulk.py"), "serve", str(port), str(seconds)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert srv.stderr.readline().strip() == "listening"
+    snd = subprocess.Popen([cluster.kubectl_path, "--kubeconfig", cluster.kubeconfig, "exec", "-n", namespace, pod,
+                            "--", "sh", "-c", f"nc {_bridge_ip()} {port} < /dev/zero"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, _ = srv.communicate(timeout=seconds + 60)
+    finally:
+        snd.kill()
+        snd.wait()
+    return json.loads(out)["bps"]
+
+
+def test_shaping_a_pods_egress(cluster, namespace, image):
+    pod = _pod(cluster, namespace, "sender", "sleep 600")
+    sh = Running(cluster, "shape", "pod/sender", "-n", namespace, "--egress-rate", "2mbit", "--interval", "1s",
+                 "-o", "json", "--image", image)
+    sh.read_until(lambda line: line.startswith("{"))
+    shaped = _bulk_from_pod(cluster, namespace, "sender", 5.0)
+    netns = _netns_of(pod["status"]["podIP"])
+    assert _attached_in(netns)["links"]
+    sh.signal(signal.SIGINT)
+    res = sh.finish()
+    assert res.code == 0, res.err
+    free = _bulk_from_pod(cluster, namespace, "sender", 2.0)
+    print(f"pod egress at 2mbit: {shaped / 1e6:.3f} Mbit/s ({shaped / 2e6:.3f}), after: {free / 1e6:.0f} Mbit/s")
+    assert abs(shaped - 2e6) <= 0.15 * 2e6 and free > 20e6, (shaped, free)
+    final = [r for r in _json_reports(res.lines()) if r["final"]][-1]
+    assert final["type"] == "shape" and final["pod"] == "sender" and final["dropped"]["packets"] > 0
+    assert "tcx BPF link" in res.err
+    assert _attached_in(netns)["links"] == []
+    wait_nothing_left(cluster)
+
+
+def test_a_seccomp_profile_recorded_from_a_pod_runs_another(cluster, namespace, image):
+    _pod(cluster, namespace, "loop", WORKLOAD.format(n=300))
+    r = plugin(cluster, "seccomp", "pod/loop", "-n", namespace, "--duration", "5s", "--image", image, timeout=300)
+    assert r.code == 0, r.err
+    profile = json.loads(r.out)
+    names = profile["syscalls"][0]["names"]
+    assert "mkdir" in names or "mkdirat" in names
+    assert cluster.get("pod", "loop", namespace)["status"]["phase"] == "Running"  # recorded while it ran
+    directory = SECCOMP_ROOT / "pytrace-test"
+    directory.mkdir(parents=True, exist_ok=True)
+    good, bad = directory / f"{namespace}-good.json", directory / f"{namespace}-bad.json"
+    good.write_text(json.dumps(profile))
+    missing = "mkdir" if "mkdir" in names else "mkdirat"
+    bad.write_text(json.dumps({**profile, "syscalls": [{"names": [n for n in names if n != missing],
+                                                        "action": "SCMP_ACT_ALLOW"}]}))
+    try:
+        for name, path in (("ok", good), ("broken", bad)):
+            _pod(cluster, namespace, name, WORKLOAD.format(n=10), restartPolicy="Never",
+                 securityContext={"seccompProfile": {"type": "Localhost",
+                                                     "localhostProfile": f"pytrace-test/{path.name}"}})
+        assert cluster.wait_pod_phase("ok", namespace, ["Succeeded", "Failed"], timeout=120) == "Succeeded"
+        assert cluster.logs("ok", namespace).strip().endswith("finished")
+        assert cluster.wait_pod_phase("broken", namespace, ["Succeeded", "Failed"], timeout=120) == "Failed"
+        assert "Operation not permitted" in cluster.logs("broken", namespace)
+    finally:
+        good.unlink()
+        bad.unlink()
+    wait_nothing_left(cluster)
