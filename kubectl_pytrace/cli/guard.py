@@ -137,11 +137,11 @@ def dispatch(kind: str, settings_of: Callable[[str], Dict[str, Any]], target, in
     inside = any(x is not None for x in (netns, container_id, target_pid))
     if not local and inside:
         raise click.UsageError("--netns, --container-id and --pid go with --local")
+    if local and target is not None:
+        raise click.UsageError("--local takes no TARGET: use --netns, --container-id or --pid")
     iface = default_interface(interface, local, target, inside)
     settings = dict(settings_of(iface), interval=every, force=force)
     if local:
-        if target is not None:
-            raise click.UsageError("--local takes no TARGET: use --netns, --container-id or --pid")
         run_local(kind, settings, local_target(netns, container_id, target_pid), output, seconds, update)
         return
     run_cluster(kind, settings, target, container, output, seconds, update, image, image_pull_policy,

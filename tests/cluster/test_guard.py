@@ -211,3 +211,77 @@ def test_a_seccomp_profile_recorded_from_a_pod_runs_another(cluster, namespace, 
         good.unlink()
         bad.unlink()
     wait_nothing_left(cluster)
+
+
+def _tracer_pids() -> list:
+    """Host PIDs of tracer processes (`python3 -m kubectl_pytrace tracer --config ...`) running now."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd[1:4] == [b"-m", b"kubectl_pytrace", b"tracer"]:
+                pids.append(int(d.name))
+    return pids
+
+
+def test_a_killed_tracer_leaves_nothing_attached(cluster, namespace, image):
+    """SIGKILL of the tracer process on the node: the kernel closes its BPF link, the XDP program
+    goes with it; the plugin says the tracer was killed."""
+    pod = _pod(cluster, namespace, "victim", "sleep 600")
+    netns = _netns_of(pod["status"]["podIP"])
+    before = set(_tracer_pids())
+    fw = Running(cluster, "firewall", "pod/victim", "-n", namespace, "--deny", "tcp/1", "--interval", "1s",
+                 "-o", "json", "--image", image)
+    fw.read_until(lambda line: line.startswith("{"))
+    assert _attached_in(netns)["xdp"]
+    mine = set(_tracer_pids()) - before
+    assert len(mine) == 1, mine
+    os.kill(mine.pop(), signal.SIGKILL)
+    res = fw.finish(timeout=180)
+    assert res.code == 1
+    assert "ended without finishing" in res.err and "137" in res.err
+    assert _attached_in(netns) == {"xdp": None, "links": []}
+    wait_nothing_left(cluster)
+
+
+def test_a_firewall_on_a_node_interface(cluster, image):
+    """node/NAME -i IFACE: the tracer pod's own network namespace is the node's (hostNetwork). The
+    interface is a veth made for the test, its peer in a namespace of its own."""
+    node = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"][0]["metadata"]["name"]
+    tag = secrets.token_hex(3)
+    host_if, ns = f"pyth{tag}", f"pytn{tag}"
+    _sh("ip", "netns", "add", ns)
+    try:
+        _sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _sh("ip", "addr", "add", "10.251.7.1/30", "dev", host_if)
+        _sh("ip", "link", "set", host_if, "up")
+        _sh("ip", "-n", ns, "addr", "add", "10.251.7.2/30", "dev", "eth0")
+        _sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("10.251.7.1", 18080))
+        srv.listen(8)
+        fw = Running(cluster, "firewall", f"node/{node}", "-i", host_if, "--deny", "tcp/18080 from 10.251.7.2",
+                     "--interval", "1s", "-o", "json", "--image", image)
+        fw.read_until(lambda line: line.startswith("{"))
+        probe = [sys.executable, str(NET_TESTS / "listen.py"), "--connect", "10.251.7.1", "18080", "2.5"]
+        assert subprocess.run(["ip", "netns", "exec", ns, *probe], capture_output=True, text=True).stdout.strip() \
+            == "timeout"
+        fw.signal(signal.SIGINT)
+        res = fw.finish()
+        assert res.code == 0, res.err
+        final = [r for r in _json_reports(res.lines()) if r["final"]][-1]
+        assert final["target"] == f"node {node}" and final["node"] == node and "pod" not in final
+        assert final["rules"][0]["packets"] >= 2
+        assert subprocess.run(["ip", "netns", "exec", ns, *probe], capture_output=True, text=True).stdout.strip() \
+            == "connected"
+        assert "xdp" not in subprocess.run(["ip", "-d", "link", "show", host_if], capture_output=True,
+                                           text=True).stdout
+        srv.close()
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    wait_nothing_left(cluster)
