@@ -80,14 +80,14 @@ def _docker_stopped_if_we_started_it():
 
 
 class TracerProcess:
-    """`kubectl-pytrace run --local ARGS` with stdout and stderr in files, so that waiting for it
+    """`kubectl-pytrace run --local ARGS` (or another command's) with stdout and stderr in files, so that waiting for it
     waits for the tracer alone: a pipe's end comes only when every process that inherited it is
     gone, and a test reading one would wait for whatever the tracer left running."""
 
-    def __init__(self, tmp: Path, *args: str, env=None, argv0=(PYTRACE,)):
+    def __init__(self, tmp: Path, *args: str, env=None, argv0=(PYTRACE,), command: str = "run"):
         self.out_path, self.err_path = tmp / f"out.{id(self)}", tmp / f"err.{id(self)}"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen([*argv0, "run", "--local", *args], stdout=out, stderr=err, env=env)
+            self.p = subprocess.Popen([*argv0, command, "--local", *args], stdout=out, stderr=err, env=env)
 
     @property
     def stdout(self) -> str:

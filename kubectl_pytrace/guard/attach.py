@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 from kubectl_pytrace.bpf.syscalls import BPFError
 from kubectl_pytrace.errors import TraceError
@@ -42,34 +42,65 @@ def _no_link(e: BPFError) -> bool:
     return e.errno in NO_LINK
 
 
+def _open(target: NetTarget, ifname: str) -> Tuple[int, Netlink]:
+    """The interface's index and a netlink socket, both of the target's namespace."""
+    with target.entered():
+        return target.ifindex(ifname), Netlink()
+
+
+def _or_detach(a, steps: Callable[[], None]):
+    """Runs the attaching steps; on any failure takes off what they did."""
+    try:
+        steps()
+    except BaseException:
+        a.detach()
+        raise
+    return a
+
+
 @dataclass
-class XdpAttachment:
+class _OnInterface:
     target: NetTarget
     ifname: str
     ifindex: int
     prog_fd: int
-    prog_id: int
     nl: Netlink  # bound to the target's namespace
-    link_fd: Optional[int] = None
+    link_fd: Optional[int] = None  # the BPF link, when the kernel has one for the hook
+
+    def where(self) -> str:
+        return f"interface {self.ifname} in the {self.target.description}"
+
+    def alive(self) -> bool:
+        """Still attached (False once the device, or its namespace, is gone)."""
+        try:
+            if self.link_fd is not None:
+                return bpflink.link_info(self.link_fd).ifindex != 0
+            return self._attached_otherwise()
+        except (OSError, BPFError):
+            return False
+
+    def _attached_otherwise(self) -> bool:
+        raise NotImplementedError
+
+    def _close_link(self) -> bool:
+        if self.link_fd is None:
+            return False
+        os.close(self.link_fd)
+        self.link_fd = None
+        return True
+
+
+@dataclass
+class XdpAttachment(_OnInterface):
+    prog_id: int = 0
     mode: str = ""
     removed: str = ""  # the program --force took off, described
 
     @staticmethod
     def attach(target: NetTarget, ifname: str, prog_fd: int, force: bool = False) -> "XdpAttachment":
-        with target.entered():
-            ifindex = target.ifindex(ifname)
-            nl = Netlink()
-        a = XdpAttachment(target, ifname, ifindex, prog_fd, bpflink.prog_info_fd(prog_fd).id, nl)
-        try:
-            a._replace_existing(force)
-            a._attach()
-        except BaseException:
-            a.detach()
-            raise
-        return a
-
-    def where(self) -> str:
-        return f"interface {self.ifname} in the {self.target.description}"
+        ifindex, nl = _open(target, ifname)
+        a = XdpAttachment(target, ifname, ifindex, prog_fd, nl, prog_id=bpflink.prog_info_fd(prog_fd).id)
+        return _or_detach(a, lambda: (a._replace_existing(force), a._attach()))
 
     def _replace_existing(self, force: bool) -> None:
         state = self.nl.xdp_state(self.ifindex)
@@ -115,20 +146,11 @@ class XdpAttachment:
         how = "BPF link" if self.link_fd is not None else "netlink, not a link: stays if the tracer is killed"
         return f"XDP ({how}, {self.mode} mode)"
 
-    def alive(self) -> bool:
-        """Still attached (False once the device, or its namespace, is gone)."""
-        try:
-            if self.link_fd is not None:
-                return bpflink.link_info(self.link_fd).ifindex != 0
-            return self.nl.xdp_state(self.ifindex).prog_id == self.prog_id
-        except (OSError, BPFError):
-            return False
+    def _attached_otherwise(self) -> bool:
+        return self.nl.xdp_state(self.ifindex).prog_id == self.prog_id
 
     def detach(self) -> None:
-        if self.link_fd is not None:
-            os.close(self.link_fd)
-            self.link_fd = None
-        elif self.mode:
+        if not self._close_link() and self.mode:
             try:
                 if self.nl.xdp_state(self.ifindex).prog_id == self.prog_id:
                     self.nl.set_xdp(self.ifindex, -1, expected_fd=self.prog_fd)
@@ -139,37 +161,19 @@ class XdpAttachment:
 
 
 @dataclass
-class TcAttachment:
+class TcAttachment(_OnInterface):
     """A program on a device's tc egress (or ingress) hook."""
 
-    target: NetTarget
-    ifname: str
-    ifindex: int
-    prog_fd: int
-    nl: Netlink
     direction: str = "egress"
-    link_fd: Optional[int] = None
     filter_added: bool = False
     made_clsact: bool = False
 
     @staticmethod
     def attach(target: NetTarget, ifname: str, prog_fd: int, name: str, direction: str = "egress",
                force: bool = False) -> "TcAttachment":
-        with target.entered():
-            ifindex = target.ifindex(ifname)
-            nl = Netlink()
-        a = TcAttachment(target, ifname, ifindex, prog_fd, nl, direction)
-        try:
-            if not _netlink_only() and a._link():
-                return a
-            a._clsact(name, force)
-        except BaseException:
-            a.detach()
-            raise
-        return a
-
-    def where(self) -> str:
-        return f"interface {self.ifname} in the {self.target.description}"
+        ifindex, nl = _open(target, ifname)
+        a = TcAttachment(target, ifname, ifindex, prog_fd, nl, direction=direction)
+        return _or_detach(a, lambda: (not _netlink_only() and a._link()) or a._clsact(name, force))
 
     def _link(self) -> bool:
         kind = bpflink.BPF_TCX_EGRESS if self.direction == "egress" else bpflink.BPF_TCX_INGRESS
@@ -208,18 +212,11 @@ class TcAttachment:
             return f"tc {self.direction} (tcx BPF link)"
         return f"tc {self.direction} (clsact qdisc + cls_bpf filter, not a link: stays if the tracer is killed)"
 
-    def alive(self) -> bool:
-        try:
-            if self.link_fd is not None:
-                return bpflink.link_info(self.link_fd).ifindex != 0
-            return any(f.prio == FILTER_PRIO for f in self.nl.bpf_filters(self.ifindex, clsact_parent(self.direction)))
-        except (OSError, BPFError):
-            return False
+    def _attached_otherwise(self) -> bool:
+        return any(f.prio == FILTER_PRIO for f in self.nl.bpf_filters(self.ifindex, clsact_parent(self.direction)))
 
     def detach(self) -> None:
-        if self.link_fd is not None:
-            os.close(self.link_fd)
-            self.link_fd = None
+        self._close_link()
         self._remove_filter()
         self.nl.close()
 

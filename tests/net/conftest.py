@@ -1,6 +1,7 @@
 """Fixtures of the firewall and shaper tests: a fresh pair of network namespaces per test."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,13 +20,13 @@ def lab():
 
 
 @pytest.fixture
-def guard(tmp_path):
+def guard(pytrace):
     """guard(kind, *args, env=None) -> a started Guard (kubectl-pytrace KIND --local ARGS); every one
     still running at the end of the test is killed."""
     started = []
 
-    def start(kind: str, *args: str, **kw) -> Guard:
-        g = Guard(tmp_path, kind, *args, **kw)
+    def start(kind: str, *args: str, env=None) -> Guard:
+        g = Guard(kind, pytrace(*args, command=kind, env=dict(os.environ, **env) if env else None))
         started.append(g)
         return g
     yield start

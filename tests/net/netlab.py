@@ -186,22 +186,19 @@ def progs_all() -> List[int]:
 # ---- the command under test ----------------------------------------------------------------------
 
 class Guard:
-    """`kubectl-pytrace firewall|shape --local ARGS` in the background, output in files."""
+    """`kubectl-pytrace firewall|shape --local ARGS` in the background: a TracerProcess of
+    tests/conftest.py (output in files) and what the tests ask of it."""
 
-    def __init__(self, tmp: Path, kind: str, *args: str, env: Optional[dict] = None):
-        self.kind = kind
-        self.out_path, self.err_path = tmp / f"{kind}.{id(self)}.out", tmp / f"{kind}.{id(self)}.err"
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen([PYTRACE, kind, "--local", *args], stdout=out, stderr=err,
-                                      env=dict(os.environ, **(env or {})))
+    def __init__(self, kind: str, proc):
+        self.kind, self.proc, self.p = kind, proc, proc.p
 
     @property
     def stdout(self) -> str:
-        return self.out_path.read_text(errors="replace")
+        return self.proc.stdout
 
     @property
     def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
+        return self.proc.stderr
 
     def wait_attached(self, timeout: float = 90) -> str:
         """The line that says where and how it attached."""
@@ -229,6 +226,26 @@ class Guard:
         finals = [r for r in self.reports() if r.get("final")]
         assert finals, f"no final report; stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
         return finals[-1]
+
+
+def docker_base_image():
+    """For a session/module fixture (yield from it): the Docker engine up (tests/containers'
+    dockerlib; stopped at the end unless it ran before or PYTRACE_KEEP_DOCKER=1), then the minimal
+    Debian image of hack/base-image.sh."""
+    sys.path.insert(0, str(REPO / "tests" / "containers"))
+    import dockerlib
+
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("the Docker engine (hack/docker.sh) needs root")
+    was_running = dockerlib.engine_ready()
+    dockerlib.engine_up()
+    try:
+        yield dockerlib.base_image()
+    finally:
+        if not was_running and os.environ.get("PYTRACE_KEEP_DOCKER") != "1":
+            dockerlib.engine_down()
 
 
 def run_cli(*args: str, env: Optional[dict] = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import progs, run_cli
+from netlab import docker_base_image, progs, run_cli
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
@@ -17,15 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
 
 @pytest.fixture(scope="module")
 def image():
-    import dockerlib
-
-    if os.geteuid() != 0:
-        pytest.skip("the Docker engine (hack/docker.sh) needs root")
-    was_running = dockerlib.engine_ready()
-    dockerlib.engine_up()
-    yield dockerlib.base_image()
-    if not was_running and os.environ.get("PYTRACE_KEEP_DOCKER") != "1":
-        dockerlib.engine_down()
+    yield from docker_base_image()
 
 
 def _container(image: str, *args: str) -> str:
