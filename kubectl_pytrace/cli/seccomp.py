@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 import click
@@ -101,21 +102,34 @@ def seccomp(target, container, duration, output, base, cr_name, local, container
     if local:
         if target is not None:
             raise click.UsageError("--local takes no TARGET: use --container-id or --pid")
-        counts, arch, code, namespace = _record_local(container_id, target_pid, seconds), os.uname().machine, 0, None
-        name = cr_name or f"container-{(container_id or str(target_pid))[:12]}"
+        rec = Recorded(_record_local(container_id, target_pid, seconds), os.uname().machine, 0, None,
+                       cr_name or f"container-{(container_id or str(target_pid))[:12]}")
     else:
-        if target is None:
-            raise click.UsageError("give a target: pod/NAME (-c CONTAINER), a workload, or --local")
-        from kubectl_pytrace.k8s import guard as kguard
-
-        rec = kguard.record_syscalls(kube, target, container, seconds, image, image_pull_policy, tracer_namespace)
-        counts, arch, code, namespace = rec.counts, rec.arch, rec.code, rec.namespace
-        name = cr_name or (target.split("/", 1)[-1] + (f"-{container}" if container else ""))
-    if not counts:
+        rec = _record_cluster(target, container, seconds, cr_name, image, image_pull_policy, tracer_namespace, kube)
+    if not rec.counts:
         raise sc.ProfileError("no system call was recorded: nothing to make a profile of",
                               hint="the recording may have ended before it started (see above)")
-    profile = sc.Profile.build(counts, arch, base_names)
+    profile = sc.Profile.build(rec.counts, rec.arch, base_names)
     print(profile.summary(seconds, base_what), file=sys.stderr)
     _check(profile)
-    _print(profile, output, name, namespace)
-    sys.exit(code)
+    _print(profile, output, rec.name, rec.namespace)
+    sys.exit(rec.code)
+
+
+@dataclass
+class Recorded:
+    counts: Dict[int, int]
+    arch: str
+    code: int
+    namespace: Optional[str]
+    name: str  # of the SeccompProfile resource
+
+
+def _record_cluster(target, container, seconds, cr_name, image, pull_policy, tracer_namespace, kube) -> Recorded:
+    if target is None:
+        raise click.UsageError("give a target: pod/NAME (-c CONTAINER), a workload, or --local")
+    from kubectl_pytrace.k8s import guard as kguard
+
+    rec = kguard.record_syscalls(kube, target, container, seconds, image, pull_policy, tracer_namespace)
+    name = cr_name or (target.split("/", 1)[-1] + (f"-{container}" if container else ""))
+    return Recorded(rec.counts, rec.arch, rec.code, rec.namespace, name)
