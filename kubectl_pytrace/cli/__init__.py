@@ -16,6 +16,7 @@ from kubectl_pytrace.cli.completion import completion
 from kubectl_pytrace.cli.delete import delete
 from kubectl_pytrace.cli.follow import attach, logs
 from kubectl_pytrace.cli.get import get
+from kubectl_pytrace.cli.ps import ps
 from kubectl_pytrace.cli.run import run
 from kubectl_pytrace.cli.tracer import tracer
 from kubectl_pytrace.cli.version import version
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for command in (run, get, logs, attach, delete, version, completion, tracer):
+for command in (run, get, logs, attach, delete, ps, version, completion, tracer):
     cli.add_command(command)
 
 
