@@ -1,5 +1,5 @@
-"""The log stream of a trace survives what a cluster does to connections: an API server that
-restarts mid-stream loses and repeats no line."""
+"""The log stream of a trace survives what a cluster does to connections: an API server or a
+kubelet that restarts mid-stream loses and repeats no line."""
 from __future__ import annotations
 
 import signal
@@ -14,9 +14,10 @@ from pluginlib import TICKER, Running, left_behind, ticker_pod, ticks
 pytestmark = pytest.mark.cluster
 
 
-def test_an_api_server_restart_loses_and_repeats_no_line(cluster):
+@pytest.mark.parametrize("component", ["apiserver", "kubelet"])
+def test_a_restart_loses_and_repeats_no_line(cluster, component):
     if not cluster.local:
-        pytest.skip("restarts the local cluster's kube-apiserver (hack/cluster.sh restart-apiserver)")
+        pytest.skip(f"restarts the local cluster's {component} (hack/cluster.sh restart-{component})")
     ns = f"pytrace-stream-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", ns)
     try:
@@ -26,7 +27,7 @@ def test_an_api_server_restart_loses_and_repeats_no_line(cluster):
         run = Running(cluster, "run", "pod/fast", "-n", ns, "--attach",
                       "-e", f'uprobe:{TICKER}:pytrace_tick {{ printf("tick %d\\n", arg0); }}')
         run.read_until(lambda line: line.startswith("tick "))
-        p = cluster_sh("restart-apiserver", timeout=120)
+        p = cluster_sh(f"restart-{component}", timeout=180)
         assert p.returncode == 0, p.stderr
         restarted = time.monotonic()
         # lines written after the restart arrive
