@@ -16,6 +16,7 @@ from kubectl_pytrace.cli.completion import completion
 from kubectl_pytrace.cli.delete import delete
 from kubectl_pytrace.cli.follow import attach, logs
 from kubectl_pytrace.cli.get import get
+from kubectl_pytrace.cli.programs import programs
 from kubectl_pytrace.cli.ps import ps
 from kubectl_pytrace.cli.run import run
 from kubectl_pytrace.cli.tracer import tracer
@@ -33,7 +34,7 @@ def cli() -> None:
     """
 
 
-for command in (run, get, logs, attach, delete, ps, version, completion, tracer):
+for command in (run, get, logs, attach, delete, ps, programs, version, completion, tracer):
     cli.add_command(command)
 
 
