@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 
 from clusterlib import cluster_sh
-from pluginlib import TICKER, Running, left_behind, ticker_pod, ticks
+from pluginlib import TICKER, Running, left_behind, new_namespace, ticker_pod, ticks
 
 pytestmark = pytest.mark.cluster
 
@@ -18,11 +17,7 @@ pytestmark = pytest.mark.cluster
 def test_a_restart_loses_and_repeats_no_line(cluster, component):
     if not cluster.local:
         pytest.skip(f"restarts the local cluster's {component} (hack/cluster.sh restart-{component})")
-    ns = f"pytrace-stream-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    try:
-        cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", ns, check=False)
-                         .returncode == 0, timeout=60, what="the default service account")
+    with new_namespace(cluster, "pytrace-stream") as ns:
         ticker_pod(cluster, ns, "fast", "-i", "20")  # 50 lines a second
         run = Running(cluster, "run", "pod/fast", "-n", ns, "--attach",
                       "-e", f'uprobe:{TICKER}:pytrace_tick {{ printf("tick %d\\n", arg0); }}')
@@ -38,6 +33,4 @@ def test_a_restart_loses_and_repeats_no_line(cluster, component):
         n = ticks(r.lines())
         assert len(n) > 150, len(n)  # seconds of ticks, across the restart
         assert n == list(range(n[0], n[0] + len(n))), [x for i, x in enumerate(n[1:]) if x != n[i] + 1][:10]
-    finally:
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     assert left_behind(cluster) == []
