@@ -39,6 +39,9 @@ for command in (run, get, logs, attach, delete, ps, programs, version, completio
 
 
 def main(argv=None) -> None:
+    import faulthandler
+
+    faulthandler.enable()  # the tracer talks to the kernel through ctypes: a crash shows where
     try:
         cli.main(args=argv, prog_name="kubectl pytrace", complete_var="_KUBECTL_PYTRACE_COMPLETE",
                  standalone_mode=False)
