@@ -1,7 +1,8 @@
 """bpftrace compatibility: the same program on the same workload must print the same stdout.
 
-Every case of cases.yaml runs twice under /usr/bin/bpftrace 0.17 (the reference: the two runs
-must agree, which keeps nondeterministic cases out) and once under
+Every case of cases.yaml runs twice under the reference bpftrace (tests/compat/reference.py: the
+current bpftrace, Debian sid's 0.27, from a chroot hack/bpftrace-sid.sh builds and caches; the two
+runs must agree, which keeps nondeterministic cases out) and once under
 ``.venv/bin/kubectl-pytrace run --local``; stdout must be byte-identical, in text mode and, for
 cases with ``json: true``, with ``-f json`` / ``-o json`` too.
 
@@ -17,11 +18,11 @@ Case fields (cases.yaml):
   normalize   optional list: "sort_lines" sorts the lines of the whole output (only for
               outputs whose order bpftrace itself does not fix)
 
-bpftrace's first line ("Attaching N probes..." or the attached_probes record) is left out of
-the comparison: kubectl-pytrace prints "Attached N probes" on stderr instead.
+bpftrace's attached_probes record (JSON; text mode prints "Attached N probes" on stderr) is left
+out of the comparison: kubectl-pytrace prints "Attached N probes" on stderr in both modes.
 
-Environment: BPFTRACE (default bpftrace on PATH), PYTRACE (default .venv/bin/kubectl-pytrace),
-COMPAT_CASES=name1,name2 to run a subset.
+Environment: BPFTRACE (a bpftrace binary instead of the sid chroot's), PYTRACE (default
+.venv/bin/kubectl-pytrace), COMPAT_CASES=name1,name2 to run a subset.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import difflib
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -38,10 +38,11 @@ from typing import Dict, List, Optional
 import pytest
 import yaml
 
+from tests.compat import reference as bpftrace_ref
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CASES_FILE = HERE / "cases.yaml"
-BPFTRACE = os.environ.get("BPFTRACE") or shutil.which("bpftrace") or "/usr/bin/bpftrace"
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
 
 KNOWN_FIELDS = {"name", "program", "run", "json", "unsafe", "timeout", "normalize", "note"}
@@ -77,9 +78,7 @@ def _load_builder():
 def _facilities() -> Optional[str]:
     if os.geteuid() != 0:
         return "needs root"
-    if not Path(BPFTRACE).exists():
-        return "bpftrace not installed (apt-get install bpftrace)"
-    return None
+    return bpftrace_ref.unavailable()
 
 
 _missing = _facilities()
@@ -138,7 +137,7 @@ def run_tool(argv: List[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 def bpftrace_argv(case, program, command, json_out):
-    argv = [BPFTRACE]
+    argv = bpftrace_ref.command()
     if json_out:
         argv += ["-f", "json"]
     if case.get("unsafe"):
@@ -207,8 +206,9 @@ _ATTACHING = re.compile(rb'^(Attaching \d+ probes?\.\.\.|\{"type": "attached_pro
 
 
 def program_output(bpftrace_stdout: bytes) -> bytes:
-    """bpftrace's stdout without its first line, the attach count, which kubectl-pytrace prints on
-    stderr ("Attached N probes") so that stdout carries only the program's own output."""
+    """bpftrace's stdout without the attach count (JSON's attached_probes record), which
+    kubectl-pytrace prints on stderr ("Attached N probes") so that stdout carries only the
+    program's own output."""
     return _ATTACHING.sub(b"", bpftrace_stdout, count=1)
 
 
