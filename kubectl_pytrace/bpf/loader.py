@@ -53,7 +53,18 @@ class Loader:
         insns = bytearray(prog.insns)
         for index, map_name in prog.relocs:
             struct.pack_into("<i", insns, index * 8 + 4, self.map_fds[map_name])
-        fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id)
+        if prog.subprogs:  # callbacks need BTF func_info
+            from kubectl_pytrace.bpf.subprog_btf import subprog_btf
+
+            blob, func_info = subprog_btf([0, *prog.subprogs])
+            btf_fd = bpfsys.btf_load(blob)
+            try:
+                fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id,
+                                      btf_fd, func_info)
+            finally:
+                os.close(btf_fd)
+        else:
+            fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id)
         self.prog_fds[fn] = fd
         return fd
 
