@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
 from kubectl_pytrace.host.elf import ELFError, open_elf, usdt_arg_types
-from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type, VoidT
+from kubectl_pytrace.lang.types import ArrayT, EnumT, IntT, PtrT, StructT, Type, VoidT
 
 PathResolver = Callable[[str], str]
 
@@ -29,6 +29,12 @@ def resolve_host_path(path: str) -> str:
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
+def enum_type(e) -> EnumT:
+    """A BTF enum as the language sees it: an integer of its size that prints as names."""
+    values = tuple((v & ((1 << (e.size * 8)) - 1), n) for n, v in e.values)
+    return EnumT(e.size * 8, e.signed, f"enum {e.name}" if e.name else "enum (anonymous)", values)
+
+
 def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
     """A BTF type as the language sees it (integers, pointers, structs by name, arrays)."""
     from kubectl_pytrace.kernel import btf as kbtf
@@ -37,7 +43,7 @@ def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
     if isinstance(t, kbtf.Int):
         return IntT(max(8, t.size * 8), t.signed or t.is_char)
     if isinstance(t, kbtf.Enum):
-        return IntT(t.size * 8, t.signed)
+        return enum_type(t)
     if isinstance(t, kbtf.Pointer):
         target = kbtf.strip(t.target)
         if isinstance(target, (kbtf.Struct, kbtf.Fwd)) and target.name:
@@ -178,6 +184,16 @@ class HostEnvironment(Environment):
                 raise LookupFailed("not found in the kernel's BTF nor in the headers found; not found: "
                                    + ", ".join(f"<{m}>" for m in missing))
         return value
+
+    def enum_type(self, name: str, includes: Sequence[str] = ()) -> Optional[EnumT]:
+        if not self.has_btf():
+            return None
+        if includes and self._header_macros(tuple(includes)).body(name) is not None:  # type: ignore[attr-defined]
+            return None
+        e = self.btf.enum_of_value(name)
+        if e is None:
+            return None
+        return enum_type(e)
 
     def _constant(self, name: str, includes: Tuple[str, ...], hide: frozenset) -> Optional[int]:
         """A #define of the included headers (as bpftrace, macros first), else a BTF enum value."""

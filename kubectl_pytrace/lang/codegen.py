@@ -171,6 +171,9 @@ class FunctionGen:
         self.block(fn.probe.block)
         self.emit("return 0;")
         body = "\n".join(self.lines)
+        if fn.provider in ("BEGIN", "END"):
+            # inlined into the one BEGIN (END) program, which runs every such probe in order
+            return f"static __always_inline int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
         return f"int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
 
     def task_filter(self):
@@ -291,9 +294,9 @@ class FunctionGen:
         if len(c.args) == 2 and not isinstance(c.args[1], ast.Integer):
             n = self.int_value(c.args[1])
             ln = self.tmp("len")
-            self.emit(f"u64 {ln} = ({n}) + 1;")
+            self.emit(f"u64 {ln} = ({n});")  # bytes with the NUL, as bpftrace 0.27
             self.emit(f"if ({ln} > {size}) {ln} = {size};")
-            self.emit(f"bpf_probe_read_{space}_str(&{dest}, {ln} & {pad8(size) * 2 - 1}, (void *)({ptr}));")
+            self.emit(f"if ({ln}) bpf_probe_read_{space}_str(&{dest}, {ln} & {pad8(size) * 2 - 1}, (void *)({ptr}));")
             return
         self.emit(f"bpf_probe_read_{space}_str(&{dest}, {size}, (void *)({ptr}));")
 
@@ -327,7 +330,7 @@ class FunctionGen:
         bucket = None
         if agg.kind == "hist":
             bucket = self.tmp("b")
-            self.emit(f"u64 {bucket} = pytrace_log2_bucket({v});")
+            self.emit(f"u64 {bucket} = pytrace_log2_bucket({v}, {agg.bits});")
         elif agg.kind == "lhist":
             lo, hi, step = agg.lhist  # type: ignore[misc]
             bucket = self.tmp("b")
@@ -353,16 +356,18 @@ class FunctionGen:
                 self.emit(f"{p}->count += 1;")
 
     def min_max(self, cmap: str, key: str, agg: AggT, v: str):
-        """bpftrace 0.17's min()/max(): a per-CPU slot that starts at 0 and only grows; min()
-        stores 0xffffffff - value. So max() of a negative value on a new key stores nothing (0 does), and
-        user space prints max(slots) for max, 0xffffffff - max(slots) for min."""
-        p, cur, new = self.tmp("p"), self.tmp("cur"), self.tmp("new")
-        self.emit(f"s64 *{p} = {cmap}.lookup(&{key});")
-        self.emit(f"s64 {cur} = {p} ? *{p} : 0;")
-        value = f"(0xffffffffLL - (s64){v})" if agg.kind == "min" else f"(s64){v}"
-        self.emit(f"s64 {new} = {value};")
-        with self.nested(f"if ({new} >= {cur}) {{"):
-            self.emit(f"if ({p}) *{p} = {new}; else {cmap}.update(&{key}, &{new});")
+        """min()/max() as bpftrace 0.27: each CPU's slot holds a value and whether it is set;
+        user space takes the min/max of the set slots."""
+        p, new = self.tmp("p"), self.tmp("new")
+        c = "s64" if agg.signed else "u64"
+        op = "<" if agg.kind == "min" else ">"
+        self.emit(f"struct pytrace_minmax *{p} = {cmap}.lookup(&{key});")
+        with self.nested(f"if (!{p}) {{"):
+            self.emit(f"struct pytrace_minmax {new} = {{ .value = (s64){v}, .set = 1 }};")
+            self.emit(f"{cmap}.update(&{key}, &{new});")
+        with self.nested(f"else if (!{p}->set || ({c}){v} {op} ({c}){p}->value) {{"):
+            self.emit(f"{p}->value = (s64){v};")
+            self.emit(f"{p}->set = 1;")
 
     def map_read(self, m: ast.Map) -> Value:
         info = self.gen.analysis.maps[m.name]
@@ -537,10 +542,13 @@ class FunctionGen:
         if op in ("==", "!=", "<", ">", "<=", ">="):
             return f"((s64)(({c})({left}) {op} ({c})({right})))"
         if op in ("/", "%"):
-            # bpftrace 0.17 divides unsigned whatever the operands' types (-7 / 2 is
-            # 9223372036854775804); a zero divisor gives 0, as BPF defines it
+            # signed operands divide signed, truncating toward zero (-7 / 2 is -3, -7 % 2 is -1),
+            # as bpftrace 0.27 (0.17 divided unsigned); a zero divisor gives 0
             r = self.tmp("div")
             self.emit(f"u64 {r} = (u64)({right});")
+            if signed:
+                fn = "pytrace_sdiv" if op == "/" else "pytrace_smod"
+                return f"((s64){fn}((s64)({left}), (s64){r}))"
             return f"(({c})({r} ? (u64)({left}) {op} {r} : 0))"
         if op in ("<<", ">>"):
             return f"(({c})(({c})({left}) {op} (({right}) & 63)))"
@@ -985,6 +993,7 @@ class Generator:
                                           scope_c.SWITCH_FN, -1, internal=True))
             attachments.append(AttachSpec(ProbeSpec("tracepoint", "cgroup", "cgroup_attach_task"),
                                           scope_c.ATTACH_FN, -1, internal=True))
+        specials: Dict[str, Tuple[ProbeSpec, List[str]]] = {}
         for fn in a.functions:
             if not fn.attach:
                 continue  # every attach point of the probe was skipped (expand.py)
@@ -1000,12 +1009,21 @@ class Generator:
             optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
             fgen = FunctionGen(self, fn, name, ctx_type)
             functions.append(fgen.generate())
+            if prov in ("BEGIN", "END"):
+                specials.setdefault(prov, (fn.specs[0], []))[1].append(name)
+                continue
             for spec in fn.specs:
-                if spec.provider == "BEGIN":
-                    begin_fn = name
-                elif spec.provider == "END":
-                    end_fn = name
                 attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional))
+        for prov, (spec, names) in specials.items():
+            # bpftrace 0.27 runs every BEGIN (END) probe, in the order of the program
+            entry = "pytrace_" + prov.lower()
+            calls = "".join(f"    {n}(ctx);\n" for n in names)
+            functions.append(f"int {entry}(void *ctx)\n{{\n{calls}    return 0;\n}}\n")
+            attachments.append(AttachSpec(spec, entry, self.probe_id(spec)))
+            if prov == "BEGIN":
+                begin_fn = entry
+            else:
+                end_fn = entry
         parts = [
             "/* generated by kubectl-pytrace */",
             "/* No kernel headers beyond BCC's own: they cost most of the compile time, and kernel",
@@ -1038,21 +1056,39 @@ class Generator:
             "    return v ? *v : 0;",
             "}",
             "",
-            "/* hist() buckets: 0 for negatives, 1 for 0, k+2 for [2^k, 2^(k+1)); like bpftrace 0.17,",
-            "   whose log2 looks at 32 bits, every value from 2^31 up lands in [2G, 4G) */",
-            "static __always_inline u64 pytrace_log2_bucket(s64 v)",
+            "/* signed division without BPF's sdiv (cpu v4): on magnitudes, C's signs */",
+            "static __always_inline s64 pytrace_sdiv(s64 a, s64 b)",
+            "{",
+            "    if (!b) return 0;",
+            "    u64 ua = a < 0 ? -(u64)a : (u64)a, ub = b < 0 ? -(u64)b : (u64)b;",
+            "    u64 q = ua / ub;",
+            "    return ((a < 0) != (b < 0)) ? -(s64)q : (s64)q;",
+            "}",
+            "",
+            "static __always_inline s64 pytrace_smod(s64 a, s64 b)",
+            "{",
+            "    if (!b) return 0;",
+            "    u64 ua = a < 0 ? -(u64)a : (u64)a, ub = b < 0 ? -(u64)b : (u64)b;",
+            "    u64 r = ua % ub;",
+            "    return a < 0 ? -(s64)r : (s64)r;",
+            "}",
+            "",
+            "/* hist(v, k) buckets, as bpftrace 0.27: 0 for negatives, v + 1 below 2^k, then each",
+            "   power of 2 split in 2^k: 1 + ((l - k + 1) << k | the k bits after the leading 1) */",
+            "static __always_inline u64 pytrace_log2_bucket(s64 v, u64 k)",
             "{",
             "    if (v < 0) return 0;",
-            "    if (v == 0) return 1;",
-            "    if (v >= 0x80000000LL) return 33;",
-            "    u64 n = v, r = 0;",
-            "    if (n >> 32) { n >>= 32; r += 32; }",
-            "    if (n >> 16) { n >>= 16; r += 16; }",
-            "    if (n >> 8) { n >>= 8; r += 8; }",
-            "    if (n >> 4) { n >>= 4; r += 4; }",
-            "    if (n >> 2) { n >>= 2; r += 2; }",
-            "    if (n >> 1) { r += 1; }",
-            "    return r + 2;",
+            "    u64 mask = (1ULL << k) - 1;",
+            "    if ((u64)v <= mask) return (u64)v + 1;",
+            "    u64 n = v, l = 0;",
+            "    if (n >> 32) { n >>= 32; l += 32; }",
+            "    if (n >> 16) { n >>= 16; l += 16; }",
+            "    if (n >> 8) { n >>= 8; l += 8; }",
+            "    if (n >> 4) { n >>= 4; l += 4; }",
+            "    if (n >> 2) { n >>= 2; l += 2; }",
+            "    if (n >> 1) { l += 1; }",
+            "    l -= k;",
+            "    return ((l + 1) << k) + (((u64)v >> l) & mask) + 1;",
             "}",
             "",
         ]

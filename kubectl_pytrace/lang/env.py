@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
 from kubectl_pytrace.lang.types import (
-    ArrayT, IntT, PtrT, StructT, Type, VoidT,
+    ArrayT, EnumT, IntT, PtrT, StructT, Type, VoidT,
 )
 
 
@@ -55,6 +55,11 @@ class Environment:
         TCP_ESTABLISHED): an integer #define of the headers the program #includes (as written:
         "sys/socket.h"), or an enum value of the kernel's BTF. None when unknown; LookupFailed (its
         message a hint) when the answer is "no" for a reason worth telling (a header not found)."""
+        return None
+
+    def enum_type(self, name: str, includes: Sequence[str] = ()) -> Optional["EnumT"]:
+        """The enum type of a kernel constant that is a BTF enumerator (not a header #define): its
+        values then print as their names (`@s[TCP_LISTEN]` prints `@s[TCP_LISTEN]`)."""
         return None
 
     def kernel_symbol(self, name: str) -> Optional[int]:

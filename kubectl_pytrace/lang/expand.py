@@ -157,9 +157,4 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[P
         else:
             for message, span in skipped:  # nothing at all to attach: each is why
                 diags.error(message, span)  # type: ignore[arg-type]
-    begin = [g for g in groups if g.specs[0].provider == "BEGIN"]
-    end = [g for g in groups if g.specs[0].provider == "END"]
-    if len(begin) > 1 or len(end) > 1:
-        which = "BEGIN" if len(begin) > 1 else "END"
-        diags.error(f"more than one {which} probe", (begin if len(begin) > 1 else end)[1].probe.span)
     return groups

@@ -14,7 +14,7 @@ from typing import List, Optional
 ALIASES = {
     "t": "tracepoint", "u": "uprobe", "ur": "uretprobe", "U": "usdt", "k": "kprobe",
     "kr": "kretprobe", "p": "profile", "i": "interval", "f": "kfunc", "fr": "kretfunc",
-    "fentry": "kfunc", "fexit": "kretfunc",
+    "fentry": "kfunc", "fexit": "kretfunc", "begin": "BEGIN", "end": "END",
 }
 PROVIDERS = ("BEGIN", "END", "tracepoint", "uprobe", "uretprobe", "usdt", "kprobe", "kretprobe",
              "kfunc", "kretfunc", "profile", "interval")
@@ -56,7 +56,7 @@ class ProbeSpec:
         """The full probe name, as the `probe` builtin prints it."""
         p = self.provider
         if p in ("BEGIN", "END"):
-            return p
+            return p.lower()  # bpftrace 0.27 names them begin/end
         if p in ("profile", "interval"):
             return f"{p}:{self.unit}:{self.rate}"
         if p == "tracepoint":

@@ -21,7 +21,7 @@ from kubectl_pytrace.lang.probes import ProbeSpec
 if TYPE_CHECKING:
     from kubectl_pytrace.lang.expand import ProbeGroup
 from kubectl_pytrace.lang.types import (
-    COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
+    BOOL, BoolT, COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
     ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT, VoidT, common_type, is_char_array,
     is_integer_like, storage_type,
 )
@@ -131,7 +131,10 @@ class Checker(ast.NodeVisitor):
         return t
 
     def expr(self, e: ast.Expr) -> Type:
-        return self.set(e, getattr(self, "expr_" + type(e).__name__)(e))
+        method = getattr(self, "expr_" + type(e).__name__, None)
+        if method is None:
+            self.error(f"{type(e).__name__} expressions are not supported yet", e.span)
+        return self.set(e, method(e))
 
     def int_expr(self, e: ast.Expr, what: str) -> Type:
         t = self.expr(e)
@@ -141,7 +144,10 @@ class Checker(ast.NodeVisitor):
 
     def stmt(self, s: ast.Stmt):
         try:
-            getattr(self, "stmt_" + type(s).__name__)(s)
+            method = getattr(self, "stmt_" + type(s).__name__, None)
+            if method is None:
+                self.error(f"{type(s).__name__} statements are not supported yet", s.span)
+            method(s)
         except _Unknown:
             pass
 
@@ -399,6 +405,9 @@ class Checker(ast.NodeVisitor):
         if not -(1 << 63) <= value < 1 << 64:  # type: ignore[operator]
             self.error(f"{e.name} is {value}, which does not fit in 64 bits", e.span)
         self.fn.constants[id(e)] = value  # type: ignore[assignment]
+        enum = self.env.enum_type(e.name, self.includes)
+        if enum is not None:
+            return enum
         return UINT64 if value >= 1 << 63 else INT64  # type: ignore[operator]
 
     def expr_Positional(self, e: ast.Positional) -> Type:
@@ -510,7 +519,7 @@ class Checker(ast.NodeVisitor):
         if op in ("==", "!="):
             if isinstance(lt, StrT) or is_char_array(lt) or isinstance(rt, StrT) or is_char_array(rt):
                 if (isinstance(lt, StrT) or is_char_array(lt)) and (isinstance(rt, StrT) or is_char_array(rt)):
-                    return INT64
+                    return BOOL
                 self.mismatch(e, lt, rt)
             if isinstance(lt, (TupleT, StackT)) or isinstance(rt, (TupleT, StackT)):
                 self.error(f"the {op} operator can not be used on expressions of types {lt}, {rt}", e.span)
@@ -518,13 +527,13 @@ class Checker(ast.NodeVisitor):
             for side, t in ((e.left, lt), (e.right, rt)):
                 if not is_integer_like(t):
                     self.error(f"the {op} operator needs integer operands, not {t}", side.span)
-            return INT64
+            return BOOL
         if not (is_integer_like(lt) and is_integer_like(rt)):
             if isinstance(lt, StrT) and isinstance(rt, StrT):
                 self.error(f"the {op} operator can not be used on expressions of types {lt}, {rt}", e.span)
             self.mismatch(e, lt, rt)
         if op in ("==", "!=", "<", ">", "<=", ">="):
-            return INT64
+            return BOOL
         signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
         return IntT(64, signed)
 
@@ -546,7 +555,7 @@ class Checker(ast.NodeVisitor):
         if not is_integer_like(t):
             self.error(f"the {e.op} operator needs an integer operand, not {t}", e.span)
         if e.op == "!":
-            return INT64
+            return BOOL
         if e.op == "-":
             return INT64
         return IntT(64, getattr(t, "signed", False))
@@ -592,7 +601,7 @@ class Checker(ast.NodeVisitor):
     def expr_Cast(self, e: ast.Cast) -> Type:
         t = self.expr(e.expr)
         tn = e.type
-        if tn.base.startswith("struct "):
+        if tn.base.startswith(("struct ", "union ")):
             if tn.pointer == 0:
                 self.error(f"cannot cast to '{tn.base}': cast to a pointer ('{tn.base} *')", tn.span)
             exists = self.env.struct_exists(tn.base)
@@ -713,7 +722,8 @@ class Checker(ast.NodeVisitor):
         kinds = []
         for a in c.args[1:]:
             t = self.expr(a)
-            self.check_storable(t, a.span)
+            if not isinstance(t, VoidT):
+                self.check_storable(t, a.span)
             kinds.append(_printf_kind(t))
         try:
             printf_format.check_args(fmt, kinds, c.name)
@@ -775,7 +785,7 @@ class Checker(ast.NodeVisitor):
             if n is not None:
                 if n < 0:
                     self.error("str() length must not be negative", c.args[1].span)
-                size = min(size, n + 1)
+                size = min(size, n)  # bytes with the NUL: str(s, 3) is two characters
         return StrT(max(1, size))
 
     def call_strncmp(self, c: ast.Call) -> Type:
@@ -929,17 +939,17 @@ class Checker(ast.NodeVisitor):
         return VOID
 
 
-_PRINTF_KINDS = {StrT: "string", BufT: "buffer", IntT: "integer", PtrT: "pointer", KsymT: "ksym",
-                 UsymT: "usym", InetT: "inet", ProbeT: "probe", TupleT: "tuple"}
-
-
-def _printf_kind(t: Type) -> str:
-    """bpftrace's name of a type, as printf's argument check knows it."""
+def _printf_kind(t: Type) -> Tuple[str, str]:
+    """(kind, bpftrace's type name) of a printf argument, as printf_format.check_args wants it."""
+    if isinstance(t, VoidT):
+        return ("none", "none")
+    if isinstance(t, (IntT, PtrT)):
+        return ("integer", str(t))
+    if isinstance(t, BufT):
+        return ("buffer", str(t))
     if is_char_array(t):
-        return "string"
-    if isinstance(t, StackT):
-        return "kstack" if t.kernel else "ustack"
-    return _PRINTF_KINDS.get(type(t), str(t))
+        return ("other", f"string[{t.length}]")  # type: ignore[union-attr]
+    return ("other", str(t))
 
 
 def analyse(program: ast.Program, groups: "List[ProbeGroup]",

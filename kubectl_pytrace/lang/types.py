@@ -34,6 +34,28 @@ class IntT(Type):
 
 
 @dataclass(frozen=True)
+class BoolT(IntT):
+    """true/false: an integer that prints as a word (comparisons, `!`, `&&`, `||`, literals)."""
+
+    bits: int = 8
+    signed: bool = False
+
+    def name(self) -> str:
+        return "bool"
+
+
+@dataclass(frozen=True)
+class EnumT(IntT):
+    """A C enum's value: an integer that prints as its enumerator's name (`TCP_LISTEN`)."""
+
+    enum: str = ""  # "enum tcp_state"
+    values: Tuple[Tuple[int, str], ...] = ()
+
+    def name(self) -> str:
+        return self.enum
+
+
+@dataclass(frozen=True)
 class StrT(Type):
     size: int = STRLEN  # bytes including the terminating NUL
 
@@ -47,6 +69,28 @@ class TupleT(Type):
 
     def name(self) -> str:
         return "(" + ",".join(e.name() for e in self.elems) + ")"
+
+
+@dataclass(frozen=True)
+class RecordT(Type):
+    """A struct value copied out of the kernel (print(args), print(*$task)): named fields, each
+    stored as tuples store their elements; prints as `{ .a = 1, .b = 2 }`."""
+
+    cname: str
+    fields: Tuple[Tuple[str, Type], ...]
+
+    def name(self) -> str:
+        return self.cname
+
+
+@dataclass(frozen=True)
+class TimestampT(Type):
+    """The value of strftime(fmt, nsecs): the clock and the time, formatted by user space."""
+
+    fmt: str
+
+    def name(self) -> str:
+        return "timestamp"
 
 
 @dataclass(frozen=True)
@@ -138,6 +182,7 @@ class AggT(Type):
     kind: str  # count sum min max avg stats hist lhist
     signed: bool = True
     lhist: Optional[Tuple[int, int, int]] = None  # (min, max, step)
+    bits: int = 0  # hist(n, k): each power of 2 split into 2**k buckets
 
     def name(self) -> str:
         return f"{self.kind}_t"
@@ -148,16 +193,21 @@ UINT64 = IntT(64, False)
 INT32 = IntT(32, True)
 UINT32 = IntT(32, False)
 VOID = VoidT()
+BOOL = BoolT()
 
 INT_TYPE_NAMES = {
     "int8": IntT(8, True), "int16": IntT(16, True), "int32": IntT(32, True), "int64": IntT(64, True),
     "uint8": IntT(8, False), "uint16": IntT(16, False), "uint32": IntT(32, False),
-    "uint64": IntT(64, False), "bool": IntT(8, False),
+    "uint64": IntT(64, False), "bool": BoolT(),
 }
 
 
 def is_int(t: Type) -> bool:
     return isinstance(t, IntT)
+
+
+def is_bool(t: Type) -> bool:
+    return isinstance(t, BoolT)
 
 
 def is_integer_like(t: Type) -> bool:
@@ -173,6 +223,10 @@ def common_type(a: Type, b: Type) -> Optional[Type]:
     """The type that can hold values of both a and b (for maps, variables and ternaries)."""
     if a == b:
         return a
+    if isinstance(a, BoolT) and isinstance(b, BoolT):
+        return a
+    if isinstance(a, EnumT) and isinstance(b, EnumT) and a.enum == b.enum:
+        return a if a.bits >= b.bits else b
     if isinstance(a, IntT) and isinstance(b, IntT):
         return IntT(64, a.signed and b.signed)
     if isinstance(a, StrT) and isinstance(b, StrT):
@@ -190,9 +244,14 @@ def common_type(a: Type, b: Type) -> Optional[Type]:
 
 
 def storage_type(t: Type) -> Type:
-    """How a value is stored in a map or variable: integers widen to 64 bits."""
+    """How a value is stored in a map or variable: integers widen to 64 bits (bools and enums keep
+    their type: it decides how they print)."""
+    if isinstance(t, (BoolT, EnumT)):
+        return t
     if isinstance(t, IntT):
         return IntT(64, t.signed)
     if isinstance(t, TupleT):
         return TupleT(tuple(storage_type(e) for e in t.elems))
+    if isinstance(t, RecordT):
+        return RecordT(t.cname, tuple((n, storage_type(e)) for n, e in t.fields))
     return t

@@ -18,8 +18,8 @@ from typing import IO, Callable, Dict, List
 
 from kubectl_pytrace.lang.layout import field_count
 from kubectl_pytrace.lang.program import CProgram, EventSpec
-from kubectl_pytrace.lang.types import StrT
-from kubectl_pytrace.output.decode import RecordDecoder, Symbols, converter
+from kubectl_pytrace.lang.types import BoolT, EnumT, IntT, StrT
+from kubectl_pytrace.output.decode import RecordDecoder, Symbols, converter, cstr
 from kubectl_pytrace.output.maps import MapReader
 from kubectl_pytrace.output.printer import Output
 from kubectl_pytrace.output.printf import compile_format
@@ -73,7 +73,9 @@ class EventHandlers:
         fmt = compile_format(ev.fmt)  # type: ignore[arg-type]
         fields = ev.record.fields
         names = [f"a{i}" for i in range(len(fields))]
-        expr, env = fmt.python_expression(names)
+        kinds = ["int" if isinstance(f.type, IntT) and not isinstance(f.type, (BoolT, EnumT)) else
+                 "str" if isinstance(f.type, StrT) else None for f in fields]
+        expr, env = fmt.python_expression(names, kinds)
         lines = ["def handler(buf):"]
         if fields:
             lines += self._unpack_lines(ev, sym, names, env)
@@ -93,7 +95,8 @@ class EventHandlers:
         lines = [f"    {', '.join(names)}, = _unpack(buf, {fields[0].offset})"]
         for i, f in enumerate(fields):
             if isinstance(f.type, StrT):
-                lines.append(f"    a{i} = a{i}.split(b'\\0', 1)[0].decode('utf-8', 'surrogateescape')")
+                env["_cstr"] = cstr
+                lines.append(f"    a{i} = _cstr(a{i}, {f.type.size})")
                 continue
             conv = converter(f.type, sym)
             if conv is not None:

@@ -135,7 +135,7 @@ def test_lost_events_in_json(host_workloads):
                         f"uprobe:{host_workloads['calls']}:work {{ printf(\"%d\\n\", arg0); }}",
                         "-c", f"{host_workloads['calls']} 20000"], capture_output=True, env=env, timeout=120)
     assert p.returncode == 0
-    assert re.search(rb'^\{"type": "lost_events", "data": \{"events": \d+\}\}$', p.stdout, re.M)
+    assert re.search(rb'^\{"type": "lost_events", "count": \d+, "data": \{"events": \d+\}\}$', p.stdout, re.M)
 
 
 def test_verifier_rejection_names_probe_and_shows_log():
@@ -144,7 +144,7 @@ def test_verifier_rejection_names_probe_and_shows_log():
                        capture_output=True, timeout=120)
     err = p.stderr.decode()
     assert p.returncode == 1
-    assert "error: cannot attach BEGIN: the BPF verifier rejected the program" in err
+    assert "error: cannot attach begin: the BPF verifier rejected the program" in err
     assert "processed 1000001 insns" in err
     assert "Attached" not in err
 
