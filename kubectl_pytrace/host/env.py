@@ -195,6 +195,21 @@ class HostEnvironment(Environment):
             return None
         return enum_type(e)
 
+    def enum_named(self, name: str) -> Optional[EnumT]:
+        if not self.has_btf():
+            return None
+        e = self.btf.enum(name)
+        return enum_type(e) if e is not None else None
+
+    def typedef(self, name: str) -> Optional[Type]:
+        known = super().typedef(name)
+        if known is not None or not self.has_btf():
+            return known
+        td = self.btf.typedef(name)
+        if td is None:
+            raise LookupFailed(f"no typedef named '{name}' in the kernel's BTF")
+        return btf_type(td)
+
     def _constant(self, name: str, includes: Tuple[str, ...], hide: frozenset) -> Optional[int]:
         """A #define of the included headers (as bpftrace, macros first), else a BTF enum value."""
         if includes and name not in hide:

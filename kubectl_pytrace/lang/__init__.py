@@ -55,7 +55,9 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
     # the passes are imported here, not at the top: a tracer that finds the compiled program in
     # its cache never loads the parser (lark) or the passes
     from kubectl_pytrace.lang.codegen import generate
+    from kubectl_pytrace.lang.config import read_config
     from kubectl_pytrace.lang.expand import expand
+    from kubectl_pytrace.lang.macros import expand_macros
     from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
     from kubectl_pytrace.lang.semantic import analyse
 
@@ -65,10 +67,14 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
     # rejects programs nested deeper than the passes can walk
     program = _parse(text, filename, env.predefined_macros(), diags)
     with recursion_room():
-        groups = expand(program, env, diags)
+        config = read_config(program.config, diags)
+        expand_macros(program, diags)  # before anything reads the probes' bodies
         if diags.has_errors():
             raise CompileError(diags)
-        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined)
+        groups = expand(program, env, diags, config.missing_probes)
+        if diags.has_errors():
+            raise CompileError(diags)
+        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, config)
         if diags.has_errors():
             raise CompileError(diags)
         c = generate(analysis, options, params)

@@ -120,6 +120,7 @@ class FunctionGen:
         self.lines: List[str] = []
         self.indent = 1
         self.ntmp = 0
+        self.vars_struct: Optional[str] = None  # set while generating a loop body's callback
 
     # ---- emission helpers ---------------------------------------------------------------------
     def emit(self, line: str):
@@ -158,11 +159,14 @@ class FunctionGen:
     # ---- function ------------------------------------------------------------------------------
     def generate(self) -> str:
         fn = self.fn
-        for var, t in fn.vars.items():
-            if var in self.gen.analysis.predefined:
-                self.emit(f"{decl(t, 'v_' + var[1:], self.gen.tuples)} = {self.gen.analysis.predefined[var]}LL;")
+        for slot in fn.slots.values():
+            t = slot.type
+            if t is None:
+                continue  # declared (let $x;) and never given a value: nothing reads it
+            if slot.predefined is not None:
+                self.emit(f"{decl(t, slot.cname, self.gen.tuples)} = {slot.predefined}LL;")
             else:
-                self.emit(decl(t, "v_" + var[1:], self.gen.tuples) + zero_init(t))
+                self.emit(decl(t, slot.cname, self.gen.tuples) + zero_init(t))
         if fn.provider not in ("BEGIN", "END"):
             self.task_filter()
         if fn.probe.predicate is not None:
@@ -188,13 +192,55 @@ class FunctionGen:
     def stmt_ExprStmt(self, s: ast.ExprStmt):
         with self.nested("{"):
             v = self.value(s.expr)
-            if isinstance(v, str) and not isinstance(s.expr, ast.Call):
+            if isinstance(v, str) and v != "0":  # delete(...) has its effect in the expression
                 self.emit(f"(void)({v});")
+
+    def slot(self, v: ast.Var):
+        return self.fn.slots[self.fn.var_refs[id(v)]]
+
+    def var_ref(self, slot) -> str:
+        """The C lvalue of a variable (in a loop body's callback: through the variables' struct)."""
+        return slot.cname if self.vars_struct is None else f"{self.vars_struct}->{slot.cname}"
 
     def stmt_AssignVar(self, s: ast.AssignVar):
         with self.nested("{"):
-            t = self.fn.vars[s.target.name]
-            self.store("v_" + s.target.name[1:], t, s.value)
+            slot = self.slot(s.target)
+            self.store(self.var_ref(slot), slot.type, s.value)
+
+    def stmt_Let(self, s: ast.Let):
+        if s.value is None:
+            return  # every variable starts zeroed
+        with self.nested("{"):
+            slot = self.slot(s.target)
+            self.store(self.var_ref(slot), slot.type, s.value)
+
+    def stmt_Discard(self, s: ast.Discard):
+        with self.nested("{"):
+            v = self.value(s.expr)
+            if isinstance(v, str):
+                self.emit(f"(void)({v});")
+
+    def stmt_BlockStmt(self, s: ast.BlockStmt):
+        with self.nested("{"):
+            self.block(s.body)
+
+    def expr_BlockExpr(self, e: ast.BlockExpr) -> Value:
+        t = self.type(e)
+        if isinstance(t, VoidT):
+            with self.nested("{"):
+                for st in e.stmts:
+                    getattr(self, "stmt_" + type(st).__name__)(st)
+                if e.value is not None:
+                    self.value(e.value)
+            return "0"
+        out = self.declare(t, "blk")
+        with self.nested("{"):
+            for st in e.stmts:
+                getattr(self, "stmt_" + type(st).__name__)(st)
+            self.store(out, t, e.value)  # type: ignore[arg-type]
+        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+            return out
+        return Buf(out, t)
 
     def stmt_AssignMap(self, s: ast.AssignMap):
         info = self.gen.analysis.maps[s.target.name]
@@ -251,7 +297,9 @@ class FunctionGen:
         self.store_value(dest, dtype, v)
 
     def store_value(self, dest: str, dtype: Type, v: Value):
-        if isinstance(dtype, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(dtype, IntT) and dtype.bits < 64:  # a variable declared uint8, ...
+            self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({int_ctype(dtype)})({v});")
+        elif isinstance(dtype, (IntT, PtrT, KsymT, ProbeT)):
             self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({v});")
         elif isinstance(dtype, StrT):
             self.copy_string(dest, dtype.size, v)
@@ -314,8 +362,18 @@ class FunctionGen:
             return key
         self.emit(f"struct {spec.cname}_key {key} = {{}};")
         if info.key is not None:
-            for i, (k, kt) in enumerate(zip(m.keys, info.key.elems)):
-                self.store(f"{key}.k{i}", kt, k)
+            kts = info.key.elems
+            if len(m.keys) == 1 and len(kts) != 1 or (len(m.keys) == 1 and isinstance(self.type(m.keys[0]), TupleT)
+                                                       and not isinstance(kts[0], TupleT)):
+                # one tuple for several keys (@m[$key] with $key = (a, b))
+                v = self.value(m.keys[0])
+                assert isinstance(v, Buf) and isinstance(v.type, TupleT)
+                for i, (kt, et) in enumerate(zip(kts, v.type.elems)):
+                    inner: Value = f"{v.ref}.e{i}" if isinstance(et, (IntT, PtrT, KsymT, ProbeT)) else Buf(f"{v.ref}.e{i}", et)
+                    self.store_value(f"{key}.k{i}", kt, inner)
+            else:
+                for i, (k, kt) in enumerate(zip(m.keys, kts)):
+                    self.store(f"{key}.k{i}", kt, k)
         if bucket is not None:
             self.emit(f"{key}.bucket = {bucket};")
         return key
@@ -402,6 +460,9 @@ class FunctionGen:
         if e.value >= 1 << 63:
             return f"((u64){e.value}ULL)"
         return f"((s64){e.value}LL)"
+
+    def expr_Bool(self, e: ast.Bool) -> Value:
+        return "((u64)1)" if e.value else "((u64)0)"
 
     def expr_String(self, e: ast.String) -> Value:
         return Lit(e.value)
@@ -501,11 +562,11 @@ class FunctionGen:
         return Buf(out, t)
 
     def expr_Var(self, e: ast.Var) -> Value:
-        t = self.fn.vars[e.name]
-        name = "v_" + e.name[1:]
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        slot = self.slot(e)
+        name = self.var_ref(slot)
+        if isinstance(slot.type, (IntT, PtrT, KsymT, ProbeT)):
             return name
-        return Buf(name, t)
+        return Buf(name, slot.type)
 
     def expr_Map(self, e: ast.Map) -> Value:
         return self.map_read(e)
@@ -662,7 +723,7 @@ class FunctionGen:
     def expr_IncDec(self, e: ast.IncDec) -> Value:
         delta = "+ 1" if e.op == "++" else "- 1"
         if isinstance(e.target, ast.Var):
-            name = "v_" + e.target.name[1:]
+            name = self.var_ref(self.slot(e.target))
             return f"({e.op}{name})" if e.prefix else f"({name}{e.op})"
         m: ast.Map = e.target  # type: ignore[assignment]
         info = self.gen.analysis.maps[m.name]
@@ -701,7 +762,7 @@ class FunctionGen:
             return self.as_c(f"((u64 *)ctx)[{i}]", t if isinstance(t, IntT) else IntT(64, False))
         assert isinstance(ref, StructField)
         base = self.int_value(e.expr)
-        space = base_t.space if isinstance(base_t, PtrT) else "kernel"
+        space = base_t.space if isinstance(base_t, (PtrT, StructT)) else "kernel"
         return self.read_memory(f"(({base}) + {ref.offset})", ref.type, space, (ref.bit_offset, ref.bit_size))
 
     def tracepoint_field(self, f: TracepointField) -> Value:
@@ -719,12 +780,39 @@ class FunctionGen:
 
     def expr_Index(self, e: ast.Index) -> Value:
         base_t = self.type(e.expr)
-        base = self.int_value(e.expr)
-        idx = self.int_value(e.index)
         elem = self.type(e)
+        if isinstance(base_t, TupleT):
+            base = self.value(e.expr)
+            assert isinstance(base, Buf)
+            i = self.fn.constants[id(e)]
+            if isinstance(elem, (IntT, PtrT, KsymT, ProbeT)):
+                return f"{base.ref}.e{i}"
+            return Buf(f"{base.ref}.e{i}", elem)
+        v = self.value(e.expr)
+        if isinstance(v, Lit):  # "/"[0]
+            from kubectl_pytrace.lang.semantic import const_value
+
+            k = const_value(e.index)
+            if k is not None:
+                data = v.data + b"\0"
+                byte = data[k] if 0 <= k < len(data) else 0
+                return self.constant(byte - 256 if byte >= 128 else byte)
+            t = StrT(len(v.data) + 1)
+            buf = self.declare(t, "lit")
+            self.copy_string(buf, t.size, v)
+            v = Buf(buf, t)
+        idx = self.int_value(e.index)
+        if isinstance(v, Buf):  # a string, or a char array already read: its bytes are here
+            n = v.type.size if isinstance(v.type, StrT) else sizeof(v.type)
+            i, out = self.tmp("i"), self.tmp("ch")
+            self.emit(f"u64 {i} = (u64)({idx});")
+            self.emit(f"s64 {out} = 0;")
+            self.emit(f"if ({i} < {n}) {out} = ((s8 *)&{v.ref})[{i}];")
+            return self.as_c(f"({int_ctype(elem)}){out}", elem) if isinstance(elem, IntT) else out
+        assert isinstance(v, str)
         size = sizeof(elem) if not isinstance(elem, IntT) else max(1, elem.bits // 8)
         space = self.space_of(base_t)
-        return self.read_memory(f"(({base}) + ({idx}) * {size})", elem, space)
+        return self.read_memory(f"(({v}) + ({idx}) * {size})", elem, space)
 
     # ---- calls --------------------------------------------------------------------------------
     def expr_Call(self, c: ast.Call) -> Value:
@@ -821,16 +909,13 @@ class FunctionGen:
         return "0"
 
     def call_delete(self, c: ast.Call) -> Value:
-        m: ast.Map = c.args[0]  # type: ignore[assignment]
+        m: ast.Map = c.map_access  # type: ignore[attr-defined]
         info = self.gen.analysis.maps[m.name]
-        if isinstance(info.value, AggT) and info.value.kind in ("hist", "lhist"):
-            raise NotImplementedError  # rejected by the semantic pass
         key = self.map_key(m, info)
-        self.emit(f"{self.gen.map_cname(info)}.delete(&{key});")
-        return "0"
+        return f"((s64)({self.gen.map_cname(info)}.delete(&{key}) == 0))"
 
     def call_has_key(self, c: ast.Call) -> Value:
-        m: ast.Map = c.args[0]  # type: ignore[assignment]
+        m: ast.Map = c.map_access  # type: ignore[attr-defined]
         info = self.gen.analysis.maps[m.name]
         key = self.map_key(m, info)
         return f"((s64)({self.gen.map_cname(info)}.lookup(&{key}) != 0))"

@@ -62,6 +62,15 @@ class Environment:
         values then print as their names (`@s[TCP_LISTEN]` prints `@s[TCP_LISTEN]`)."""
         return None
 
+    def enum_named(self, name: str) -> Optional["EnumT"]:
+        """`enum tcp_state` (by its name, without the keyword) from BTF."""
+        return None
+
+    def typedef(self, name: str) -> Optional[Type]:
+        """A type named by a C typedef (pid_t, u64, uint64_t), resolved to a language type; None
+        when unknown; LookupFailed (with a hint) when the answer is no."""
+        return _C_TYPEDEFS.get(name)
+
     def kernel_symbol(self, name: str) -> Optional[int]:
         """The address of a kernel symbol (kaddr("avenrun")); LookupFailed when it does not exist."""
         return None
@@ -116,6 +125,13 @@ _INT_NAMES = {
     "ssize_t": (64, True), "pid_t": (32, True), "uid_t": (32, False), "gid_t": (32, False),
     "umode_t": (16, False), "loff_t": (64, True), "dev_t": (32, False),
 }
+
+
+# Integer typedefs bpftrace knows without BTF (and the C names of fixed-width integers)
+_C_TYPEDEFS: Dict[str, Type] = {n: IntT(b, sgn) for n, (b, sgn) in {
+    "uint8_t": (8, False), "uint16_t": (16, False), "uint32_t": (32, False), "uint64_t": (64, False),
+    "int8_t": (8, True), "int16_t": (16, True), "int32_t": (32, True), "int64_t": (64, True),
+}.items()}
 
 
 def ctype_to_type(ctype: str, size: int, signed: bool, space: str = "kernel",

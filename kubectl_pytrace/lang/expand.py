@@ -113,7 +113,9 @@ class _Skipped(LookupFailed):
     """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
 
 
-def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[ProbeGroup]:
+def expand(program: ast.Program, env: Environment, diags: Diagnostics,
+           missing_probes: Optional[str] = None) -> List[ProbeGroup]:
+    """missing_probes: the config's (error, warn, ignore), or None for bpftrace 0.17's rules."""
     groups: List[ProbeGroup] = []
     skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
     for probe in program.probes:
@@ -127,10 +129,20 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[P
                 spec = parse_attach_point(ap.raw)
                 concrete = _expand(spec, env)
             except _Skipped as err:
+                if missing_probes == "error":
+                    diags.error(f"{ap.raw}: {err}", ap.span)
+                    continue
                 skipped.append((f"{ap.raw}: {err}", ap.span))
                 first_skipped = first_skipped or spec
                 continue
-            except (AttachPointError, LookupFailed) as err:
+            except AttachPointError as err:
+                diags.error(f"{ap.raw}: {err}", ap.span)
+                continue
+            except LookupFailed as err:
+                if missing_probes in ("warn", "ignore"):
+                    skipped.append((f"{ap.raw}: {err}", ap.span))
+                    first_skipped = first_skipped or spec
+                    continue
                 diags.error(f"{ap.raw}: {err}", ap.span)
                 continue
             for c in concrete:
@@ -152,8 +164,10 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[P
             groups.append(ProbeGroup(probe, [first_skipped], attach=False))
     if skipped and not diags.has_errors():
         if any(g.attach for g in groups):
+            how = "skipped (missing_probes = warn)" if missing_probes == "warn" else "skipped, as bpftrace 0.17 does"
             for message, span in skipped:
-                diags.warning(f"{message}: skipped, as bpftrace 0.17 does", span)  # type: ignore[arg-type]
+                if missing_probes != "ignore":
+                    diags.warning(f"{message}: {how}", span)  # type: ignore[arg-type]
         else:
             for message, span in skipped:  # nothing at all to attach: each is why
                 diags.error(message, span)  # type: ignore[arg-type]

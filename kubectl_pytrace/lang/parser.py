@@ -422,6 +422,7 @@ def type_positions(text: str, macro_names: frozenset = frozenset()) -> frozenset
 _KEYWORDS = frozenset("if else while unroll for let macro config return break continue struct union enum "
                       "sizeof offsetof true false".split())
 _MACRO_DEF = re.compile(r"\bmacro\s+(" + _IDENT_RE + r")")
+_MACRO_PARAMS = re.compile(r"\bmacro\s+" + _IDENT_RE + r"\s*\(([^)]*)\)")
 MAX_EXPANSION = 10000  # tokens one use of a macro may become (#define A B B, #define B C C, ...)
 
 
@@ -429,7 +430,9 @@ class _MacroExpander:
     """Lark post-lexer: an IDENT naming a macro becomes the tokens of the macro's body (recursively,
     a macro never expanding inside itself, as in cpp), each placed at the position of the name."""
 
-    always_accept = ()
+    # IDENT in every state: a name where only a type may come (`let $x: pid_t`) must reach process()
+    # to become a TYPE_IDENT, which no state's lexer can match by itself
+    always_accept = ("IDENT",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         table = _MACROS.get()
@@ -559,7 +562,10 @@ def parse(text: str, filename: str = "stdin", predefined: Optional[Dict[str, str
     if diags.has_errors():
         raise CompileError(diags)
     token = _MACROS.set(pre.macros)
-    types = _TYPES.set(type_positions(pre.text, frozenset(_MACRO_DEF.findall(pre.text))))
+    not_types = set(_MACRO_DEF.findall(pre.text))
+    for params in _MACRO_PARAMS.findall(pre.text):  # a macro's expression parameters
+        not_types.update(p.strip() for p in params.split(","))
+    types = _TYPES.set(type_positions(pre.text, frozenset(not_types)))
     try:
         tree = _parser().parse(pre.text)
         _check_nesting(tree)

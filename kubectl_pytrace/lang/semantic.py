@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang import printf as printf_format
+from kubectl_pytrace.lang.config import Config
 from kubectl_pytrace.lang.diagnostics import Diagnostics, Span
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
 from kubectl_pytrace.lang.probes import ProbeSpec
@@ -31,6 +32,7 @@ KPROBE_LIKE = ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt")
 MAX_UNROLL = 100
 MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big for the verifier
 MAX_LHIST_BUCKETS = 1000
+MAX_STRING = 1024  # string[N] / buffer[N] sizes the BPF stack can hold in a few copies
 STACK_MODES = ("bpftrace", "perf", "raw")
 
 
@@ -42,10 +44,23 @@ class MapInfo:
     value: Optional[Type] = None  # a storage type, or AggT for aggregation maps
     span: Span = Span(0, 0)
     key_known: bool = False  # set at the first access, which fixes whether the map has keys
+    decl: Optional[ast.MapDecl] = None  # let @m = lruhash(N)
 
     @property
     def is_agg(self) -> bool:
         return isinstance(self.value, AggT)
+
+
+@dataclass
+class VarSlot:
+    """One variable: `name` as written, `cname` unique in its function, its type (None until a value
+    is assigned), the type a `let $x: T` fixed, and the value the runtime sets ($container_pid)."""
+
+    name: str
+    cname: str
+    type: Optional[Type] = None
+    declared: Optional[Type] = None
+    predefined: Optional[int] = None
 
 
 @dataclass
@@ -64,7 +79,10 @@ class ProbeFunction:
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format
     constants: Dict[int, int] = field(default_factory=dict)  # Identifier/kaddr() Call -> its value
-    vars: Dict[str, Type] = field(default_factory=dict)
+    # variables: one slot (a C variable) per declaration, blocks being scopes; Var node -> slot
+    slots: Dict[str, "VarSlot"] = field(default_factory=dict)  # C name -> slot, in declaration order
+    var_refs: Dict[int, str] = field(default_factory=dict)  # id(Var) -> C name
+    loops: Dict[int, object] = field(default_factory=dict)  # id(For) -> facts for the code generator
 
     @property
     def provider(self) -> str:
@@ -85,6 +103,33 @@ class Analysis:
     uses_elapsed: bool = False
     uses_cpid: bool = False
     predefined: Dict[str, int] = field(default_factory=dict)  # variables set by the runtime
+    config: Config = field(default_factory=Config)
+
+
+def const_value(e: ast.Expr) -> Optional[int]:
+    """The value of a constant integer expression (literals, + - * / % << >> & | ^ ~ and unary -)."""
+    if isinstance(e, ast.Integer):
+        return e.value
+    if isinstance(e, ast.Unop) and e.op in ("-", "~", "+"):
+        v = const_value(e.operand)
+        return None if v is None else -v if e.op == "-" else ~v if e.op == "~" else v
+    if isinstance(e, ast.Binop) and e.op in ("+", "-", "*", "/", "%", "<<", ">>", "&", "|", "^"):
+        a, b = const_value(e.left), const_value(e.right)
+        if a is None or b is None or (e.op in "/%" and b == 0) or (e.op in ("<<", ">>") and not 0 <= b < 64):
+            return None
+        return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                "/": lambda: int(a / b), "%": lambda: a - b * int(a / b), "<<": lambda: a << b,
+                ">>": lambda: a >> b, "&": lambda: a & b, "|": lambda: a | b, "^": lambda: a ^ b}[e.op]()
+    return None
+
+
+def assignable(t: Type, declared: Type) -> bool:
+    """Whether a value of type t may be stored in a variable declared with type `declared`."""
+    if isinstance(declared, (IntT, PtrT)) and isinstance(t, (IntT, PtrT)):
+        return True
+    if isinstance(declared, StrT) and (isinstance(t, StrT) or is_char_array(t)):
+        return True
+    return common_type(storage_type(t), declared) == declared
 
 
 def _is_agg_call(e: ast.Expr) -> bool:
@@ -98,13 +143,15 @@ class _Unknown(Exception):
 class Checker(ast.NodeVisitor):
     """Types one ProbeFunction. In a non-final round it only learns map types, reporting nothing."""
 
-    def __init__(self, fn: ProbeFunction, maps: Dict[str, MapInfo], env: Environment,
-                 diags: Diagnostics, final: bool, params: List[str], has_cpid: bool,
-                 guess_maps: bool = True, predefined: Optional[Dict[str, int]] = None,
-                 includes: Sequence[str] = ()):
-        self.fn, self.maps, self.env, self.diags, self.final = fn, maps, env, diags, final
-        self.includes = tuple(includes)
-        self.params, self.has_cpid, self.guess_maps = params, has_cpid, guess_maps
+    def __init__(self, fn: ProbeFunction, maps: Dict[str, MapInfo], shared: "Shared", diags: Diagnostics,
+                 final: bool, guess_maps: bool = True):
+        self.fn, self.maps, self.env, self.diags, self.final = fn, maps, shared.env, diags, final
+        self.shared = shared
+        self.includes = shared.includes
+        self.params, self.has_cpid, self.guess_maps = shared.params, shared.has_cpid, guess_maps
+        self.config = shared.config
+        self.strlen = shared.config.max_strlen
+        self.c_structs = shared.c_structs  # struct definitions of the program (c_definitions)
         self.changed = False
         self.loops = 0
         self.unrolled = 1  # how many copies of the current statement nested unroll()s make
@@ -112,9 +159,59 @@ class Checker(ast.NodeVisitor):
         fn.fields.clear()
         fn.formats.clear()
         fn.constants.clear()
-        fn.vars.clear()
-        for name in predefined or {}:
-            fn.vars[name] = INT64  # $container_pid and the like, set before the probe body
+        fn.slots.clear()
+        fn.var_refs.clear()
+        fn.loops.clear()
+        self.scopes: List[Dict[str, VarSlot]] = [{}]
+        self.closed: Dict[str, List[VarSlot]] = {}  # slots of blocks already left, by name
+        for name, value in shared.predefined.items():
+            slot = self.declare(name)  # $container_pid and the like, set before the probe body
+            slot.type, slot.predefined = INT64, value
+
+    # ---- variables and scopes ------------------------------------------------------------------
+    def declare(self, name: str) -> VarSlot:
+        base = "v_" + "".join(c if c.isalnum() or c == "_" else "_" for c in name[1:])
+        cname, n = base, 1
+        while cname in self.fn.slots:
+            n += 1
+            cname = f"{base}_{n}"
+        slot = VarSlot(name, cname)
+        self.fn.slots[cname] = slot
+        self.scopes[-1][name] = slot
+        return slot
+
+    def lookup(self, name: str) -> Optional[VarSlot]:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        return None
+
+    def push_scope(self):
+        self.scopes.append({})
+
+    def pop_scope(self):
+        for name, slot in self.scopes.pop().items():
+            self.closed.setdefault(name, []).append(slot)
+
+    def scoped_block(self, b: ast.Block):
+        self.push_scope()
+        try:
+            self.block(b)
+        finally:
+            self.pop_scope()
+
+    def reopen(self, name: str, t: Optional[Type]) -> Optional[VarSlot]:
+        """bpftrace 0.17 scoped variables to the probe: a variable assigned in a block it has left
+        (`if (x) { $a = 1; } else { $a = 2; }`) is still that variable. The latest such slot whose
+        type holds t is made visible again (bpftrace 0.27 would call it undeclared)."""
+        for slot in reversed(self.closed.get(name, [])):
+            if t is None or slot.type is None or common_type(slot.type, t) is not None:
+                self.scopes[-1][name] = slot
+                return slot
+        return None
+
+    def ref(self, v: ast.Var, slot: VarSlot) -> None:
+        self.fn.var_refs[id(v)] = slot.cname
 
     # ---- helpers ------------------------------------------------------------------------------
     def error(self, msg: str, span: Span, hint: Optional[str] = None):
@@ -178,21 +275,68 @@ class Checker(ast.NodeVisitor):
             self.error(f"{s.value.name}() should be directly assigned to a map", s.value.span)
         t = self.expr(s.value)
         self.check_storable(t, s.value.span)
+        self.assign_var(s.target, t, s.span)
+
+    def assign_var(self, target: ast.Var, t: Type, span: Span) -> VarSlot:
         # integers are stored in 64 bits but keep their width, as bpftrace's variables keep their
         # type: bswap($port) of a uint16 swaps two bytes
         st = t if isinstance(t, IntT) else storage_type(t)
-        old = self.fn.vars.get(s.target.name)
-        if old is not None:
-            merged = common_type(old, st)
-            if merged is None or (isinstance(old, StrT) and isinstance(st, StrT) and st.size > old.size
-                                  and False):
-                self.error(f"type mismatch for {s.target.name}: trying to assign value of type "
-                           f"'{t}' when variable already contains a value of type '{old}'", s.span)
-            if merged != old:
-                self.fn.vars[s.target.name] = merged
+        if is_char_array(st):
+            st = StrT(st.length + 1)  # type: ignore[union-attr]
+        slot = self.lookup(target.name) or self.reopen(target.name, st) or self.declare(target.name)
+        if slot.declared is not None:
+            if not assignable(t, slot.declared):
+                self.error(f"type mismatch for {target.name}: trying to assign value of type '{t}' when "
+                           f"variable already has a type '{slot.declared}'", span)
+            slot.type = slot.declared
+        elif slot.type is not None:
+            merged = common_type(slot.type, st)
+            if merged is None:
+                self.error(f"type mismatch for {target.name}: trying to assign value of type "
+                           f"'{t}' when variable already contains a value of type '{slot.type}'", span)
+            slot.type = merged
         else:
-            self.fn.vars[s.target.name] = st
-        self.set(s.target, self.fn.vars[s.target.name])
+            slot.type = st
+        self.ref(target, slot)
+        self.set(target, slot.type)
+        return slot
+
+    def stmt_Let(self, s: ast.Let):
+        name = s.target.name
+        if name in self.scopes[-1] or any(name in sc for sc in self.scopes[:-1]):
+            self.error(f"Variable {name} was already declared. Variable shadowing is not allowed.", s.span)
+        slot = self.declare(name)
+        self.ref(s.target, slot)
+        if s.type is not None:
+            declared = self.resolve_type(s.type, s.type.span)
+            slot.declared = slot.type = declared if isinstance(declared, IntT) else storage_type(declared)
+            if isinstance(slot.declared, (StructT, VoidT)):
+                self.error(f"cannot declare a variable of type '{slot.declared}'", s.type.span)
+        if s.value is not None:
+            if _is_agg_call(s.value):
+                self.error(f"{s.value.name}() should be directly assigned to a map", s.value.span)
+            t = self.expr(s.value)
+            self.check_storable(t, s.value.span)
+            self.assign_var(s.target, t, s.span)
+        elif slot.type is not None:
+            self.set(s.target, slot.type)
+
+    def stmt_Discard(self, s: ast.Discard):
+        self.expr(s.expr)
+
+    def stmt_BlockStmt(self, s: ast.BlockStmt):
+        self.scoped_block(s.body)
+
+    def expr_BlockExpr(self, e: ast.BlockExpr) -> Type:
+        self.push_scope()
+        try:
+            for st in e.stmts:
+                self.stmt(st)
+            if e.value is None:
+                return VOID
+            return self.expr(e.value)
+        finally:
+            self.pop_scope()
 
     def stmt_AssignMap(self, s: ast.AssignMap):
         info = self.map_info(s.target)
@@ -213,9 +357,9 @@ class Checker(ast.NodeVisitor):
                 self.error(f"invalid condition in if(): {t}", s.cond.span)
         except _Unknown:
             pass
-        self.block(s.then)
+        self.scoped_block(s.then)
         if s.orelse is not None:
-            self.block(s.orelse)
+            self.scoped_block(s.orelse)
 
     def stmt_Unroll(self, s: ast.Unroll):
         n = ast.const_int(s.count)
@@ -229,7 +373,7 @@ class Checker(ast.NodeVisitor):
                        s.count.span)
         self.set(s.count, INT64)
         self.unrolled, outer = copies, self.unrolled
-        self.block(s.body)
+        self.scoped_block(s.body)
         self.unrolled = outer
 
     def stmt_While(self, s: ast.While):
@@ -240,8 +384,10 @@ class Checker(ast.NodeVisitor):
         except _Unknown:
             pass
         self.loops += 1
-        self.block(s.body)
-        self.loops -= 1
+        try:
+            self.scoped_block(s.body)
+        finally:
+            self.loops -= 1
 
     def stmt_Return(self, s: ast.Return):
         pass
@@ -284,6 +430,9 @@ class Checker(ast.NodeVisitor):
                 if isinstance(t, (AggT,)):
                     self.error("an aggregation cannot be a map key", k.span)
                 elems.append(self.key_storage(t))
+            if len(elems) == 1 and isinstance(elems[0], TupleT):
+                # @m[$key] with $key = (a, b) is @m[a, b]: several keys are one tuple (bpftrace 0.27)
+                elems = list(elems[0].elems)
             kt = TupleT(tuple(elems))
         if not info.key_known:
             info.key, info.key_known = kt, True
@@ -386,12 +535,15 @@ class Checker(ast.NodeVisitor):
             self.error(f"integer {e.value} does not fit in 64 bits", e.span)
         return UINT64 if e.value >= 1 << 63 else INT64
 
+    def expr_Bool(self, e: ast.Bool) -> Type:
+        return BOOL
+
     def expr_String(self, e: ast.String) -> Type:
         if b"\0" in e.value:
             # the rest would be cut off everywhere a C string is used
             pass
-        if len(e.value) + 1 > STRLEN:  # as bpftrace: strings live on the 512-byte BPF stack
-            self.error(f"string is too long (over {STRLEN} bytes)", e.span)
+        if len(e.value) + 1 > MAX_STRING:  # strings live on the 512-byte BPF stack
+            self.error(f"string is too long (over {MAX_STRING} bytes)", e.span)
         return StrT(len(e.value) + 1)
 
     def expr_Identifier(self, e: ast.Identifier) -> Type:
@@ -420,7 +572,7 @@ class Checker(ast.NodeVisitor):
             number = int(value, 0)
         except ValueError:
             # cut to bpftrace's string size, as str($1) does: a long one would not fit the BPF stack
-            return StrT(min(len(value.encode()) + 1, STRLEN))
+            return StrT(min(len(value.encode()) + 1, self.strlen))
         if not -(1 << 63) <= number < 1 << 64:  # it becomes a C constant
             self.error(f"${e.index} is used as a number but {value!r} does not fit in 64 bits", e.span)
         return INT64
@@ -486,10 +638,16 @@ class Checker(ast.NodeVisitor):
         raise AssertionError
 
     def expr_Var(self, e: ast.Var) -> Type:
-        t = self.fn.vars.get(e.name)
-        if t is None:
-            self.error(f"undefined variable '{e.name}'", e.span)
-        return t  # type: ignore[return-value]
+        slot = self.lookup(e.name)
+        if slot is None:
+            slot = self.reopen(e.name, None)
+            if slot is not None and slot.type is not None:
+                self.warning(f"{e.name} is used outside the block that assigned it: bpftrace 0.17's "
+                             f"value (bpftrace 0.27 calls it undefined)", e.span)
+        if slot is None or slot.type is None:
+            self.error(f"Undefined or undeclared variable: {e.name}", e.span)
+        self.ref(e, slot)  # type: ignore[arg-type]
+        return slot.type  # type: ignore[union-attr,return-value]
 
     def expr_Map(self, e: ast.Map) -> Type:
         info = self.maps.get(e.name)
@@ -577,13 +735,11 @@ class Checker(ast.NodeVisitor):
     def expr_IncDec(self, e: ast.IncDec) -> Type:
         target = e.target
         if isinstance(target, ast.Var):
-            t = self.fn.vars.get(target.name)
-            if t is None:
-                self.error(f"undefined variable '{target.name}'", target.span)
-            if not isinstance(t, IntT):
+            t = self.expr_Var(target)
+            if not isinstance(t, (IntT, PtrT)):
                 self.error(f"the {e.op} operator needs an integer variable, not {t}", e.span)
-            self.set(target, t)  # type: ignore[arg-type]
-            return t  # type: ignore[return-value]
+            self.set(target, t)
+            return t
         if isinstance(target, ast.Map):
             info = self.map_info(target)
             self.map_keys(target, info)
@@ -598,33 +754,90 @@ class Checker(ast.NodeVisitor):
         self.error(f"the {e.op} operator can only be applied to a variable or a map", e.span)
         raise AssertionError
 
+    def resolve_type(self, tn: ast.TypeName, span: Span, space: Optional[str] = None) -> Type:
+        """A written type: int8..uint64, bool, string[N], buffer[N], struct/union X, enum X, a typedef
+        (pid_t, u64: the kernel's BTF), then its pointer and array suffixes."""
+        base = tn.base
+        if space is None:
+            space = "user" if self.fn.user_space else "kernel"
+        suffixes = list(tn.suffixes) or ["*"] * tn.pointer
+        t: Type
+        if base in INT_TYPE_NAMES:
+            t = INT_TYPE_NAMES[base]
+        elif base in ("string", "buffer", "inet"):
+            size = STRLEN
+            if suffixes and suffixes[0].startswith("[") and suffixes[0] != "[]":
+                size = int(suffixes.pop(0)[1:-1] or STRLEN)
+                if not 1 <= size <= MAX_STRING:
+                    self.error(f"{base} size must be between 1 and {MAX_STRING}", span)
+            t = StrT(size) if base == "string" else BufT(size) if base == "buffer" else InetT()
+        elif base.startswith(("struct ", "union ")):
+            exists = self.struct_exists(base)
+            if exists is None:
+                self.error(f"cannot resolve '{base}': kernel struct access needs the running kernel's "
+                           f"BTF (/sys/kernel/btf/vmlinux), which this host does not have", span)
+            if exists is False:
+                self.error(f"unknown struct '{base}' (not in the kernel's BTF)", span)
+            t = StructT(base)
+        elif base.startswith("enum "):
+            et = self.env.enum_named(base[5:])
+            if et is None:
+                self.error(f"unknown enum '{base}'", span)
+            t = et  # type: ignore[assignment]
+        else:
+            try:
+                td = self.env.typedef(base)
+            except LookupFailed as err:
+                self.error(f"Unknown type: {base}", span, hint=str(err))
+            if td is None:
+                self.error(f"Unknown type: {base}", span)
+            t = td  # type: ignore[assignment]
+        for sfx in suffixes:
+            if sfx == "*":
+                t = PtrT(t, space)
+            elif sfx == "[]":
+                t = ArrayT(t, 0)  # sized by what is cast
+            else:
+                n = int(sfx[1:-1])
+                if not 1 <= n <= 4096:
+                    self.error("array size must be between 1 and 4096", span)
+                t = ArrayT(t, n)
+        return t
+
+    def struct_exists(self, cname: str) -> Optional[bool]:
+        if cname in self.c_structs:
+            return True
+        if not self.env.has_btf():
+            return None
+        exists = self.env.struct_exists(cname)
+        return True if exists is None else exists
+
     def expr_Cast(self, e: ast.Cast) -> Type:
         t = self.expr(e.expr)
-        tn = e.type
-        if tn.base.startswith(("struct ", "union ")):
-            if tn.pointer == 0:
-                self.error(f"cannot cast to '{tn.base}': cast to a pointer ('{tn.base} *')", tn.span)
-            exists = self.env.struct_exists(tn.base)
-            if not self.env.has_btf():
-                self.error(f"cannot resolve '{tn.base}': kernel struct access needs the running kernel's "
-                           f"BTF (/sys/kernel/btf/vmlinux), which this host does not have", tn.span)
-            if exists is False:
-                self.error(f"unknown struct '{tn.base}' (not in the kernel's BTF)", tn.span)
-            target: Type = StructT(tn.base)
-        else:
-            target = INT_TYPE_NAMES[tn.base]
-            if tn.pointer == 0:
-                if not is_integer_like(t):
-                    self.error(f"cannot cast a value of type {t} to {tn.base}", e.span)
-                return target
-        if not is_integer_like(t):
-            self.error(f"cannot cast a value of type {t} to a pointer", e.span)
-        space = "user" if self.fn.user_space else "kernel"
-        if isinstance(t, PtrT):
-            space = t.space
-        for _ in range(tn.pointer):
-            target = PtrT(target, space)
-        return target
+        space = t.space if isinstance(t, PtrT) else None
+        target = self.resolve_type(e.type, e.type.span, space)
+        if isinstance(target, StructT):
+            self.error(f"cannot cast to '{target}': cast to a pointer ('{target} *')", e.type.span)
+        if isinstance(target, ArrayT):
+            return self.array_cast(e, t, target)
+        if isinstance(target, (IntT, PtrT)):
+            if not is_integer_like(t):
+                what = "a pointer" if isinstance(target, PtrT) else str(target)
+                self.error(f"cannot cast a value of type {t} to {what}", e.span)
+            return target
+        self.error(f"cannot cast to '{target}'", e.type.span)
+        raise AssertionError
+
+    def array_cast(self, e: ast.Cast, t: Type, target: ArrayT) -> Type:
+        """(uint8[8])12345: an integer's bytes as an array (and back: (uint64)$arr)."""
+        if not isinstance(target.elem, IntT):
+            self.error(f"cannot cast to an array of {target.elem}", e.type.span)
+        size = t.bits // 8 if isinstance(t, IntT) else 8
+        elem = max(1, target.elem.bits // 8)  # type: ignore[union-attr]
+        n = target.length or size // elem
+        if not isinstance(t, IntT) or n * elem != size:
+            self.error(f"cannot cast {t} to {target.elem}[{target.length or n}]: the sizes differ", e.span)
+        return ArrayT(target.elem, n)
 
     def expr_FieldAccess(self, e: ast.FieldAccess) -> Type:
         base = self.expr(e.expr)
@@ -637,27 +850,34 @@ class Checker(ast.NodeVisitor):
             return base.elems[i]
         if isinstance(e.expr, ast.Builtin) and e.expr.name == "args":
             return self.args_field(e)
-        if e.arrow:
-            if not (isinstance(base, PtrT) and isinstance(base.target, StructT)):
-                self.error(f"cannot access field '{e.name}' with '->' on type '{base}': it is not a pointer "
-                           f"to a struct", e.span)
-            struct = base.target  # type: ignore[union-attr]
+        # `.` on a pointer to a struct reads through it, `->` is the same (bpftrace 0.27; 0.17 wanted
+        # `->` for pointers and `.` for structs)
+        if isinstance(base, PtrT) and isinstance(base.target, StructT):
+            struct, space = base.target, base.space
+        elif isinstance(base, StructT):
+            struct, space = base, base.space
         else:
-            if isinstance(base, PtrT) and isinstance(base.target, StructT):
-                self.error(f"cannot access field '{e.name}' on type '{base}'; try dereferencing it first, "
-                           f"or use '->'", e.span)
-            if not isinstance(base, StructT):
-                self.error(f"cannot access field '{e.name}' on a value of type '{base}'", e.span)
-            struct = base
-        try:
-            ref = self.env.struct_field(struct.cname, e.name)  # type: ignore[union-attr]
-        except LookupFailed as err:
-            self.error(str(err), e.span)
+            self.error(f"cannot access field '{e.name}' on a value of type '{base}'", e.span)
+        if struct.cname in self.c_structs:
+            ref = self.c_structs[struct.cname].field(e.name)  # type: ignore[attr-defined]
+            if ref is None:
+                self.error(f"{struct.cname} has no member '{e.name}'", e.span)
+        else:
+            try:
+                ref = self.env.struct_field(struct.cname, e.name)
+            except LookupFailed as err:
+                self.error(str(err), e.span)
         if ref is None:
             self.error(f"cannot resolve field '{e.name}' of '{struct}': the running kernel's BTF is not "
                        f"available", e.span)
         self.fn.fields[id(e)] = ref
-        return ref.type  # type: ignore[union-attr]
+        t = ref.type  # type: ignore[union-attr]
+        if space == "user":  # what a user struct holds is in user memory, its pointers point there
+            if isinstance(t, StructT):
+                t = StructT(t.cname, "user")
+            elif isinstance(t, PtrT):
+                t = PtrT(t.target, "user")
+        return t
 
     def args_field(self, e: ast.FieldAccess) -> Type:
         if self.fn.provider == "tracepoint":
@@ -682,7 +902,18 @@ class Checker(ast.NodeVisitor):
 
     def expr_Index(self, e: ast.Index) -> Type:
         base = self.expr(e.expr)
+        if isinstance(base, TupleT):  # $t[1]: a constant index, as $t.1
+            self.int_expr(e.index, "an index")
+            i = const_value(e.index)
+            if i is None:
+                self.error("a tuple's index must be a constant integer expression", e.index.span)
+            if not 0 <= i < len(base.elems):  # type: ignore[operator]
+                self.error(f"tuple index {i} out of range for a tuple of {len(base.elems)} elements", e.index.span)
+            self.fn.constants[id(e)] = i  # type: ignore[assignment]
+            return base.elems[i]  # type: ignore[index]
         self.int_expr(e.index, "an index")
+        if isinstance(base, StrT):  # "/"[0]: a character
+            return IntT(8, True)
         if isinstance(base, PtrT) and not isinstance(base.target, (VoidT, StructT)):
             return base.target
         if isinstance(base, ArrayT):
@@ -776,7 +1007,7 @@ class Checker(ast.NodeVisitor):
         elif is_char_array(t):
             size = t.length + 1  # type: ignore[union-attr]
         elif is_integer_like(t):
-            size = STRLEN
+            size = self.strlen
         else:
             self.error(f"str() expects a pointer or an integer address, not {t}", c.args[0].span)
         if len(c.args) == 2:
@@ -848,11 +1079,11 @@ class Checker(ast.NodeVisitor):
             n = ast.const_int(c.args[1])
             if n is not None and n < 0:
                 self.error("buf() length must not be negative", c.args[1].span)
-            size = STRLEN if n is None else n
-        if size > STRLEN:
-            self.warning(f"buf() length is too long and will be shortened to {STRLEN} bytes "
-                         f"(see BPFTRACE_STRLEN)", c.span)
-            size = STRLEN
+            size = self.strlen if n is None else n
+        if size > self.strlen:
+            self.warning(f"buf() length is too long and will be shortened to {self.strlen} bytes "
+                         f"(see max_strlen)", c.span)
+            size = self.strlen
         return BufT(max(1, size))
 
     def call_bswap(self, c: ast.Call) -> Type:
@@ -920,15 +1151,41 @@ class Checker(ast.NodeVisitor):
         self.set(m, info.value)  # type: ignore[union-attr,arg-type]
         return info  # type: ignore[return-value]
 
+    def keyed_access(self, c: ast.Call) -> Tuple[ast.Map, MapInfo]:
+        """delete()/has_key() in both spellings: (@m, key) and bpftrace 0.17's (@m[key]); the map
+        access they make, kept on the call (its types are looked up by node)."""
+        if not 1 <= len(c.args) <= 2:
+            self.error(f"{c.name}() takes a map and a key: {c.name}(@map, key)", c.span)
+        m = c.args[0]
+        if not isinstance(m, ast.Map):
+            self.error(f"{c.name}() expects a map as its first argument", m.span)
+        if len(c.args) == 2 and m.keys:  # type: ignore[union-attr]
+            self.error(f"{c.name}(@map, key): the map without [keys]", m.span)
+        info = self.maps.get(m.name)  # type: ignore[union-attr]
+        if info is None or info.value is None:
+            self.error(f"undefined map '{m.name}'", m.span)  # type: ignore[union-attr]
+        access = getattr(c, "map_access", None)
+        if access is None:
+            keys = c.args[1:] if len(c.args) == 2 else m.keys  # type: ignore[union-attr]
+            access = ast.Map(m.name, list(keys), m.span)  # type: ignore[union-attr]
+            c.map_access = access  # type: ignore[attr-defined]
+        self.set(m, info.value)  # type: ignore[union-attr,arg-type]
+        if access.keys or info.key is not None:  # type: ignore[union-attr]
+            self.map_keys(access, info)  # type: ignore[arg-type]
+        return access, info  # type: ignore[return-value]
+
     def call_delete(self, c: ast.Call) -> Type:
-        self._map_arg(c, True)
-        return VOID
+        """delete(@m, key) / delete(@m[key]) / delete(@scalar): true when the key was there."""
+        access, info = self.keyed_access(c)
+        if isinstance(info.value, AggT) and info.value.kind in ("hist", "lhist"):
+            self.error(f"delete() of a key of a {info.value.kind}() map is not supported: clear() it", c.span)
+        return BOOL
 
     def call_has_key(self, c: ast.Call) -> Type:
-        info = self._map_arg(c, True)
+        access, info = self.keyed_access(c)
         if info.key is None:
-            self.error(f"has_key() needs a map with keys; {info.name} has none", c.span)
-        return INT64
+            self.error("call to has_key() expects a map with explicit keys (non-scalar map)", c.span)
+        return BOOL
 
     def call_clear(self, c: ast.Call) -> Type:
         self._map_arg(c, False)
@@ -952,15 +1209,49 @@ def _printf_kind(t: Type) -> Tuple[str, str]:
     return ("other", str(t))
 
 
+@dataclass
+class Shared:
+    """What every Checker of one program reads: the environment, parameters, config, definitions."""
+
+    env: Environment
+    params: List[str]  # positional: $1, $2...
+    named: Dict[str, str]  # named, for getopt(): --name=value (the value "" for --name)
+    has_cpid: bool
+    predefined: Dict[str, int]
+    includes: Tuple[str, ...]
+    config: Config
+    c_structs: Dict[str, object]
+    map_decls: Dict[str, ast.MapDecl]
+
+
+def split_params(params: List[str]) -> Tuple[List[str], Dict[str, str]]:
+    """Positional parameters and getopt()'s named ones (--name=value, --name), as bpftrace reads its
+    arguments after `--`."""
+    positional, named = [], {}
+    for p in params:
+        if p.startswith("--") and len(p) > 2:
+            name, _, value = p[2:].partition("=")
+            named[name] = value if "=" in p else ""
+        else:
+            positional.append(p)
+    return positional, named
+
+
 def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             env: Environment, diags: Diagnostics, params: Optional[List[str]] = None,
-            has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None) -> Analysis:
+            has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None,
+            config: Optional[Config] = None) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
                                kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
                  for i, g in enumerate(groups)]
     maps: Dict[str, MapInfo] = {}
-    params = params or []
+    positional, named = split_params(params or [])
+    from kubectl_pytrace.lang.c_definitions import read_definitions
+
+    shared = Shared(env, positional, named, has_cpid, dict(predefined or {}), tuple(program.includes),
+                    config or Config(), read_definitions(program.c_definitions, env, diags),
+                    check_map_decls(program.map_decls, diags))
     # Learn map types until nothing changes (an END probe may read a map filled by a later probe),
     # then check everything once more, this time reporting errors. First without guessing: a
     # statement that reads a map whose type is still unknown is skipped, so `END { @a = @b; }`
@@ -970,18 +1261,44 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
         for _ in range(8):
             changed = False
             for fn in functions:
-                ch = Checker(fn, maps, env, diags, False, params, has_cpid, guess_maps=guess,
-                             predefined=predefined, includes=program.includes)
+                ch = Checker(fn, maps, shared, diags, False, guess_maps=guess)
                 ch.run()
                 changed |= ch.changed
             if not changed:
                 break
     for fn in functions:
-        Checker(fn, maps, env, diags, True, params, has_cpid, predefined=predefined,
-                includes=program.includes).run()
+        Checker(fn, maps, shared, diags, True).run()
     for info in maps.values():
         if info.value is None and not diags.has_errors():
             diags.error(f"map '{info.name}' is used but never assigned a value", info.span)
+    for name, decl in shared.map_decls.items():
+        if name not in maps:
+            diags.error(f"map {name} is declared but never used", decl.span)
+        elif isinstance(maps[name].value, AggT) != decl.kind.startswith("percpu"):
+            what = "an aggregation (count(), sum()...) map" if isinstance(maps[name].value, AggT) else \
+                "a map of plain values"
+            diags.error(f"{name} is declared {decl.kind}({decl.max_entries}) but is {what}: declare it "
+                        f"{'percpu' if isinstance(maps[name].value, AggT) else ''}"
+                        f"{decl.kind.replace('percpu', '')}", decl.span)
+        else:
+            maps[name].decl = decl
     uses = {n.name for fn in functions for n in fn.probe.walk() if isinstance(n, ast.Builtin)}
     return Analysis(functions, maps, uses_elapsed="elapsed" in uses, uses_cpid="cpid" in uses,
-                    predefined=dict(predefined or {}))
+                    predefined=dict(predefined or {}), config=shared.config)
+
+
+MAP_KINDS = ("hash", "lruhash", "percpuhash", "percpulruhash")
+
+
+def check_map_decls(decls: List[ast.MapDecl], diags: Diagnostics) -> Dict[str, ast.MapDecl]:
+    out: Dict[str, ast.MapDecl] = {}
+    for d in decls:
+        if d.name in out:
+            diags.error(f"map {d.name} is declared twice", d.span)
+        elif d.kind not in MAP_KINDS:
+            diags.error(f"unknown map type '{d.kind}': use one of {', '.join(MAP_KINDS)}", d.span)
+        elif not 1 <= d.max_entries <= 1 << 24:
+            diags.error(f"a map's max entries must be between 1 and {1 << 24}", d.span)
+        else:
+            out[d.name] = d
+    return out

@@ -7,7 +7,7 @@ fixed-size NUL-padded char arrays, tuples as their elements packed one after the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 STRLEN = 64  # bpftrace's default string size (BPFTRACE_STRLEN)
@@ -98,6 +98,7 @@ class StructT(Type):
     """A C struct or union known from BTF or a tracepoint format (only reachable through fields)."""
 
     cname: str  # "struct task_struct", or "tracepoint syscalls:sys_enter_openat" for `args`
+    space: str = field(default="kernel", compare=False)  # where it lives (through a user pointer: user)
 
     def name(self) -> str:
         return self.cname

@@ -171,7 +171,7 @@ def test_variable_names_are_prefixed(name):
 
 
 @pytest.mark.parametrize("src, message", [
-    ('BEGIN { @x = "' + "a" * 64 + '"; }', "string is too long (over 64 bytes)"),
+    ('BEGIN { @x = "' + "a" * 1024 + '"; }', "string is too long (over 1024 bytes)"),
     ('BEGIN { @x = "a\\\nb"; }', "unterminated string"),
     ('BEGIN { @x = 1; } \\\nEND { }', "unexpected '\\'"),
     ('BEGIN { @x = "\\q"; }', "invalid escape sequence"),

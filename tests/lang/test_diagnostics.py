@@ -128,7 +128,7 @@ def test_semantic_errors_are_reported_together_in_source_order():
         "stdin:1:27-33: ERROR: type mismatch for '+': comparing 'int64' with 'string[2]'",
         src,
         "                          ~~~~~~~",
-        "stdin:1:42-43: ERROR: undefined variable '$z'",
+        "stdin:1:42-43: ERROR: Undefined or undeclared variable: $z",
         src,
         "                                         ~~",
     )

@@ -1,0 +1,186 @@
+"""bpftrace 0.27's language additions: what compiles, and the diagnostic each misuse gets (exact
+location and underline). Outputs are compared with bpftrace 0.27 itself in tests/compat."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubectl_pytrace.lang import CompileError, compile_program
+
+from .fakeenv import FakeEnv
+
+
+def compiled(src, **kw):
+    return compile_program(src, env=FakeEnv(), **kw)
+
+
+def diagnostics(src, **kw) -> str:
+    with pytest.raises(CompileError) as e:
+        compiled(src, **kw)
+    return str(e.value)
+
+
+def first_error(src, **kw) -> str:
+    with pytest.raises(CompileError) as e:
+        compiled(src, **kw)
+    return e.value.diagnostics.errors[0].message
+
+
+def lines(*ls):
+    return "\n".join(ls)
+
+
+# ---- delete() and has_key() -------------------------------------------------------------------------
+
+def test_delete_and_has_key_forms_compile():
+    c = compiled('BEGIN { @m[1] = 1; @t[1, "a"] = 2; @s = 3; $k = (1, "a"); $ok = delete(@m, 1); '
+                 'if (delete(@t, $k)) { } delete(@s); delete(@m[1]); $h = has_key(@t, (1, "a")); '
+                 '$g = has_key(@m[1]); }')
+    assert ".delete(&" in c.c.text and ".lookup(&" in c.c.text
+
+
+@pytest.mark.parametrize("src, message", [
+    ("BEGIN { @m[1] = 1; delete(@m, 1, 2); }", "delete() takes a map and a key: delete(@map, key)"),
+    ("BEGIN { delete(1); }", "delete() expects a map as its first argument"),
+    ("BEGIN { @m[1] = 1; delete(@m[1], 2); }", "delete(@map, key): the map without [keys]"),
+    ("BEGIN { @h[1] = hist(1); delete(@h, 1); }", "delete() of a key of a hist() map is not supported: clear() it"),
+    ("BEGIN { @s = 1; $x = has_key(@s); }", "call to has_key() expects a map with explicit keys (non-scalar map)"),
+    ('BEGIN { @t[1, "a"] = 1; delete(@t, 1); }',
+     "argument mismatch for @t: trying to access with arguments: [int64] when map expects arguments: "
+     "[int64, string[2]]"),
+    ("BEGIN { delete(@nosuch, 1); }", "undefined map '@nosuch'"),
+])
+def test_delete_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_delete_error_location():
+    assert diagnostics("BEGIN { @m[1] = 1;\n  delete(@m, 1, 2); }") == lines(
+        "stdin:2:3-18: ERROR: delete() takes a map and a key: delete(@map, key)",
+        "  delete(@m, 1, 2); }",
+        "  ~~~~~~~~~~~~~~~~")
+
+
+# ---- let, scopes -------------------------------------------------------------------------------------
+
+def test_let_and_scopes_compile():
+    c = compiled('BEGIN { let $a; let $b: uint16 = 7; $a = 1; if (1) { let $c = "x"; } if (1) { $c = 2; } '
+                 'let $s: string[8] = "abc"; let $p: struct task_struct *; }')
+    slots = {s.name: s for fn in c.analysis.functions for s in fn.slots.values()}
+    assert str(slots["$b"].type) == "uint16" and str(slots["$s"].type) == "string[8]"
+    assert len([s for fn in c.analysis.functions for s in fn.slots.values() if s.name == "$c"]) == 2
+
+
+@pytest.mark.parametrize("src, message", [
+    ("BEGIN { let $x = 1; if (1) { let $x = 2; } }", "Variable $x was already declared. Variable shadowing is not allowed."),
+    ("BEGIN { let $x = 1; let $x = 2; }", "Variable $x was already declared. Variable shadowing is not allowed."),
+    ('BEGIN { let $x: uint32 = "a"; }',
+     "type mismatch for $x: trying to assign value of type 'string[2]' when variable already has a type 'uint32'"),
+    ("BEGIN { let $x: nosuch_t = 1; }", "Unknown type: nosuch_t"),
+    ("BEGIN { let $x: struct nosuch = 1; }", "unknown struct 'struct nosuch' (not in the kernel's BTF)"),
+    ("BEGIN { if (1) { $y = 1; } $z = $w; }", "Undefined or undeclared variable: $w"),
+    ("BEGIN { let $y; print($y); }", "Undefined or undeclared variable: $y"),
+])
+def test_let_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_a_variable_read_after_its_block_warns():
+    c = compiled("BEGIN { if (1) { $a = 1; } else { $a = 2; } print($a); }")
+    assert "$a is used outside the block that assigned it" in c.warnings
+
+
+# ---- macros ------------------------------------------------------------------------------------------
+
+def test_macros_expand_hygienically():
+    c = compiled("macro inc($v, @m, x) { $tmp = x; $v += $tmp; @m += $tmp; $tmp }\n"
+                 "BEGIN { $tmp = 100; $a = 1; $r = inc($a, @count, 2); print(($a, $tmp, $r)); }")
+    names = sorted(s.name for fn in c.analysis.functions for s in fn.slots.values())
+    assert names == ["$a", "$r", "$tmp", "$tmp#inc1"]
+
+
+@pytest.mark.parametrize("src, message", [
+    ("macro m(x) { x } BEGIN { m(1, 2); }", "Call to m() has the wrong number of arguments. Expected: 1 but got 2."),
+    ("macro m($v) { $v } BEGIN { m(1); }", "Mismatched arg. m() expects a variable for arg $v but got an expression."),
+    ("macro m($v) { $v } BEGIN { m(@x); }", "Mismatched arg. m() expects a variable for arg $v but got a map."),
+    ("macro m(@v) { @v } BEGIN { $x = 1; m($x); }", "Mismatched arg. m() expects a map for arg @v but got a variable."),
+    ("macro m() { @other = 1; } BEGIN { m(); }",
+     "Unhygienic access to map: @other. Maps must be passed into the macro as arguments."),
+    ("macro m() { m() } BEGIN { m(); }", "Recursive macro call detected. Call chain: m > m"),
+    ("macro m() { 1 } macro m() { 2 } BEGIN { m(); }", "Redefinition of macro: m"),
+    ("macro m(x, x) { x } BEGIN { m(1, 2); }", "Ident for macro argument has already been used: x"),
+    ("macro m($v) { let $v = 1; } BEGIN { $a = 0; m($a); }", "Variable declaration shadows macro arg $v"),
+])
+def test_macro_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_macro_error_points_at_the_call():
+    assert diagnostics("macro m(x) { x }\nBEGIN { m(1, 2); }") == lines(
+        "stdin:2:9-15: ERROR: Call to m() has the wrong number of arguments. Expected: 1 but got 2.",
+        "BEGIN { m(1, 2); }",
+        "        ~~~~~~~")
+
+
+# ---- config ------------------------------------------------------------------------------------------
+
+def test_config_is_read():
+    c = compiled("config = { missing_probes = warn; BPFTRACE_MAX_STRLEN = 100; print_maps_on_exit = false }\n"
+                 "u:/bin/x:foo, u:/bin/x:nosuch { @s = str(arg0); }")
+    assert c.analysis.config.max_strlen == 100 and c.analysis.config.print_maps_on_exit is False
+    assert "skipped (missing_probes = warn)" in c.warnings
+    assert str(c.analysis.maps["@s"].value) == "string[100]"
+    assert compiled("config = { missing_probes = ignore }\nu:/bin/x:foo, u:/bin/x:nosuch { }").warnings == ""
+
+
+@pytest.mark.parametrize("src, message", [
+    ("config = { nosuch = 1 } BEGIN { }", "nosuch: not a known configuration option"),
+    ("config = { missing_probes = maybe } BEGIN { }",
+     "missing_probes: Invalid value for missing_probes: valid values are ignore, warn, and error."),
+    ("config = { max_strlen = abc } BEGIN { }", "max_strlen: expecting a number, got abc"),
+    ("config = { print_maps_on_exit = 5 } BEGIN { }",
+     "print_maps_on_exit: Invalid bool value: valid values are true, false, 1 or 0."),
+    ("config = { strlen = 5 } BEGIN { }", "strlen: key has been renamed to 'max_strlen'"),
+    ("config = { btf = 5 } BEGIN { }", "btf: can only be set as an environment variable"),
+    ("config = { missing_probes = error }\nu:/bin/x:foo, u:/bin/x:nosuch { }",
+     "u:/bin/x:nosuch: no function named 'nosuch' in /bin/x"),
+    ("config = { } config = { } BEGIN { }", "duplicate config block"),
+])
+def test_config_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_config_error_location():
+    assert diagnostics("config = {\n  nosuch = 1\n}\nBEGIN { }") == lines(
+        "stdin:2:3-12: ERROR: nosuch: not a known configuration option",
+        "  nosuch = 1",
+        "  ~~~~~~~~~~")
+
+
+# ---- indexing, fields through pointers, durations, bools --------------------------------------------
+
+def test_indexing_and_auto_dereference_compile():
+    compiled('BEGIN { $t = (struct task_struct *)curtask; $c = $t.comm[1]; $d = $t->comm[0]; $s = "ab"[1]; '
+             '$u = (1, "x")[1]; $p = $t.real_parent.pid; $q = $t->real_parent->pid; }')
+
+
+@pytest.mark.parametrize("src, message", [
+    ("BEGIN { $t = (1, 2); $x = $t[2]; }", "tuple index 2 out of range for a tuple of 2 elements"),
+    ("BEGIN { $t = (1, 2); $i = 0; $x = $t[$i]; }", "a tuple's index must be a constant integer expression"),
+    ("BEGIN { $x = pid[0]; }", "cannot index a value of type 'uint64'"),
+    ('BEGIN { $x = "ab"["a"]; }', "an index must be an integer, not string[2]"),
+])
+def test_index_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_durations_are_nanoseconds():
+    c = compiled("BEGIN { @a = 1s; @b = 100ms; @c = 3us + 2ns; @d = 2m; @e = 1h; @f = 1d; }")
+    text = c.c.text
+    for n in (1000000000, 100000000, 3000, 120000000000, 3600000000000, 86400000000000):
+        assert f"{n}LL" in text, n
+
+
+def test_several_begin_probes_run_in_declaration_order():
+    c = compiled('BEGIN { printf("a"); } begin { printf("b"); }')
+    assert c.c.text.index("probe_0(ctx);") < c.c.text.index("probe_1(ctx);")
