@@ -76,6 +76,9 @@ def link(main: bytes, code_of, callbacks, map_refs) -> Tuple[bytes, List[int]]:
                 raise RuntimeError(f"instruction {at} refers to unknown callback {ident}")
             if ident not in placed:
                 code = code_of(callbacks[ident])
+                c0, regs0, off0, _ = struct.unpack_from("<BBhi", code, 0)
+                if (c0, regs0 & 0x0F, off0) != (0x7B, 10, -8):  # *(u64 *)(r10 - 8) = rN
+                    raise RuntimeError(f"callback {callbacks[ident]} does not begin by saving its arguments")
                 placed[ident] = len(out) // 8
                 out += code
                 segments.append((placed[ident], len(code) // 8))

@@ -195,6 +195,11 @@ class HostEnvironment(Environment):
             return None
         return enum_type(e)
 
+    def possible_cpus(self) -> Optional[int]:
+        from kubectl_pytrace.bpf import syscalls as bpfsys
+
+        return bpfsys.possible_cpus()
+
     def enum_named(self, name: str) -> Optional[EnumT]:
         if not self.has_btf():
             return None

@@ -23,7 +23,7 @@ from kubectl_pytrace.lang.layout import (
 )
 from kubectl_pytrace.lang.probes import ProbeSpec, parse_attach_point
 from kubectl_pytrace.lang.program import (
-    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, LOST_MAP, STACK_MAP_ENTRIES,
+    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, LOST_MAP, MAP_MAX_ENTRIES, STACK_MAP_ENTRIES,
     STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
 )
 from kubectl_pytrace.lang import scope as scope_c
@@ -39,6 +39,9 @@ from kubectl_pytrace.lang.types import (
 REG_PARAMS = (14, 13, 12, 11, 9, 8)
 REG_RC = 10
 REG_SP = 19
+REG_CS = 17
+FUNC_MARKER = 0x7079666200000000  # a callback's address (bcc_compile.py links it)
+MAP_MARKER = 0x70796D6100000000  # a map's fd, where BCC's method syntax does not apply
 JOIN_MAX_ARGS = 16  # bpftrace 0.17's join(): 16 strings of at most 1023 bytes (measured)
 JOIN_ARG_SIZE = 1024
 
@@ -120,7 +123,10 @@ class FunctionGen:
         self.lines: List[str] = []
         self.indent = 1
         self.ntmp = 0
-        self.vars_struct: Optional[str] = None  # set while generating a loop body's callback
+        self.vars_struct: Optional[str] = None  # "V": variables live in a struct (functions with loops)
+        self.vars_type = ""
+        self.in_callback = False
+        self.loop_kinds: List[str] = []  # innermost last: "while" (a C loop) or "callback"
 
     # ---- emission helpers ---------------------------------------------------------------------
     def emit(self, line: str):
@@ -159,14 +165,29 @@ class FunctionGen:
     # ---- function ------------------------------------------------------------------------------
     def generate(self) -> str:
         fn = self.fn
-        for slot in fn.slots.values():
-            t = slot.type
-            if t is None:
-                continue  # declared (let $x;) and never given a value: nothing reads it
-            if slot.predefined is not None:
-                self.emit(f"{decl(t, slot.cname, self.gen.tuples)} = {slot.predefined}LL;")
-            else:
-                self.emit(decl(t, slot.cname, self.gen.tuples) + zero_init(t))
+        if any(isinstance(n, ast.For) for n in fn.probe.walk()):
+            # a loop body runs in a callback of its own: the variables go into a struct that the
+            # callbacks reach through a pointer
+            struct = f"struct pytrace_vars_{fn.index}"
+            members = [decl(slot.type, slot.cname, self.gen.tuples) + ";" for slot in fn.slots.values()
+                       if slot.type is not None]
+            self.gen.var_structs.append(f"{struct} {{ {' '.join(members) or 'u64 unused;'} }};")
+            self.emit(f"{struct} __vars = {{}};")
+            self.emit(f"{struct} *V = &__vars;")
+            self.vars_struct = "V"
+            self.vars_type = struct
+            for slot in fn.slots.values():
+                if slot.predefined is not None and slot.type is not None:
+                    self.emit(f"V->{slot.cname} = {slot.predefined}LL;")
+        else:
+            for slot in fn.slots.values():
+                t = slot.type
+                if t is None:
+                    continue  # declared (let $x;) and never given a value: nothing reads it
+                if slot.predefined is not None:
+                    self.emit(f"{decl(t, slot.cname, self.gen.tuples)} = {slot.predefined}LL;")
+                else:
+                    self.emit(decl(t, slot.cname, self.gen.tuples) + zero_init(t))
         if fn.provider not in ("BEGIN", "END"):
             self.task_filter()
         if fn.probe.predicate is not None:
@@ -179,6 +200,78 @@ class FunctionGen:
             # inlined into the one BEGIN (END) program, which runs every such probe in order
             return f"static __always_inline int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
         return f"int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
+
+    # ---- for loops: callbacks of bpf_loop / bpf_for_each_map_elem ---------------------------------
+    def stmt_For(self, s: ast.For):
+        """The body becomes a callback function (bcc_compile.py links it): it reaches the probe's
+        variables through V and its context through ctx, both in the loop's own struct L, and
+        ends the loop (break: return 1), skips (continue: return 0) or asks the caller to return
+        (L->ret)."""
+        k = len(self.gen.callbacks)
+        cb = f"pytrace_cb_{k}"
+        lstruct = f"struct pytrace_loop_{k}"
+        self.gen.callbacks.append(cb)
+        slot = self.slot(s.var)
+        info = self.fn.loops.get(id(s))
+        self.gen.loop_structs.append(f"{lstruct} {{ {self.vars_type} *V; void *ctx; s64 start; u64 ret; }};")
+        with self.nested("{"):
+            start = "0"
+            if info is None:
+                lo, hi = self.int_value(s.start), self.int_value(s.end)  # type: ignore[arg-type]
+                start, n = self.tmp("lo"), self.tmp("n")
+                self.emit(f"s64 {start} = (s64)({lo});")
+                self.emit(f"s64 {n} = (s64)({hi}) - {start};")
+            loop = self.tmp("loop")
+            self.emit(f"{lstruct} {loop} = {{ .V = V, .ctx = (void *)ctx, .start = {start} }};")
+            if info is None:
+                self.emit(f"if ({n} > 0) bpf_loop({n}, (void *){FUNC_MARKER | k:#x}ULL, &{loop}, 0);")
+            else:
+                ref = self.gen.map_ref(info)
+                self.emit(f"bpf_for_each_map_elem((void *){MAP_MARKER | ref:#x}ULL, (void *){FUNC_MARKER | k:#x}ULL, "
+                          f"&{loop}, 0);")
+            self.emit(f"if ({loop}.ret) {self.return_stmt()}")
+        saved = (self.lines, self.indent, self.in_callback)
+        self.lines, self.indent, self.in_callback = [], 1, True
+        self.loop_kinds.append("callback")
+        try:
+            # the helper's arguments, still in r2..r4 (this function has one parameter: BCC rewrites
+            # those with more): one asm stores them on the stack before it loads its outputs, so
+            # whichever registers the outputs get, no argument is overwritten before it is read
+            # (the parameter itself is never used: clang would copy it to a free register, maybe r2,
+            # before the asm)
+            if info is None:
+                self.emit("u64 __i, __l;")
+                self.emit('asm volatile("*(u64 *)(r10 - 8) = r1\\n\\t*(u64 *)(r10 - 16) = r2\\n\\t'
+                          '%0 = *(u64 *)(r10 - 8)\\n\\t%1 = *(u64 *)(r10 - 16)" : "=r"(__i), "=r"(__l) :: "memory");')
+            else:
+                self.emit("u64 __key, __value, __l;")
+                self.emit('asm volatile("*(u64 *)(r10 - 8) = r2\\n\\t*(u64 *)(r10 - 16) = r3\\n\\t'
+                          '*(u64 *)(r10 - 24) = r4\\n\\t%0 = *(u64 *)(r10 - 8)\\n\\t%1 = *(u64 *)(r10 - 16)\\n\\t'
+                          '%2 = *(u64 *)(r10 - 24)" : "=r"(__key), "=r"(__value), "=r"(__l) :: "memory");')
+            self.emit(f"{lstruct} *L = ({lstruct} *)__l;")
+            self.emit(f"{self.vars_type} *V = L->V;")
+            self.emit(f"{self.ctx_type}ctx = ({self.ctx_type})L->ctx;")
+            var = self.var_ref(slot)
+            if info is None:
+                self.emit(f"{var} = L->start + (s64)__i;")
+            else:
+                spec = self.gen.maps[info.name]
+                ksize = spec.key.size if spec.key else 8
+                self.emit(f"__builtin_memcpy(&{var}.e0, (void *)__key, {ksize});")
+                self.emit(f"__builtin_memcpy(&{var}.e1, (void *)__value, sizeof({var}.e1));")
+            self.block(s.body)
+            self.emit("return 0;")
+            body = "\n".join(self.lines)
+        finally:
+            self.loop_kinds.pop()
+            self.lines, self.indent, self.in_callback = saved
+        self.gen.callback_defs.append(f"int {cb}(void *arg)\n{{\n{body}\n}}\n")
+
+    def return_stmt(self) -> str:
+        """What `return` is here: in a loop's callback, end the loop and tell its caller."""
+        if self.in_callback:
+            return "{ L->ret = 1; return 1; }"
+        return "return 0;"
 
     def task_filter(self):
         if self.gen.options.scope is not None:
@@ -269,19 +362,23 @@ class FunctionGen:
                 self.block(s.body)
 
     def stmt_While(self, s: ast.While):
-        with self.nested("while (1) {"):
-            cond = self.int_value(s.cond)
-            self.emit(f"if (!({cond})) break;")
-            self.block(s.body)
+        self.loop_kinds.append("while")
+        try:
+            with self.nested("while (1) {"):
+                cond = self.int_value(s.cond)
+                self.emit(f"if (!({cond})) break;")
+                self.block(s.body)
+        finally:
+            self.loop_kinds.pop()
 
     def stmt_Return(self, s: ast.Return):
-        self.emit("return 0;")
+        self.emit(self.return_stmt())
 
     def stmt_Break(self, s: ast.Break):
-        self.emit("break;")
+        self.emit("break;" if self.loop_kinds[-1] == "while" else "return 1;")
 
     def stmt_Continue(self, s: ast.Continue):
-        self.emit("continue;")
+        self.emit("continue;" if self.loop_kinds[-1] == "while" else "return 0;")
 
     # ---- storing values -----------------------------------------------------------------------
     def store(self, dest: str, dtype: Type, e: ast.Expr):
@@ -505,8 +602,10 @@ class FunctionGen:
             "uid": "(bpf_get_current_uid_gid() & 0xffffffff)",
             "gid": "(bpf_get_current_uid_gid() >> 32)",
             "cpu": "((u64)bpf_get_smp_processor_id())",
-            "nsecs": "bpf_ktime_get_ns()",
-            "elapsed": f"(bpf_ktime_get_ns() - pytrace_config_get({CONFIG_START_NS}))",
+            "nsecs": "bpf_ktime_get_boot_ns()",  # bpftrace 0.27: the boot clock (0.17: monotonic)
+            "jiffies": "bpf_jiffies64()",
+            "numaid": "((u64)bpf_get_numa_node_id())",
+            "elapsed": f"(bpf_ktime_get_ns() - pytrace_config_get({CONFIG_START_NS}))",  # monotonic: the start is
             "cgroup": "bpf_get_current_cgroup_id()",
             "rand": "((u64)bpf_get_prandom_u32())",
             "cpid": f"pytrace_config_get({CONFIG_CPID})",
@@ -521,7 +620,21 @@ class FunctionGen:
         if name == "probe":
             return f"((u64){self.gen.probe_id(self.fn.specs[0])})"
         if name == "func":
+            if isinstance(self.type(e), KsymT):
+                if id(e) in self.fn.constants:
+                    return self.constant(self.fn.constants[id(e)])
+                return "((u64)bpf_get_func_ip(ctx))"
             return Lit(self.fn.specs[0].func.encode())
+        if name == "ncpus":
+            return self.constant(self.fn.constants[id(e)])
+        if name == "usermode":
+            return f"((u64)((PYTRACE_REG(ctx, {REG_CS}) & 3) == 3))"
+        if name in ("ppid", "pcomm"):
+            parent, member = self.fn.fields[id(e)]
+            task = self.tmp("task")
+            self.emit(f"u64 {task} = 0;")
+            self.emit(f"bpf_probe_read_kernel(&{task}, 8, (void *)((u64)bpf_get_current_task() + {parent.offset}));")
+            return self.read_memory(f"({task} + {member.offset})", member.type, "kernel")
         if name in ("kstack", "ustack"):
             return self.stack(StackT(name == "kstack"))
         if name == "args":
@@ -892,10 +1005,31 @@ class FunctionGen:
         self.emit("else pytrace_lost_event();")
         return "0"
 
+    def call_getopt(self, c: ast.Call) -> Value:
+        value = self.fn.constants[id(c)]
+        if isinstance(value, bytes):
+            return Lit(value)
+        return self.constant(value)
+
+    def call_nsecs(self, c: ast.Call) -> Value:
+        mode = self.fn.formats[id(c)]
+        if mode == "monotonic":
+            return "((u64)bpf_ktime_get_ns())"
+        if mode in ("tai", "sw_tai"):  # sw_tai: the kernel's own TAI clock here (bpftrace computes it)
+            return "((u64)bpf_ktime_get_tai_ns())"
+        return "((u64)bpf_ktime_get_boot_ns())"
+
+    def call_strftime(self, c: ast.Call) -> Value:
+        t = self.type(c)
+        out = self.declare(t, "ts")
+        self.emit(f"{out}.mode = {2 if self.fn.formats[id(c)] == 'tai' else 1};")
+        self.emit(f"{out}.nsecs = (u64)({self.int_value(c.args[1])});")
+        return Buf(out, t)
+
     def call_exit(self, c: ast.Call) -> Value:
         ev = self.gen.new_event("exit", [])
         self.send(ev, [], flags="BPF_RB_FORCE_WAKEUP")
-        self.emit("return 0;")
+        self.emit(self.return_stmt())
         return "0"
 
     def call_clear(self, c: ast.Call) -> Value:
@@ -1017,6 +1151,17 @@ class Generator:
         self.probe_ids: Dict[str, int] = {}
         self.probe_names: List[str] = []
         self.uses_stacks = False
+        self.callbacks: List[str] = []  # loop bodies, in marker order
+        self.callback_defs: List[str] = []
+        self.var_structs: List[str] = []
+        self.loop_structs: List[str] = []
+        self.map_refs: Dict[str, int] = {}  # map C name -> marker id
+
+    def map_ref(self, info: MapInfo) -> int:
+        cname = self.map_cname(info)
+        if cname not in self.map_refs:
+            self.map_refs[cname] = len(self.map_refs)
+        return self.map_refs[cname]
 
     def map_cname(self, info: MapInfo) -> str:
         return f"map_{info.index}"
@@ -1040,6 +1185,8 @@ class Generator:
     def map_specs(self) -> List[str]:
         out = []
         n = self.options.map_max_entries
+        if self.analysis.config.max_map_keys != MAP_MAX_ENTRIES:
+            n = self.analysis.config.max_map_keys
         for info in self.analysis.maps.values():
             cname = self.map_cname(info)
             value: Type = info.value  # type: ignore[assignment]
@@ -1055,14 +1202,19 @@ class Generator:
                 ktype = f"struct {cname}_key"
             else:
                 ktype = "u64"
-            entries = n * 64 if bucketed else n
+            size = info.decl.max_entries if info.decl is not None else n
+            entries = size * 64 if bucketed else size
+            lru = info.decl is not None and "lru" in info.decl.kind  # let @m = lruhash(N)
             if isinstance(value, AggT):
-                out.append(f"BPF_PERCPU_HASH({cname}, {ktype}, {agg_value_ctype(value)}, {entries});")
-            elif isinstance(value, StrT):
-                out.append(f"typedef char {cname}_value[{pad8(value.size)}];")
-                out.append(f"BPF_HASH({cname}, {ktype}, {cname}_value, {entries});")
+                table = "lru_percpu_hash" if lru else "percpu_hash"
+                out.append(f'BPF_TABLE("{table}", {ktype}, {agg_value_ctype(value)}, {cname}, {entries});')
             else:
-                out.append(f"BPF_HASH({cname}, {ktype}, {ctype(value, self.tuples)}, {entries});")
+                if isinstance(value, StrT):
+                    out.append(f"typedef char {cname}_value[{pad8(value.size)}];")
+                    vtype = f"{cname}_value"
+                else:
+                    vtype = ctype(value, self.tuples)
+                out.append(f'BPF_TABLE("{"lru_hash" if lru else "hash"}", {ktype}, {vtype}, {cname}, {entries});')
         return out
 
     def generate(self) -> CProgram:
@@ -1179,9 +1331,16 @@ class Generator:
         ]
         if scope is not None:
             parts.append(scope_c.prelude(scope))
+        if self.callbacks:
+            refs = ",".join(f"{i}:{name}" for name, i in self.map_refs.items())
+            parts.append(f"/* pytrace-link callbacks={','.join(self.callbacks)} map_refs={refs} */")
+            parts += self.var_structs + self.loop_structs + [""] + self.callback_defs
         text = "\n".join(parts) + "\n" + "\n".join(functions)
+        cfg = a.config
         return CProgram(text, attachments, self.events, self.maps, self.probe_names, begin_fn, end_fn,
-                        self.uses_stacks, a.uses_elapsed, a.uses_cpid, self.options.kprobe_mode)
+                        self.uses_stacks, a.uses_elapsed, a.uses_cpid, self.options.kprobe_mode,
+                        print_maps_on_exit=cfg.print_maps_on_exit, str_trunc_trailer=cfg.str_trunc_trailer,
+                        max_cat_bytes=cfg.max_cat_bytes)
 
 
 def generate(analysis: Analysis, options: Optional[CodegenOptions] = None,

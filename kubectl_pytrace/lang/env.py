@@ -62,6 +62,10 @@ class Environment:
         values then print as their names (`@s[TCP_LISTEN]` prints `@s[TCP_LISTEN]`)."""
         return None
 
+    def possible_cpus(self) -> Optional[int]:
+        """How many CPUs the kernel may run (ncpus)."""
+        return None
+
     def enum_named(self, name: str) -> Optional["EnumT"]:
         """`enum tcp_state` (by its name, without the keyword) from BTF."""
         return None

@@ -79,6 +79,10 @@ class CProgram:
     uses_elapsed: bool = False
     uses_cpid: bool = False
     kprobe_mode: str = "kprobe"
+    # from the program's config block
+    print_maps_on_exit: bool = True
+    str_trunc_trailer: str = ".."
+    max_cat_bytes: int = 10240
 
 
 # The runtime's own maps, in every program: declared by the code generator, opened by the tracer

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kubectl_pytrace.lang.expand import ProbeGroup
 from kubectl_pytrace.lang.types import (
     BOOL, BoolT, COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
-    ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT, VoidT, common_type, is_char_array,
+    ProbeT, PtrT, StackT, StrT, StructT, TimestampT, TupleT, Type, UsymT, VoidT, common_type, is_char_array,
     is_integer_like, storage_type,
 )
 
@@ -32,7 +32,8 @@ KPROBE_LIKE = ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt")
 MAX_UNROLL = 100
 MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big for the verifier
 MAX_LHIST_BUCKETS = 1000
-MAX_STRING = 1024  # string[N] / buffer[N] sizes the BPF stack can hold in a few copies
+MAX_STRING = 1024
+TIMESTAMP_MODES = ("monotonic", "boot", "tai", "sw_tai")  # string[N] / buffer[N] sizes the BPF stack can hold in a few copies
 STACK_MODES = ("bpftrace", "perf", "raw")
 
 
@@ -154,6 +155,7 @@ class Checker(ast.NodeVisitor):
         self.c_structs = shared.c_structs  # struct definitions of the program (c_definitions)
         self.changed = False
         self.loops = 0
+        self.for_loops = 0
         self.unrolled = 1  # how many copies of the current statement nested unroll()s make
         fn.types.clear()
         fn.fields.clear()
@@ -389,16 +391,56 @@ class Checker(ast.NodeVisitor):
         finally:
             self.loops -= 1
 
+    def stmt_For(self, s: ast.For):
+        """for ($i : start..end) (end exclusive, both evaluated once) or for ($kv : @map)."""
+        self.push_scope()
+        try:
+            if s.map is not None:
+                m = s.map
+                info = self.maps.get(m.name)
+                if info is None or info.value is None:
+                    if not self.final and self.guess_maps:
+                        return
+                    self.error(f"undefined map '{m.name}'", m.span)
+                if info.key is None:  # type: ignore[union-attr]
+                    self.error(f"{m.name} has no keys: a for loop iterates over a map with keys", m.span)
+                if isinstance(info.value, AggT):  # type: ignore[union-attr]
+                    self.error(f"{m.name} holds {info.value.kind}() values: a for loop iterates over maps "  # type: ignore[union-attr]
+                               f"of plain values", m.span)
+                self.set(m, info.value)  # type: ignore[union-attr,arg-type]
+                keys = info.key.elems  # type: ignore[union-attr]
+                key = keys[0] if len(keys) == 1 else TupleT(keys)
+                var_t: Type = TupleT((key, info.value))  # type: ignore[arg-type,union-attr]
+                self.fn.loops[id(s)] = info
+            else:
+                ts = [self.int_expr(x, "a for loop's bound") for x in (s.start, s.end)]  # type: ignore[list-item]
+                signed = all(getattr(t, "signed", False) for t in ts)
+                var_t = IntT(64, signed)
+            slot = self.declare(s.var.name)
+            slot.type = var_t
+            self.ref(s.var, slot)
+            self.set(s.var, var_t)
+            self.loops += 1
+            self.for_loops += 1
+            try:
+                self.scoped_block(s.body)
+            finally:
+                self.loops -= 1
+                self.for_loops -= 1
+        finally:
+            self.pop_scope()
+
     def stmt_Return(self, s: ast.Return):
-        pass
+        if self.for_loops:
+            self.error("'return' statement is not allowed in a for-loop", s.span)
 
     def stmt_Break(self, s: ast.Break):
         if not self.loops:
-            self.error("'break' outside a while loop", s.span)
+            self.error("'break' outside a loop", s.span)
 
     def stmt_Continue(self, s: ast.Continue):
         if not self.loops:
-            self.error("'continue' outside a while loop", s.span)
+            self.error("'continue' outside a loop", s.span)
 
     def check_storable(self, t: Type, span: Span):
         if isinstance(t, VoidT):
@@ -579,10 +621,34 @@ class Checker(ast.NodeVisitor):
 
     def expr_Builtin(self, e: ast.Builtin) -> Type:
         name, prov = e.name, self.fn.provider
-        if name in ("pid", "tid", "uid", "gid", "cpu", "nsecs", "elapsed", "cgroup", "rand"):
+        if name in ("pid", "tid", "uid", "gid", "cpu", "nsecs", "elapsed", "cgroup", "rand", "jiffies",
+                    "numaid"):
+            return UINT64
+        if name == "ncpus":
+            n = self.env.possible_cpus()
+            if n is None:
+                self.error("ncpus is only known on the node (the number of its CPUs)", e.span)
+            self.fn.constants[id(e)] = n  # type: ignore[assignment]
             return UINT64
         if name == "comm":
             return StrT(COMM_LEN)
+        if name in ("ppid", "pcomm"):  # curtask.real_parent.pid / .comm, as bpftrace 0.27's macros
+            if not self.env.has_btf():
+                self.error(f"{name} reads the current task's parent: it needs the kernel's BTF", e.span)
+            field = "pid" if name == "ppid" else "comm"
+            refs = []
+            for member in ("real_parent", field):
+                try:
+                    refs.append(self.env.struct_field("struct task_struct", member))
+                except LookupFailed as err:
+                    self.error(f"{name}: {err}", e.span)
+            self.fn.fields[id(e)] = tuple(refs)
+            return IntT(32, True) if name == "ppid" else StrT(COMM_LEN)
+        if name == "usermode":
+            if prov in ("BEGIN", "END", "tracepoint", "kfunc", "kretfunc", "interval", "iter", "rawtracepoint"):
+                self.error(f"usermode reads the registers of a kprobe, uprobe, profile or software probe, "
+                           f"not of a '{prov}' probe", e.span)
+            return IntT(8, False)
         if name == "cpid":
             if not self.has_cpid:
                 self.error("cpid is only available when a command is run with -c", e.span)
@@ -598,6 +664,15 @@ class Checker(ast.NodeVisitor):
         if name == "func":
             if prov not in ("kprobe", "kretprobe", "uprobe", "uretprobe", "kfunc", "kretfunc", "usdt"):
                 self.error(f"the func builtin can not be used with '{prov}' probes", e.span)
+            if prov in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
+                # a kernel function: a ksym (bpftrace 0.27), its address known now when kallsyms is
+                try:
+                    addr = self.env.kernel_symbol(self.fn.specs[0].func)
+                except LookupFailed:
+                    addr = None
+                if addr is not None:
+                    self.fn.constants[id(e)] = addr
+                return KsymT()
             return StrT(max(len(s.func) for s in self.fn.specs) + 1)
         if name == "retval":
             if prov not in ("kretprobe", "uretprobe", "kretfunc"):
@@ -995,7 +1070,85 @@ class Checker(ast.NodeVisitor):
             self.set(c.args[0], StrT(len(c.args[0].value) + 1))  # type: ignore[union-attr]
         return VOID
 
+    def call_nsecs(self, c: ast.Call) -> Type:
+        """nsecs(monotonic | boot | tai | sw_tai): that clock's time; nsecs alone is the boot clock."""
+        self.nargs(c, 0, 1)
+        mode = "boot"
+        if c.args:
+            a = c.args[0]
+            if not isinstance(a, ast.Identifier) or a.name not in TIMESTAMP_MODES:
+                self.error(f"nsecs() takes a clock: {', '.join(TIMESTAMP_MODES)}", a.span)
+            mode = a.name  # type: ignore[union-attr]
+            self.set(a, VOID)
+        self.fn.formats[id(c)] = mode  # type: ignore[assignment]
+        return UINT64
+
+    def call_strftime(self, c: ast.Call) -> Type:
+        """strftime(fmt, nsecs): a time, formatted by user space (%f: microseconds, %k: ns, %l: ms)."""
+        self.nargs(c, 2)
+        fmt = c.args[0]
+        if not isinstance(fmt, ast.String):
+            self.error("strftime() needs a string literal as its format", fmt.span)
+        self.set(fmt, StrT(len(fmt.value) + 1))  # type: ignore[union-attr]
+        self.int_expr(c.args[1], "strftime() timestamp")
+        ts = c.args[1]
+        mode = "boot"
+        if isinstance(ts, ast.Call) and ts.name == "nsecs" and ts.args and isinstance(ts.args[0], ast.Identifier):
+            mode = ts.args[0].name
+        if mode == "monotonic":
+            self.error("strftime() can not take a monotonic timestamp", c.span)
+        if ast.const_int(ts) is not None and ast.const_int(ts) < 0:  # type: ignore[operator]
+            self.error("strftime() does not accept negative timestamps", c.span)
+        self.fn.formats[id(c)] = "tai" if mode in ("tai", "sw_tai") else "boot"  # type: ignore[assignment]
+        return TimestampT(fmt.value.decode("utf-8", "surrogateescape"))  # type: ignore[union-attr]
+
+    def call_getopt(self, c: ast.Call) -> Type:
+        """getopt("name"[, default[, "description"]]): the named parameter --name[=value] given after
+        `--`, typed by its default (a bool without one), fixed when the program compiles."""
+        self.nargs(c, 1, 3)
+        name = c.args[0]
+        if not isinstance(name, ast.String):
+            self.error("getopt() needs the parameter's name as a string literal", name.span)
+        self.set(name, StrT(len(name.value) + 1))  # type: ignore[union-attr]
+        key = name.value.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        default: ast.Expr = c.args[1] if len(c.args) > 1 else ast.Bool(False, c.span)
+        if len(c.args) == 3 and not isinstance(c.args[2], ast.String):
+            self.error("getopt()'s description must be a string literal", c.args[2].span)
+        if len(c.args) == 3:
+            self.set(c.args[2], StrT(len(c.args[2].value) + 1))  # type: ignore[union-attr]
+        given = self.shared.named.get(key)
+        if isinstance(default, ast.Bool):
+            self.set(default, BOOL)
+            value: object = default.value
+            if given is not None:
+                if given.lower() in ("", "true", "1"):
+                    value = True
+                elif given.lower() in ("false", "0"):
+                    value = False
+                else:
+                    self.error(f"--{key}={given}: expects a boolean (true, false, 1 or 0)", c.span)
+            self.fn.constants[id(c)] = int(value)  # type: ignore[assignment]
+            return BOOL
+        if isinstance(default, ast.String):
+            self.set(default, StrT(len(default.value) + 1))
+            text = default.value if given is None else given.encode("utf-8", "surrogateescape")
+            self.fn.constants[id(c)] = text  # type: ignore[assignment]
+            return StrT(min(len(text) + 1, MAX_STRING))
+        n = const_value(default)
+        if n is None:
+            self.error("getopt()'s default must be a literal: an integer, a string or a bool", default.span)
+        self.expr(default)
+        if given is not None:
+            try:
+                n = int(given, 0)
+            except ValueError:
+                self.error(f"--{key}={given}: expects an integer", c.span)
+        self.fn.constants[id(c)] = n  # type: ignore[assignment]
+        return INT64 if n >= -(1 << 63) and n < 1 << 63 else UINT64  # type: ignore[operator]
+
     def call_exit(self, c: ast.Call) -> Type:
+        if self.for_loops:
+            self.error("exit() is not allowed in a for-loop (it returns from the probe, as 'return')", c.span)
         self.nargs(c, 0)
         return VOID
 
@@ -1273,15 +1426,14 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             diags.error(f"map '{info.name}' is used but never assigned a value", info.span)
     for name, decl in shared.map_decls.items():
         if name not in maps:
-            diags.error(f"map {name} is declared but never used", decl.span)
-        elif isinstance(maps[name].value, AggT) != decl.kind.startswith("percpu"):
-            what = "an aggregation (count(), sum()...) map" if isinstance(maps[name].value, AggT) else \
-                "a map of plain values"
-            diags.error(f"{name} is declared {decl.kind}({decl.max_entries}) but is {what}: declare it "
-                        f"{'percpu' if isinstance(maps[name].value, AggT) else ''}"
-                        f"{decl.kind.replace('percpu', '')}", decl.span)
-        else:
-            maps[name].decl = decl
+            diags.warning(f"Unused map: {name}", decl.span)
+            continue
+        info = maps[name]
+        percpu = isinstance(info.value, AggT)  # aggregations are kept per CPU
+        if percpu != decl.kind.startswith("percpu"):
+            diags.error(f"Incompatible map types. Type from declaration: {decl.kind}. Type from value/key type: "
+                        f"{'percpuhash' if percpu else 'hash'}", info.span)
+        info.decl = decl
     uses = {n.name for fn in functions for n in fn.probe.walk() if isinstance(n, ast.Builtin)}
     return Analysis(functions, maps, uses_elapsed="elapsed" in uses, uses_cpid="cpid" in uses,
                     predefined=dict(predefined or {}), config=shared.config)
@@ -1296,7 +1448,8 @@ def check_map_decls(decls: List[ast.MapDecl], diags: Diagnostics) -> Dict[str, a
         if d.name in out:
             diags.error(f"map {d.name} is declared twice", d.span)
         elif d.kind not in MAP_KINDS:
-            diags.error(f"unknown map type '{d.kind}': use one of {', '.join(MAP_KINDS)}", d.span)
+            diags.error(f"Invalid bpf map type: {d.kind}", d.span,
+                        hint="Valid map types: " + ", ".join(reversed(MAP_KINDS)))
         elif not 1 <= d.max_entries <= 1 << 24:
             diags.error(f"a map's max entries must be between 1 and {1 << 24}", d.span)
         else:

@@ -18,24 +18,29 @@ from kubectl_pytrace.lang.types import (
     TupleT, Type, UsymT,
 )
 from kubectl_pytrace.host.symbols import UserSymbols
+from kubectl_pytrace.output.timefmt import format_timestamp
 from kubectl_pytrace.output.values import Array, Buffer, Record as RecordValue, Symbolic, from_bytes, pointer, render_stack
 
 Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> the value
 
-TRUNC_TRAILER = ".."  # bpftrace's str_trunc_trailer: a string that filled its buffer
+_trailer = [".."]  # bpftrace's str_trunc_trailer: what ends a string that filled its buffer
+
+
+def set_trunc_trailer(text: str) -> None:
+    """The program's config (str_trunc_trailer), for every string decoded from now on."""
+    _trailer[0] = text
 
 
 class Symbols:
     """Resolves kernel and user addresses, stack ids and probe ids to text (lazily, cached)."""
 
     def __init__(self, probe_names: Sequence[str] = (), stack_map=None, proc_root: str = "/proc",
-                 enums: Optional[dict] = None, timestamps: Optional[Callable] = None):
+                 enums: Optional[dict] = None):
         self.probe_names = list(probe_names)
         self.stack_map = stack_map  # a bpfsys.RawMap of the program's stack traces
         self.user = UserSymbols(proc_root)
         self._kallsyms = None
         self.enums = enums or {}  # enum name -> {value: name}
-        self.timestamps = timestamps  # (mode, nsecs, fmt) -> text, for strftime()
 
     @property
     def kallsyms(self):
@@ -81,7 +86,7 @@ def cstr(b: bytes, size: int) -> str:
     """A string buffer of `size` bytes: up to its NUL, with bpftrace's trailer when it has none."""
     end = b.find(b"\0", 0, size)
     if end < 0:
-        return from_bytes(b[:size]) + TRUNC_TRAILER
+        return from_bytes(b[:size]) + _trailer[0]
     return from_bytes(b[:end])
 
 
@@ -117,7 +122,8 @@ def converter(t: Type, sym: Symbols) -> Optional[Converter]:
     if isinstance(t, BufT):
         return lambda items: Buffer(items[1][:items[0]])
     if isinstance(t, TimestampT):
-        return lambda items: sym.timestamps(items[0], items[1], t.fmt) if sym.timestamps else str(items[1])
+        fmt = t.fmt
+        return lambda items: format_timestamp(items[0], items[1], fmt)
     if isinstance(t, (TupleT, RecordT, ArrayT)):
         elems = _elements(t)
         parts = [(field_count(e), converter(e, sym)) for _, e in elems]

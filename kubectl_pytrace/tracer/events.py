@@ -19,7 +19,7 @@ from typing import IO, Callable, Dict, List
 from kubectl_pytrace.lang.layout import field_count
 from kubectl_pytrace.lang.program import CProgram, EventSpec
 from kubectl_pytrace.lang.types import BoolT, EnumT, IntT, StrT
-from kubectl_pytrace.output.decode import RecordDecoder, Symbols, converter, cstr
+from kubectl_pytrace.output.decode import RecordDecoder, Symbols, converter, cstr, set_trunc_trailer
 from kubectl_pytrace.output.maps import MapReader
 from kubectl_pytrace.output.printer import Output
 from kubectl_pytrace.output.printf import compile_format
@@ -33,6 +33,10 @@ class EventHandlers:
     def __init__(self, program: CProgram, output: Output, readers: Dict[str, MapReader], sym: Symbols,
                  json: bool, stderr: IO):
         self.out = output
+        # the program's config block: what the output does at exit, how truncated strings end
+        output.print_maps_on_exit = getattr(program, "print_maps_on_exit", True)
+        set_trunc_trailer(getattr(program, "str_trunc_trailer", ".."))
+        self.cat_bytes_max = getattr(program, "max_cat_bytes", CAT_BYTES_MAX)
         self.readers = readers
         self.json = json
         self.stderr = stderr
@@ -128,10 +132,10 @@ class EventHandlers:
         raise AssertionError(ev.kind)
 
     def _cat(self, filename: str) -> None:
-        """bpftrace's cat(): at most CAT_BYTES_MAX bytes of the file, as they are."""
+        """bpftrace's cat(): at most max_cat_bytes bytes of the file, as they are."""
         try:
             with open(filename, "rb") as f:
-                data = f.read(CAT_BYTES_MAX)
+                data = f.read(self.cat_bytes_max)
         except OSError as e:
             self.out.flush()
             print(f"ERROR: failed to open file '{filename}': {e.strerror}", file=self.stderr, flush=True)

@@ -14,6 +14,8 @@ Case fields (cases.yaml):
               Without it the program must end by itself (exit()).
   json        also compare JSON output (default false)
   unsafe      pass --unsafe (system(), cat() ...)
+  args        arguments after the program, for both tools: ["--", "--depth=5", "x"] (getopt()'s
+              named parameters, $1...)
   timeout     seconds for each run (default 30)
   normalize   optional list: "sort_lines" sorts the lines of the whole output (only for
               outputs whose order bpftrace itself does not fix)
@@ -45,7 +47,7 @@ REPO = HERE.parent.parent
 CASES_FILE = HERE / "cases.yaml"
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
 
-KNOWN_FIELDS = {"name", "program", "run", "json", "unsafe", "timeout", "normalize", "note"}
+KNOWN_FIELDS = {"name", "program", "run", "json", "unsafe", "timeout", "normalize", "note", "args"}
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -145,7 +147,7 @@ def bpftrace_argv(case, program, command, json_out):
     argv += ["-e", program]
     if command:
         argv += ["-c", command]
-    return argv
+    return argv + list(case.get("args") or [])
 
 
 def pytrace_argv(case, program, command, json_out):
@@ -155,7 +157,7 @@ def pytrace_argv(case, program, command, json_out):
     argv += ["-e", program]
     if command:
         argv += ["-c", command]
-    return argv
+    return argv + list(case.get("args") or [])
 
 
 _reference: Dict[tuple, bytes] = {}

@@ -155,7 +155,7 @@ def test_map_names_become_generated_identifiers(name):
     c = compiled.c.text
     if name != "@":
         assert name[1:] not in c
-    assert "BPF_HASH(map_0," in c
+    assert "BPF_TABLE(\"hash\", struct map_0_key, s64, map_0, 4096);" in c
     assert compiled.c.maps[name].cname == "map_0"  # the runtime knows the name; the C does not
 
 

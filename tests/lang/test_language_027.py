@@ -184,3 +184,100 @@ def test_durations_are_nanoseconds():
 def test_several_begin_probes_run_in_declaration_order():
     c = compiled('BEGIN { printf("a"); } begin { printf("b"); }')
     assert c.c.text.index("probe_0(ctx);") < c.c.text.index("probe_1(ctx);")
+
+
+# ---- for loops ---------------------------------------------------------------------------------------
+
+def test_for_loops_become_callbacks():
+    c = compiled("BEGIN { @m[1] = 2; for ($i : 0..10) { @n += $i; } for ($kv : @m) { print($kv.1); } }")
+    text = c.c.text
+    assert "/* pytrace-link callbacks=pytrace_cb_0,pytrace_cb_1 map_refs=0:map_0 */" in text
+    assert "bpf_loop(" in text and "bpf_for_each_map_elem(" in text
+
+
+@pytest.mark.parametrize("src, message", [
+    ("BEGIN { for ($i : 0..3) { return; } }", "'return' statement is not allowed in a for-loop"),
+    ("BEGIN { for ($i : 0..3) { exit(); } }",
+     "exit() is not allowed in a for-loop (it returns from the probe, as 'return')"),
+    ('BEGIN { for ($i : 0.."a") { } }', "a for loop's bound must be an integer, not string[2]"),
+    ("BEGIN { @s = 1; for ($kv : @s) { } }", "@s has no keys: a for loop iterates over a map with keys"),
+    ("BEGIN { @c[1] = count(); for ($kv : @c) { } }",
+     "@c holds count() values: a for loop iterates over maps of plain values"),
+    ("BEGIN { for ($kv : @nosuch) { } }", "undefined map '@nosuch'"),
+    ("BEGIN { for ($kv : @m[1]) { } }", "a for loop iterates over a map (for ($kv : @m)) or a range (for ($i : start..end))"),
+    ("BEGIN { break; }", "'break' outside a loop"),
+])
+def test_for_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_for_range_is_two_unary_expressions():
+    assert "syntax error" in diagnostics("BEGIN { $a = 1; for ($i : 0..$a + 1) { } }")
+    compiled("BEGIN { $a = 1; for ($i : 0..($a + 1)) { } }")
+
+
+# ---- getopt, strftime, clocks, task builtins ----------------------------------------------------------
+
+def test_getopt_takes_named_parameters():
+    c = compiled('BEGIN { @a = getopt("depth", 35); @b = getopt("flag"); @c = getopt("s", "x"); }',
+                 params=["--depth=5", "--flag", "7"])
+    assert "5LL" in c.c.text and str(c.analysis.maps["@b"].value) == "bool"
+
+
+@pytest.mark.parametrize("src, params, message", [
+    ("BEGIN { @a = getopt(1); }", [], "getopt() needs the parameter's name as a string literal"),
+    ('BEGIN { @a = getopt("d", pid); }', [], "getopt()'s default must be a literal: an integer, a string or a bool"),
+    ('BEGIN { @a = getopt("d", 1); }', ["--d=x"], "--d=x: expects an integer"),
+    ('BEGIN { @a = getopt("d"); }', ["--d=maybe"], "--d=maybe: expects a boolean (true, false, 1 or 0)"),
+    ('BEGIN { @a = getopt("d", 1, 2); }', [], "getopt()'s description must be a string literal"),
+])
+def test_getopt_misuse(src, params, message):
+    assert first_error(src, params=params) == message
+
+
+@pytest.mark.parametrize("src, message", [
+    ('BEGIN { @s = strftime("%Y", nsecs(monotonic)); }', "strftime() can not take a monotonic timestamp"),
+    ('BEGIN { @s = strftime("%Y", -1); }', "strftime() does not accept negative timestamps"),
+    ("BEGIN { @s = strftime(1, nsecs); }", "strftime() needs a string literal as its format"),
+    ('BEGIN { @s = strftime("%Y", "x"); }', "strftime() timestamp must be an integer, not string[2]"),
+    ("BEGIN { @n = nsecs(sideways); }", "nsecs() takes a clock: monotonic, boot, tai, sw_tai"),
+])
+def test_strftime_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_nsecs_is_the_boot_clock():
+    text = compiled("BEGIN { @a = nsecs; @b = nsecs(monotonic); @c = nsecs(tai); }").c.text
+    assert "bpf_ktime_get_boot_ns()" in text and "bpf_ktime_get_ns()" in text and "bpf_ktime_get_tai_ns()" in text
+
+
+def test_usermode_needs_registers():
+    assert first_error("tracepoint:syscalls:sys_enter_read { @u = usermode; }") == (
+        "usermode reads the registers of a kprobe, uprobe, profile or software probe, not of a 'tracepoint' probe")
+
+
+# ---- map declarations ----------------------------------------------------------------------------------
+
+def test_map_declarations_choose_the_bpf_map():
+    text = compiled("let @l = lruhash(100); let @c = percpulruhash(7); let @h = hash(5);\n"
+                    "BEGIN { @l[1] = 2; @c[1] = count(); @h = 1; }").c.text
+    assert 'BPF_TABLE("lru_hash", struct map_0_key, s64, map_0, 100);' in text
+    assert 'BPF_TABLE("lru_percpu_hash", struct map_1_key, u64, map_1, 7);' in text
+    assert 'BPF_TABLE("hash", u64, s64, map_2, 5);' in text
+
+
+@pytest.mark.parametrize("src, message", [
+    ("let @m = foo(2); BEGIN { @m = 1; }", "Invalid bpf map type: foo"),
+    ("let @m = hash(10); BEGIN { @m = count(); }",
+     "Incompatible map types. Type from declaration: hash. Type from value/key type: percpuhash"),
+    ("let @m = percpuhash(10); BEGIN { @m = 5; }",
+     "Incompatible map types. Type from declaration: percpuhash. Type from value/key type: hash"),
+    ("let @m = hash(1); let @m = hash(2); BEGIN { @m = 1; }", "map @m is declared twice"),
+    ("let @m = hash(0); BEGIN { @m = 1; }", "a map's max entries must be between 1 and 16777216"),
+])
+def test_map_declaration_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_an_unused_declared_map_warns():
+    assert "WARNING: Unused map: @m" in compiled("let @m = hash(2); BEGIN { }").warnings

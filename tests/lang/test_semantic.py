@@ -213,11 +213,11 @@ def test_unroll_limits_accepted():
 
 
 @pytest.mark.parametrize("src, message", [
-    ("BEGIN { break; }", "'break' outside a while loop"),
-    ("BEGIN { continue; }", "'continue' outside a while loop"),
-    ("BEGIN { if (1) { break; } }", "'break' outside a while loop"),
-    ("BEGIN { unroll(2) { continue; } }", "'continue' outside a while loop"),
-    ("BEGIN { while (1) { } break; }", "'break' outside a while loop"),
+    ("BEGIN { break; }", "'break' outside a loop"),
+    ("BEGIN { continue; }", "'continue' outside a loop"),
+    ("BEGIN { if (1) { break; } }", "'break' outside a loop"),
+    ("BEGIN { unroll(2) { continue; } }", "'continue' outside a loop"),
+    ("BEGIN { while (1) { } break; }", "'break' outside a loop"),
 ])
 def test_break_and_continue_outside_a_loop(src, message):
     assert error(src) == message
