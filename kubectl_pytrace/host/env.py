@@ -142,6 +142,14 @@ class HostEnvironment(Environment):
             return None
         return self.btf.struct(cname) is not None
 
+    def struct_size(self, cname: str) -> Optional[int]:
+        if not self.has_btf():
+            return None
+        struct = self._anon.get(cname) or self.btf.struct(cname)
+        if struct is None:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        return struct.size
+
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
         if not self.has_btf():
             return None

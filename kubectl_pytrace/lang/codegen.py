@@ -558,6 +558,11 @@ class FunctionGen:
             return f"((u64){e.value}ULL)"
         return f"((s64){e.value}LL)"
 
+    def expr_SizeOf(self, e: ast.SizeOf) -> Value:
+        return self.constant(self.fn.constants[id(e)])
+
+    expr_OffsetOf = expr_SizeOf
+
     def expr_Bool(self, e: ast.Bool) -> Value:
         return "((u64)1)" if e.value else "((u64)0)"
 

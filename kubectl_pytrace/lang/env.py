@@ -91,6 +91,10 @@ class Environment:
     def struct_exists(self, cname: str) -> Optional[bool]:
         return None
 
+    def struct_size(self, cname: str) -> Optional[int]:
+        """sizeof(struct X) from BTF; None when unknown."""
+        return None
+
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
         """Raises LookupFailed when the struct or member does not exist."""
         return None

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from kubectl_pytrace.lang.expand import ProbeGroup
 from kubectl_pytrace.lang.types import (
     BOOL, BoolT, COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
-    ProbeT, PtrT, StackT, StrT, StructT, TimestampT, TupleT, Type, UsymT, VoidT, common_type, is_char_array,
+    ProbeT, PtrT, RecordT, StackT, StrT, StructT, TimestampT, TupleT, Type, UsymT, VoidT, common_type,
+    is_char_array,
     is_integer_like, storage_type,
 )
 
@@ -886,6 +887,69 @@ class Checker(ast.NodeVisitor):
             return None
         exists = self.env.struct_exists(cname)
         return True if exists is None else exists
+
+    def type_size(self, t: Type, span: Span) -> int:
+        """C's sizeof of a language type (structs from BTF or the program's definitions)."""
+        if isinstance(t, IntT):
+            return max(1, t.bits // 8)
+        if isinstance(t, (PtrT, KsymT, ProbeT)):
+            return 8
+        if isinstance(t, StrT):
+            return t.size
+        if isinstance(t, ArrayT):
+            return self.type_size(t.elem, span) * t.length
+        if isinstance(t, StructT):
+            if t.cname in self.c_structs:
+                return self.c_structs[t.cname].size  # type: ignore[attr-defined]
+            try:
+                size = self.env.struct_size(t.cname)
+            except LookupFailed as err:
+                self.error(str(err), span)
+            if size is None:
+                self.error(f"the size of '{t.cname}' is only known with the kernel's BTF", span)
+            return size  # type: ignore[return-value]
+        if isinstance(t, (TupleT, RecordT, BufT, InetT, StackT, UsymT, TimestampT)):
+            from kubectl_pytrace.lang.layout import sizeof as storage_size
+
+            return storage_size(t)
+        self.error(f"sizeof({t}) is not known", span)
+        raise AssertionError
+
+    def expr_SizeOf(self, e: ast.SizeOf) -> Type:
+        """sizeof(T) or sizeof(expr): a constant; the expression is typed, never run."""
+        if e.type is not None:
+            t = self.resolve_type(e.type, e.type.span)
+        else:
+            t = self.expr(e.expr)  # type: ignore[arg-type]
+            if isinstance(t, (VoidT, AggT)):
+                self.error(f"sizeof() of a value of type {t}", e.span)
+        self.fn.constants[id(e)] = self.type_size(t, e.span)
+        return UINT64
+
+    def expr_OffsetOf(self, e: ast.OffsetOf) -> Type:
+        """offsetof(struct X, a.b): the member's byte offset, a constant."""
+        t = self.resolve_type(e.type, e.type.span)
+        if not isinstance(t, StructT):
+            self.error(f"offsetof() needs a struct or union type, not {t}", e.type.span)
+        offset, cur = 0, t
+        for name in e.path:
+            if not isinstance(cur, StructT):
+                self.error(f"'{name}': {cur} is not a struct", e.span)
+            if cur.cname in self.c_structs:
+                ref = self.c_structs[cur.cname].field(name)  # type: ignore[attr-defined]
+                if ref is None:
+                    self.error(f"{cur.cname} has no member '{name}'", e.span)
+            else:
+                try:
+                    ref = self.env.struct_field(cur.cname, name)
+                except LookupFailed as err:
+                    self.error(str(err), e.span)
+                if ref is None:
+                    self.error(f"offsetof({cur.cname}, {name}) is only known with the kernel's BTF", e.span)
+            offset += ref.offset  # type: ignore[union-attr]
+            cur = ref.type  # type: ignore[union-attr]
+        self.fn.constants[id(e)] = offset
+        return UINT64
 
     def expr_Cast(self, e: ast.Cast) -> Type:
         t = self.expr(e.expr)

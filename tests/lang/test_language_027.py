@@ -181,6 +181,41 @@ def test_durations_are_nanoseconds():
         assert f"{n}LL" in text, n
 
 
+def test_interval_takes_a_duration():
+    c = compiled("interval:1s { exit(); } interval:250ms { } interval:5000 { }")
+    assert c.c.probe_names == ["interval:us:1000000", "interval:us:250000", "interval:us:5"]
+
+
+@pytest.mark.parametrize("src, message", [
+    ("interval:1500ns { }", "interval:1500ns: invalid interval period '1500ns': a whole number of microseconds"),
+    ("interval:soon { }", "interval:soon: invalid interval period 'soon': a duration (1s, 100ms) or a number of nanoseconds"),
+])
+def test_interval_duration_misuse(src, message):
+    assert first_error(src) == message
+
+
+def test_sizeof_and_offsetof_are_constants():
+    c = compiled("BEGIN { @a = sizeof(struct task_struct); @b = sizeof(int32); @c = sizeof(pid); "
+                 "@d = sizeof((1, \"ab\")); @e = offsetof(struct task_struct, comm); "
+                 "@f = offsetof(struct task_struct, pid); $t = curtask; @g = sizeof(*$t); }")
+    text = c.c.text
+    for n in ("9792LL", "4LL", "8LL", "16LL", "3000LL", "2400LL"):
+        assert n in text, n
+
+
+@pytest.mark.parametrize("src, message", [
+    ("BEGIN { @a = sizeof(struct nosuch); }", "unknown struct 'struct nosuch' (not in the kernel's BTF)"),
+    ("BEGIN { @a = offsetof(struct task_struct, real_parent.pid); }",
+     "'pid': struct task_struct * is not a struct"),
+    ("BEGIN { @a = offsetof(struct task_struct, nosuch); }", "struct task_struct has no member 'nosuch'"),
+    ("BEGIN { @a = offsetof(struct task_struct, pid.x); }", "'x': int32 is not a struct"),
+    ("BEGIN { @a = offsetof(int32, x); }", "offsetof() needs a struct or union type, not int32"),
+    ("BEGIN { @a = sizeof(count()); }", "count() should be directly assigned to a map"),
+])
+def test_sizeof_misuse(src, message):
+    assert first_error(src) == message
+
+
 def test_several_begin_probes_run_in_declaration_order():
     c = compiled('BEGIN { printf("a"); } begin { printf("b"); }')
     assert c.c.text.index("probe_0(ctx);") < c.c.text.index("probe_1(ctx);")
