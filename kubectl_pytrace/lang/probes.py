@@ -98,7 +98,7 @@ def split_attach_point(raw: str) -> List[str]:
 
 
 def _rate(provider: str, parts: List[str]) -> ProbeSpec:
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0] not in TIME_UNITS:
         # interval:1s, interval:100ms, interval:1000000 (ns): bpftrace 0.27 keeps it in microseconds
         from kubectl_pytrace.lang.literals import parse_int
 
@@ -107,8 +107,9 @@ def _rate(provider: str, parts: List[str]) -> ProbeSpec:
         except ValueError:
             raise AttachPointError(f"invalid {provider} period '{parts[0]}': a duration (1s, 100ms) or a "
                                    f"number of nanoseconds") from None
-        if ns < 1000 or ns % 1000:
-            raise AttachPointError(f"invalid {provider} period '{parts[0]}': a whole number of microseconds")
+        if ns < 1000:
+            raise AttachPointError(f"Invalid rate of {provider} probe. Minimum is 1000 or 1us. Found: {ns} "
+                                   f"nanoseconds")
         return _rate(provider, ["us", str(ns // 1000)])
     if len(parts) != 2:
         raise AttachPointError(f"{provider} probe takes a unit and a rate: {provider}:s:1, "

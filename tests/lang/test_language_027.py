@@ -187,7 +187,7 @@ def test_interval_takes_a_duration():
 
 
 @pytest.mark.parametrize("src, message", [
-    ("interval:1500ns { }", "interval:1500ns: invalid interval period '1500ns': a whole number of microseconds"),
+    ("interval:99 { }", "interval:99: Invalid rate of interval probe. Minimum is 1000 or 1us. Found: 99 nanoseconds"),
     ("interval:soon { }", "interval:soon: invalid interval period 'soon': a duration (1s, 100ms) or a number of nanoseconds"),
 ])
 def test_interval_duration_misuse(src, message):
