@@ -16,7 +16,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from kubectl_pytrace.lang import ast
+from kubectl_pytrace.lang import abi, ast
 from kubectl_pytrace.lang.env import StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
@@ -100,6 +100,19 @@ class Buf:
 
     ref: str
     type: Type
+
+
+@dataclass
+class NameTable:
+    """A table of names (errno messages, system calls, signals) the program carries in a map."""
+
+    cname: str
+    entries: Dict[int, str]
+    unknown: str
+
+    @property
+    def size(self) -> int:
+        return max(self.entries) + 1
 
 
 @dataclass
@@ -1072,6 +1085,32 @@ class FunctionGen:
         self.read_str_into(out, t.size, c)
         return Buf(out, t)
 
+    def call_strerror(self, c: ast.Call) -> Value:
+        """The name from the program's table (filled by pytrace_init), else the table's
+        "unknown" text."""
+        table = self.gen.name_table(c.name)
+        n = self.int_value(c.args[0])
+        out = self.declare(StrT(64), "name")
+        idx, entry = self.tmp("idx"), self.tmp("entry")
+        self.emit(f"s64 {idx} = (s32)({n});")
+        if c.name == "strerror":
+            self.emit(f"if ({idx} < 0) {idx} = -{idx};  /* -EINTR is EINTR */")
+        self.emit(f"struct pytrace_name *{entry} = 0;")
+        with self.nested(f"if ({idx} >= 0 && {idx} < {table.size}) {{"):
+            key = self.tmp("key")
+            self.emit(f"u32 {key} = {idx};")
+            self.emit(f"{entry} = {table.cname}.lookup(&{key});")
+        with self.nested(f"if ({entry} && {entry}->s[0]) {{", "} else {"):
+            self.emit(f"__builtin_memcpy(&{out}, {entry}->s, 64);")
+        self.indent += 1
+        self.copy_string(out, 64, Lit(table.unknown.encode()))
+        self.indent -= 1
+        self.emit("}")
+        return Buf(out, StrT(64))
+
+    call_syscall_name = call_strerror
+    call_signal_name = call_strerror
+
     def call_kaddr(self, c: ast.Call) -> Value:
         return self.constant(self.fn.constants[id(c)])
 
@@ -1161,6 +1200,38 @@ class Generator:
         self.var_structs: List[str] = []
         self.loop_structs: List[str] = []
         self.map_refs: Dict[str, int] = {}  # map C name -> marker id
+        self.name_tables: Dict[str, NameTable] = {}
+
+    def name_table(self, function: str) -> "NameTable":
+        """The table a strerror(), syscall_name() or signal_name() reads: an array map that the
+        program's pytrace_init fills before any probe is attached."""
+        if function not in self.name_tables:
+            entries, unknown = {"strerror": (abi.ERRNOS, abi.UNKNOWN_ERROR),
+                                "syscall_name": (abi.SYSCALLS, abi.UNKNOWN_SYSCALL),
+                                "signal_name": (abi.SIGNALS, abi.UNKNOWN_SIGNAL)}[function]
+            self.name_tables[function] = NameTable(f"pytrace_names_{function}", entries, unknown)
+        return self.name_tables[function]
+
+    def name_tables_c(self) -> Tuple[List[str], str]:
+        """The tables' maps and the function that fills them."""
+        decls = ["struct pytrace_name { char s[64]; };"]
+        body = ["int pytrace_init(void *ctx)", "{", "    struct pytrace_name v = {};", "    u64 *w = (u64 *)&v;",
+                "    u32 k;"]
+        for t in self.name_tables.values():
+            decls.append(f"BPF_ARRAY({t.cname}, struct pytrace_name, {t.size});")
+            longest = 0
+            for i, name in sorted(t.entries.items()):
+                data = name.encode()[:63].ljust(64, b"\0")
+                words = [int.from_bytes(data[j:j + 8], "little") for j in range(0, 64, 8)]
+                n = max(j + 1 for j, w in enumerate(words) if w) if any(words) else 0
+                # the words after this name's are zero if no earlier name reached them
+                stores = [f"w[{j}] = {w:#x}ULL;" for j, w in enumerate(words[:max(n, longest)])]
+                longest = n
+                body.append(f"    k = {i}; {' '.join(stores)}")
+                body.append(f"    {t.cname}.update(&k, &v);")
+            body.append("    __builtin_memset(&v, 0, sizeof(v));")
+        body += ["    return 0;", "}", ""]
+        return decls, "\n".join(body)
 
     def map_ref(self, info: MapInfo) -> int:
         cname = self.map_cname(info)
@@ -1334,6 +1405,12 @@ class Generator:
             "}",
             "",
         ]
+        if self.name_tables:
+            decls, init = self.name_tables_c()
+            parts += decls
+            functions.append(init)
+            # filled first, before the program's own probes are attached
+            attachments.insert(0, AttachSpec(ProbeSpec("INIT"), "pytrace_init", -1, internal=True))
         if scope is not None:
             parts.append(scope_c.prelude(scope))
         if self.callbacks:

@@ -1067,8 +1067,7 @@ class Checker(ast.NodeVisitor):
         method = getattr(self, "call_" + c.name, None)
         if method is None:
             if c.name in ("system", "signal", "override", "reg", "uaddr",
-                          "cgroupid", "sizeof", "macaddr", "path", "strftime", "skboutput",
-                          "unwatch", "offsetof", "strerror", "pton"):
+                          "cgroupid", "macaddr", "path", "skboutput", "unwatch", "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
             self.error(f"unknown function '{c.name}'", c.name_span)
         return method(c)  # type: ignore[misc]
@@ -1235,6 +1234,16 @@ class Checker(ast.NodeVisitor):
                     self.error("str() length must not be negative", c.args[1].span)
                 size = min(size, n)  # bytes with the NUL: str(s, 3) is two characters
         return StrT(max(1, size))
+
+    def call_strerror(self, c: ast.Call) -> Type:
+        """strerror(errno), syscall_name(nr), signal_name(sig): a string[64] from a table of the
+        x86_64 ABI that the program carries (lang/abi.py), as bpftrace 0.27."""
+        self.nargs(c, 1)
+        self.int_expr(c.args[0], f"{c.name}() argument")
+        return StrT(64)
+
+    call_syscall_name = call_strerror
+    call_signal_name = call_strerror
 
     def call_strncmp(self, c: ast.Call) -> Type:
         self.nargs(c, 3)

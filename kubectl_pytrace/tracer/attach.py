@@ -107,6 +107,10 @@ class Attacher:
     def _load(self, a: AttachSpec, prog_type: str, *extra: int) -> int:
         return self.loader.load(a.fn_name, bpfsys.PROG_TYPES[prog_type], *extra)
 
+    def _INIT(self, a: AttachSpec) -> None:
+        """The program's own setup (its tables of names): run once, now, never attached."""
+        bpfsys.test_run(self._load(a, "raw_tracepoint"))
+
     def _BEGIN(self, a: AttachSpec) -> None:  # run by BPF_PROG_TEST_RUN, not attached
         self.begin_fd = self._load(a, "raw_tracepoint")
 

@@ -316,3 +316,24 @@ def test_map_declaration_misuse(src, message):
 
 def test_an_unused_declared_map_warns():
     assert "WARNING: Unused map: @m" in compiled("let @m = hash(2); BEGIN { }").warnings
+
+
+# ---- strerror(), syscall_name(), signal_name() -----------------------------------------------------
+
+def test_name_tables_are_filled_before_the_probes_attach():
+    c = compiled('BEGIN { @a = strerror(2); @b = syscall_name(0); @c = signal_name(9); @d = strerror(1); }')
+    text = c.c.text
+    assert text.count("BPF_ARRAY(pytrace_names_") == 3 and "int pytrace_init(void *ctx)" in text
+    first = c.c.attachments[0]
+    assert first.fn_name == "pytrace_init" and first.internal
+    # "read" is system call 0: one little-endian word
+    assert "k = 0; w[0] = 0x64616572ULL;" in text
+
+
+@pytest.mark.parametrize("src, message", [
+    ('BEGIN { $s = strerror("x"); }', "strerror() argument must be an integer, not string[2]"),
+    ("BEGIN { $s = syscall_name(); }", "syscall_name() requires one argument (0 provided)"),
+    ("BEGIN { $s = signal_name(1, 2); }", "signal_name() requires one argument (2 provided)"),
+])
+def test_name_table_misuse(src, message):
+    assert first_error(src) == message
