@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from functools import lru_cache
 import struct
 from typing import Iterator, Sequence, Tuple
+
+from kubectl_pytrace.kernel.sysfs import possible_cpus
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NR_BPF = 321  # x86_64
@@ -48,18 +49,6 @@ def _bpf(cmd: int, attr: ctypes.Structure) -> int:
         err = ctypes.get_errno()
         raise BPFError(err, os.strerror(err))
     return r
-
-
-@lru_cache(maxsize=1)
-def possible_cpus() -> int:
-    """Number of possible CPUs: the size of every per-CPU map value array."""
-    with open("/sys/devices/system/cpu/possible") as f:
-        text = f.read().strip()
-    n = 0
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        n = max(n, int(hi or lo) + 1)
-    return n
 
 
 class RawMap:

@@ -10,7 +10,7 @@ import fnmatch
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from kubectl_pytrace.kernel import tracefs
+from kubectl_pytrace.kernel import sysfs, tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
 from kubectl_pytrace.host.elf import ELFError, open_elf, usdt_arg_types
 from kubectl_pytrace.lang.types import ArrayT, EnumT, IntT, PtrT, StructT, Type, VoidT
@@ -204,9 +204,10 @@ class HostEnvironment(Environment):
         return enum_type(e)
 
     def possible_cpus(self) -> Optional[int]:
-        from kubectl_pytrace.bpf import syscalls as bpfsys
+        return sysfs.possible_cpus()
 
-        return bpfsys.possible_cpus()
+    def cgroup_id(self, path: str) -> Optional[int]:
+        return sysfs.cgroup_id(path)
 
     def enum_named(self, name: str) -> Optional[EnumT]:
         if not self.has_btf():

@@ -30,7 +30,7 @@ from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
 from kubectl_pytrace.lang.types import (
-    AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
+    WORD_TYPES, AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
 )
 
@@ -61,7 +61,7 @@ def decl(t: Type, name: str, tuples: "TupleTypes") -> str:
 
 
 def zero_init(t: Type) -> str:
-    if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+    if isinstance(t, WORD_TYPES):
         return " = 0;"
     return " = {};"
 
@@ -344,7 +344,7 @@ class FunctionGen:
             for st in e.stmts:
                 getattr(self, "stmt_" + type(st).__name__)(st)
             self.store(out, t, e.value)  # type: ignore[arg-type]
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(t, WORD_TYPES):
             return out
         return Buf(out, t)
 
@@ -409,7 +409,7 @@ class FunctionGen:
     def store_value(self, dest: str, dtype: Type, v: Value):
         if isinstance(dtype, IntT) and dtype.bits < 64:  # a variable declared uint8, ...
             self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({int_ctype(dtype)})({v});")
-        elif isinstance(dtype, (IntT, PtrT, KsymT, ProbeT)):
+        elif isinstance(dtype, WORD_TYPES):
             self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({v});")
         elif isinstance(dtype, StrT):
             self.copy_string(dest, dtype.size, v)
@@ -479,7 +479,7 @@ class FunctionGen:
                 v = self.value(m.keys[0])
                 assert isinstance(v, Buf) and isinstance(v.type, TupleT)
                 for i, (kt, et) in enumerate(zip(kts, v.type.elems)):
-                    inner: Value = f"{v.ref}.e{i}" if isinstance(et, (IntT, PtrT, KsymT, ProbeT)) else Buf(f"{v.ref}.e{i}", et)
+                    inner: Value = f"{v.ref}.e{i}" if isinstance(et, WORD_TYPES) else Buf(f"{v.ref}.e{i}", et)
                     self.store_value(f"{key}.k{i}", kt, inner)
             else:
                 for i, (k, kt) in enumerate(zip(m.keys, kts)):
@@ -543,7 +543,7 @@ class FunctionGen:
         p = self.tmp("p")
         t: Type = info.value  # type: ignore[assignment]
         self.emit(f"{self.ctype_ptr(t)} *{p} = {self.gen.map_cname(info)}.lookup(&{key});")
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(t, WORD_TYPES):
             return f"({p} ? *{p} : 0)"
         out = self.declare(t, "mv")
         self.emit(f"if ({p}) __builtin_memcpy(&{out}, {p}, sizeof({out}));")
@@ -618,6 +618,7 @@ class FunctionGen:
             "pid": "(bpf_get_current_pid_tgid() >> 32)",
             "tid": "(bpf_get_current_pid_tgid() & 0xffffffff)",
             "uid": "(bpf_get_current_uid_gid() & 0xffffffff)",
+            "username": "(bpf_get_current_uid_gid() & 0xffffffff)",
             "gid": "(bpf_get_current_uid_gid() >> 32)",
             "cpu": "((u64)bpf_get_smp_processor_id())",
             "nsecs": "bpf_ktime_get_boot_ns()",  # bpftrace 0.27: the boot clock (0.17: monotonic)
@@ -695,7 +696,7 @@ class FunctionGen:
     def expr_Var(self, e: ast.Var) -> Value:
         slot = self.slot(e)
         name = self.var_ref(slot)
-        if isinstance(slot.type, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(slot.type, WORD_TYPES):
             return name
         return Buf(name, slot.type)
 
@@ -828,7 +829,7 @@ class FunctionGen:
     def expr_Cond(self, e: ast.Cond) -> Value:
         cond = self.int_value(e.cond)
         t = self.type(e)
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(t, WORD_TYPES):
             with self.capture() as pre_a:
                 a = self.int_value(e.then)
             with self.capture() as pre_b:
@@ -882,7 +883,7 @@ class FunctionGen:
             assert isinstance(base, Buf)
             i = int(e.name)
             et = base_t.elems[i]
-            if isinstance(et, (IntT, PtrT, KsymT, ProbeT)):
+            if isinstance(et, WORD_TYPES):
                 return f"{base.ref}.e{i}"
             return Buf(f"{base.ref}.e{i}", et)
         ref = self.fn.fields[id(e)]
@@ -916,7 +917,7 @@ class FunctionGen:
             base = self.value(e.expr)
             assert isinstance(base, Buf)
             i = self.fn.constants[id(e)]
-            if isinstance(elem, (IntT, PtrT, KsymT, ProbeT)):
+            if isinstance(elem, WORD_TYPES):
                 return f"{base.ref}.e{i}"
             return Buf(f"{base.ref}.e{i}", elem)
         v = self.value(e.expr)
@@ -1111,8 +1112,32 @@ class FunctionGen:
     call_syscall_name = call_strerror
     call_signal_name = call_strerror
 
+    def call_pid(self, c: ast.Call) -> Value:
+        if c.args[0].name == "init":  # type: ignore[attr-defined]
+            shift = " >> 32" if c.name == "pid" else " & 0xffffffff"
+            return f"((u64)(bpf_get_current_pid_tgid(){shift}))"
+        return self.expr_Builtin(ast.Builtin(c.name, c.span))
+
+    call_tid = call_pid
+
+    def call_cgroup_path(self, c: ast.Call) -> Value:
+        return self.int_value(c.args[0])
+
+    def call_macaddr(self, c: ast.Call) -> Value:
+        out = self.tmp("mac")
+        self.emit(f"u64 {out} = 0;")
+        v = self.value(c.args[0])
+        if isinstance(v, Buf):
+            self.emit(f"__builtin_memcpy(&{out}, &{v.ref}, 6);")
+        else:
+            space = self.space_of(self.type(c.args[0]))
+            self.emit(f"bpf_probe_read_{space}(&{out}, 6, (void *)({v}));")
+        return out
+
     def call_kaddr(self, c: ast.Call) -> Value:
         return self.constant(self.fn.constants[id(c)])
+
+    call_cgroupid = call_kaddr
 
     def call_buf(self, c: ast.Call) -> Value:
         t: BufT = self.type(c)  # type: ignore[assignment]

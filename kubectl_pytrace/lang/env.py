@@ -75,6 +75,10 @@ class Environment:
         when unknown; LookupFailed (with a hint) when the answer is no."""
         return _C_TYPEDEFS.get(name)
 
+    def cgroup_id(self, path: str) -> Optional[int]:
+        """cgroupid("/sys/fs/cgroup/..."): the cgroup's id; LookupFailed when the path does not exist."""
+        return None
+
     def kernel_symbol(self, name: str) -> Optional[int]:
         """The address of a kernel symbol (kaddr("avenrun")); LookupFailed when it does not exist."""
         return None

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from kubectl_pytrace.lang.types import (
-    AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, RecordT, StackT, StrT, TimestampT, TupleT, Type,
-    UsymT,
+    AggT, ArrayT, BufT, CgroupPathT, InetT, IntT, KsymT, MacT, ProbeT, PtrT, RecordT, StackT, StrT, TimestampT,
+    TupleT, Type, UsernameT, UsymT,
 )
 
 
@@ -27,6 +27,9 @@ def pad8(n: int) -> int:
 FIXED_LAYOUTS = {
     KsymT: ("u64", "Q"),  # an address
     ProbeT: ("u64", "Q"),  # a probe number
+    CgroupPathT: ("u64", "Q"),  # a cgroup id
+    MacT: ("u64", "Q"),  # six bytes, the first lowest
+    UsernameT: ("u64", "Q"),  # a uid
     StackT: ("struct pytrace_stack", "qQ"),  # stack id, pid
     UsymT: ("struct pytrace_usym", "QQ"),  # address, pid
     InetT: ("struct pytrace_inet", "Q16s"),  # address family, address

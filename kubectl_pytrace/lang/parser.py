@@ -375,6 +375,8 @@ class _ToAst(Transformer):
     def call(self, meta, children):
         name = children[0]
         args = [a for a in children[1:] if a is not None]
+        if not args and name.value in BUILTINS:  # pid(), comm(): bpftrace 0.27's call form of a builtin
+            return ast.Builtin(name.value, _span(meta))
         return ast.Call(name.value, args, _span(meta), _tspan(name))
 
     def tuple(self, meta, children):

@@ -22,10 +22,9 @@ from kubectl_pytrace.lang.probes import ProbeSpec
 if TYPE_CHECKING:
     from kubectl_pytrace.lang.expand import ProbeGroup
 from kubectl_pytrace.lang.types import (
-    BOOL, BoolT, COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, AggT, ArrayT, BufT, InetT, IntT, KsymT,
-    ProbeT, PtrT, RecordT, StackT, StrT, StructT, TimestampT, TupleT, Type, UsymT, VoidT, common_type,
-    is_char_array,
-    is_integer_like, storage_type,
+    BOOL, BoolT, COMM_LEN, INT64, INT_TYPE_NAMES, STRLEN, UINT64, VOID, WORD_TYPES, AggT, ArrayT, BufT,
+    CgroupPathT, InetT, IntT, KsymT, MacT, ProbeT, PtrT, RecordT, StackT, StrT, StructT, TimestampT, TupleT,
+    Type, UsernameT, UsymT, VoidT, common_type, is_char_array, is_integer_like, storage_type,
 )
 
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "stats", "hist", "lhist")
@@ -633,6 +632,8 @@ class Checker(ast.NodeVisitor):
             return UINT64
         if name == "comm":
             return StrT(COMM_LEN)
+        if name == "username":
+            return UsernameT()
         if name in ("ppid", "pcomm"):  # curtask.real_parent.pid / .comm, as bpftrace 0.27's macros
             if not self.env.has_btf():
                 self.error(f"{name} reads the current task's parent: it needs the kernel's BTF", e.span)
@@ -892,7 +893,7 @@ class Checker(ast.NodeVisitor):
         """C's sizeof of a language type (structs from BTF or the program's definitions)."""
         if isinstance(t, IntT):
             return max(1, t.bits // 8)
-        if isinstance(t, (PtrT, KsymT, ProbeT)):
+        if isinstance(t, WORD_TYPES):
             return 8
         if isinstance(t, StrT):
             return t.size
@@ -1066,8 +1067,8 @@ class Checker(ast.NodeVisitor):
             self.error(f"{c.name}() should be directly assigned to a map", c.span)
         method = getattr(self, "call_" + c.name, None)
         if method is None:
-            if c.name in ("system", "signal", "override", "reg", "uaddr",
-                          "cgroupid", "macaddr", "path", "skboutput", "unwatch", "pton"):
+            if c.name in ("system", "signal", "override", "reg", "uaddr", "path", "skboutput", "unwatch",
+                          "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
             self.error(f"unknown function '{c.name}'", c.name_span)
         return method(c)  # type: ignore[misc]
@@ -1244,6 +1245,67 @@ class Checker(ast.NodeVisitor):
 
     call_syscall_name = call_strerror
     call_signal_name = call_strerror
+
+    def call_pid(self, c: ast.Call) -> Type:
+        """pid(curr_ns | init), tid(...): in the tracer's pid namespace (as pid) or the initial one."""
+        self.nargs(c, 1)
+        a = c.args[0]
+        if not isinstance(a, ast.Identifier) or a.name not in ("curr_ns", "init"):
+            self.error(f"{c.name}() takes a pid namespace: curr_ns or init", a.span)
+        return UINT64
+
+    call_tid = call_pid
+
+    def call_comm(self, c: ast.Call) -> Type:
+        self.error("comm(pid) is not supported: it needs a kfunc call (bpf_task_from_pid), which "
+                   "kubectl-pytrace does not make", c.span)
+        raise AssertionError
+
+    def call_cgroup_path(self, c: ast.Call) -> Type:
+        """cgroup_path(id [, "filter"]): the id, printed as its paths by user space."""
+        self.nargs(c, 1, 2)
+        self.int_expr(c.args[0], "cgroup_path() cgroup id")
+        pattern = "*"
+        if len(c.args) == 2:
+            f = c.args[1]
+            if not isinstance(f, ast.String):
+                self.error("cgroup_path()'s filter must be a string literal", f.span)
+            self.set(f, StrT(len(f.value) + 1))  # type: ignore[union-attr]
+            pattern = f.value.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        return CgroupPathT(pattern)
+
+    def call_cgroupid(self, c: ast.Call) -> Type:
+        """cgroupid("/sys/fs/cgroup/..."): the cgroup's id, known now."""
+        self.nargs(c, 1)
+        a = c.args[0]
+        if not isinstance(a, ast.String):
+            self.error("cgroupid() needs a string literal: a cgroup's path", a.span)
+        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        path = a.value.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        try:
+            ident = self.env.cgroup_id(path)
+        except LookupFailed as err:
+            self.error(f"Failed to get `cgroupid` for path: \"{path}\": {err}", c.span)
+        if ident is None:
+            self.error("cgroupid() is only known on the node (its cgroup file system)", c.span)
+        self.fn.constants[id(c)] = ident  # type: ignore[assignment]
+        return UINT64
+
+    def call_macaddr(self, c: ast.Call) -> Type:
+        """macaddr(char[6] or an address): six bytes, printed AA:BB:CC:DD:EE:FF."""
+        self.nargs(c, 1)
+        if isinstance(c.args[0], ast.String):
+            self.error("macaddr() does not support literal string arguments", c.span)
+        t = self.expr(c.args[0])
+        if isinstance(t, ArrayT):
+            if t.length * max(1, getattr(t.elem, "bits", 8) // 8) < 6:
+                self.error(f"macaddr() needs at least 6 bytes, not {t}", c.args[0].span)
+        elif isinstance(t, StrT):
+            if t.size < 6:
+                self.error(f"macaddr() needs at least 6 bytes, not {t}", c.args[0].span)
+        elif not is_integer_like(t):
+            self.error(f"macaddr() expects an array or an address, not {t}", c.args[0].span)
+        return MacT()
 
     def call_strncmp(self, c: ast.Call) -> Type:
         self.nargs(c, 3)

@@ -157,6 +157,33 @@ class KsymT(Type):
 
 
 @dataclass(frozen=True)
+class CgroupPathT(Type):
+    """cgroup_path(id, filter): a cgroup id that user space prints as its paths in the
+    hierarchies whose names match the filter."""
+
+    filter: str = "*"
+
+    def name(self) -> str:
+        return "cgroup_path_t"
+
+
+@dataclass(frozen=True)
+class MacT(Type):
+    """macaddr(): six bytes (in a u64) that user space prints as AA:BB:CC:DD:EE:FF."""
+
+    def name(self) -> str:
+        return "macaddr_t"
+
+
+@dataclass(frozen=True)
+class UsernameT(Type):
+    """username: a uid that user space prints as its name in /etc/passwd."""
+
+    def name(self) -> str:
+        return "username"
+
+
+@dataclass(frozen=True)
 class UsymT(Type):
     def name(self) -> str:
         return "usym"
@@ -193,6 +220,9 @@ INT64 = IntT(64, True)
 UINT64 = IntT(64, False)
 INT32 = IntT(32, True)
 UINT32 = IntT(32, False)
+# values held in one u64 in C (an integer, an address, an id user space resolves)
+WORD_TYPES = (IntT, PtrT, KsymT, ProbeT, CgroupPathT, MacT, UsernameT)
+
 VOID = VoidT()
 BOOL = BoolT()
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from kubectl_pytrace.kernel import tracefs
+from kubectl_pytrace.kernel import sysfs, tracefs
 from kubectl_pytrace.lang.layout import Record, field_count
 from kubectl_pytrace.lang.types import (
-    ArrayT, BoolT, BufT, EnumT, InetT, IntT, KsymT, ProbeT, PtrT, RecordT, StackT, StrT, TimestampT,
-    TupleT, Type, UsymT,
+    ArrayT, BoolT, BufT, CgroupPathT, EnumT, InetT, IntT, KsymT, MacT, ProbeT, PtrT, RecordT, StackT, StrT,
+    TimestampT, TupleT, Type, UsernameT, UsymT,
 )
 from kubectl_pytrace.host.symbols import UserSymbols
 from kubectl_pytrace.output.timefmt import format_timestamp
@@ -40,6 +40,7 @@ class Symbols:
         self.stack_map = stack_map  # a bpfsys.RawMap of the program's stack traces
         self.user = UserSymbols(proc_root)
         self._kallsyms = None
+        self._users: Optional[Dict[str, str]] = None
         self.enums = enums or {}  # enum name -> {value: name}
 
     @property
@@ -53,6 +54,20 @@ class Symbols:
 
     def usym(self, addr: int, pid: int, offset: bool = False) -> str:
         return self.user.usym(pid, addr, offset)
+
+    def username(self, uid: int) -> str:
+        """The uid's name in /etc/passwd (bpftrace 0.27 prints "" for an unknown uid)."""
+        if self._users is None:
+            self._users = {}
+            try:
+                with open("/etc/passwd", errors="replace") as f:
+                    for line in f:
+                        fields = line.split(":")
+                        if len(fields) >= 3 and fields[2] not in self._users:
+                            self._users[fields[2]] = fields[0]
+            except OSError:
+                pass
+        return self._users.get(str(uid), "")
 
     def probe(self, probe_id: int) -> str:
         return self.probe_names[probe_id] if probe_id < len(self.probe_names) else f"probe#{probe_id}"
@@ -111,6 +126,13 @@ def converter(t: Type, sym: Symbols) -> Optional[Converter]:
         return lambda items: cstr(items[0], size)
     if isinstance(t, KsymT):
         return lambda items: sym.ksym(items[0])
+    if isinstance(t, CgroupPathT):
+        pattern = t.filter
+        return lambda items: sysfs.cgroup_paths(items[0], pattern)
+    if isinstance(t, MacT):
+        return lambda items: ":".join(f"{b:02X}" for b in items[0].to_bytes(8, "little")[:6])
+    if isinstance(t, UsernameT):
+        return lambda items: sym.username(items[0])
     if isinstance(t, ProbeT):
         return lambda items: sym.probe(items[0])
     if isinstance(t, UsymT):

@@ -95,9 +95,20 @@ pytestmark = [
 @pytest.fixture(scope="session")
 def workloads() -> Dict[str, Path]:
     try:
-        return _load_builder().build_workloads()
+        found = dict(_load_builder().build_workloads())
     except Exception as e:  # gcc or sys/sdt.h missing
         pytest.skip("cannot build workloads: %s" % e)
+    found["cgroup2"] = _cgroup2_root()
+    return found
+
+
+def _cgroup2_root() -> Path:
+    """Where this machine mounts cgroup2 ({{cgroup2}}): /sys/fs/cgroup, or .../unified (hybrid)."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            return Path(fields[1])
+    return Path("/sys/fs/cgroup")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -234,4 +245,4 @@ def test_cases_file_is_sane():
     for c in CASES:
         for field in ("program", "run"):
             for name in PLACEHOLDER.findall(c.get(field) or ""):
-                assert name in {"calls", "usdt_probes", "sysload"}, (c["name"], name)
+                assert name in {"calls", "usdt_probes", "sysload", "cgroup2"}, (c["name"], name)

@@ -337,3 +337,25 @@ def test_name_tables_are_filled_before_the_probes_attach():
 ])
 def test_name_table_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- cgroups, users, MAC addresses, pid namespaces ---------------------------------------------------
+
+def test_builtins_have_a_call_form():
+    text = compiled("BEGIN { @a = pid(); @b = comm(); @c = pid(init); @d = tid(curr_ns); @e = username(); }").c.text
+    assert "bpf_get_current_comm" in text and text.count("bpf_get_current_pid_tgid()") >= 3
+
+
+@pytest.mark.parametrize("src, message", [
+    ('BEGIN { $f = "x"; @p = cgroup_path(1, $f); }', "cgroup_path()'s filter must be a string literal"),
+    ('BEGIN { @p = cgroup_path("x"); }', "cgroup_path() cgroup id must be an integer, not string[2]"),
+    ("BEGIN { $p = \"/sys\"; @i = cgroupid($p); }", "cgroupid() needs a string literal: a cgroup's path"),
+    ('BEGIN { @i = cgroupid("/sys/fs/cgroup"); }', "cgroupid() is only known on the node (its cgroup file system)"),
+    ('BEGIN { @m = macaddr("abcdef"); }', "macaddr() does not support literal string arguments"),
+    ("BEGIN { @m = macaddr((1, 2)); }", "macaddr() expects an array or an address, not (int64,int64)"),
+    ("BEGIN { @p = pid(other); }", "pid() takes a pid namespace: curr_ns or init"),
+    ("BEGIN { @c = comm(1); }",
+     "comm(pid) is not supported: it needs a kfunc call (bpf_task_from_pid), which kubectl-pytrace does not make"),
+])
+def test_cgroup_and_mac_misuse(src, message):
+    assert first_error(src) == message

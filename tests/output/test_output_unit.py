@@ -136,3 +136,35 @@ def test_std_sort_is_libstdcxx_order():
             idx = list(range(n))
             std_sort(idx, lambda a, b: keys[a] < keys[b])
             assert idx == ref
+
+
+def test_resolved_words(tmp_path, monkeypatch):
+    """macaddr, username and cgroup_path values are one u64 that user space turns into text."""
+    from kubectl_pytrace.kernel import sysfs
+    from kubectl_pytrace.lang.types import CgroupPathT, MacT, UsernameT
+    from kubectl_pytrace.output.decode import Symbols, converter
+
+    sym = Symbols()
+    assert converter(MacT(), sym)([int.from_bytes(b"\x01\x02\xab\xcd\xef\x80", "little")]) == "01:02:AB:CD:EF:80"
+    sym._users = {"0": "root"}
+    assert converter(UsernameT(), sym)([0]) == "root"
+    assert converter(UsernameT(), sym)([4242]) == ""  # as bpftrace: nothing for an unknown uid
+    seen = []
+    monkeypatch.setattr(sysfs, "cgroup_paths", lambda ident, pattern: seen.append((ident, pattern)) or "unified:/x")
+    assert converter(CgroupPathT("mem*"), sym)([7]) == "unified:/x" and seen == [(7, "mem*")]
+
+
+def test_cgroup_paths_in_each_hierarchy(tmp_path, monkeypatch):
+    import os
+
+    from kubectl_pytrace.kernel import sysfs
+
+    v2, mem = tmp_path / "unified", tmp_path / "memory"
+    (v2 / "a" / "b").mkdir(parents=True)
+    (mem / "b").mkdir(parents=True)
+    monkeypatch.setattr(sysfs, "cgroup_roots", lambda: ([str(mem)], [str(v2)]))
+    ident = os.stat(v2 / "a" / "b").st_ino
+    assert sysfs.cgroup_paths(ident) == "unified:/a/b"
+    assert sysfs.cgroup_paths(os.stat(v2).st_ino) == "unified:/"
+    assert sysfs.cgroup_paths(os.stat(mem / "b").st_ino, "mem*") == "memory:/b"
+    assert sysfs.cgroup_paths(os.stat(mem / "b").st_ino, "unified") == ""
