@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from typing import Optional, Tuple
 
 import click
@@ -72,4 +73,6 @@ def run(target: Optional[str], program: Optional[str], program_file: Optional[st
     if dump is not None:
         session.dump(spec, dump)
     else:
-        session.run(spec)
+        result = session.run(spec)
+        if result.exit_code:  # the program's exit(code)
+            sys.exit(result.exit_code)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from kubectl_pytrace.lang import abi, ast
+from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.env import StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
@@ -30,7 +31,7 @@ from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
 from kubectl_pytrace.lang.types import (
-    WORD_TYPES, AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
+    INT64, WORD_TYPES, AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
 )
 
@@ -542,12 +543,37 @@ class FunctionGen:
         key = self.map_key(m, info)
         p = self.tmp("p")
         t: Type = info.value  # type: ignore[assignment]
+        if isinstance(t, AggT):
+            return self.aggregation_read(m, info, key)
         self.emit(f"{self.ctype_ptr(t)} *{p} = {self.gen.map_cname(info)}.lookup(&{key});")
         if isinstance(t, WORD_TYPES):
             return f"({p} ? *{p} : 0)"
         out = self.declare(t, "mv")
         self.emit(f"if ({p}) __builtin_memcpy(&{out}, {p}, sizeof({out}));")
         return Buf(out, t)
+
+    def aggregation_read(self, m: ast.Map, info: MapInfo, key: str) -> Value:
+        """count(), sum(), avg(), min(), max(): every CPU's slot combined (bpf_map_lookup_percpu_elem)."""
+        agg: AggT = info.value  # type: ignore[assignment]
+        ref = self.gen.map_ref(info)
+        vt = agg_value_ctype(agg)
+        acc, n, cpu, p = self.tmp("acc"), self.tmp("n"), self.tmp("cpu"), self.tmp("p")
+        self.emit(f"s64 {acc} = 0;")
+        self.emit(f"u64 {n} = 0;")
+        with self.nested(f"for (u32 {cpu} = 0; {cpu} < {self.fn.constants[id(m)]}; {cpu}++) {{"):
+            self.emit(f"{vt} *{p} = pytrace_lookup_percpu((void *){MAP_MARKER | ref:#x}ULL, &{key}, {cpu});")
+            self.emit(f"if (!{p}) break;")
+            if agg.kind in ("count", "sum"):
+                self.emit(f"{acc} += (s64)*{p};")
+            elif agg.kind == "avg":
+                self.emit(f"{acc} += {p}->total;")
+                self.emit(f"{n} += {p}->count;")
+            else:
+                better = "<" if agg.kind == "min" else ">"
+                self.emit(f"if ({p}->set && (!{n} || {p}->value {better} {acc})) {{ {acc} = {p}->value; {n} = 1; }}")
+        if agg.kind == "avg":
+            return f"pytrace_sdiv({acc}, (s64){n})"
+        return acc
 
     def ctype_ptr(self, t: Type) -> str:
         if isinstance(t, StrT):
@@ -1046,10 +1072,122 @@ class FunctionGen:
         return Buf(out, t)
 
     def call_exit(self, c: ast.Call) -> Value:
-        ev = self.gen.new_event("exit", [])
-        self.send(ev, [], flags="BPF_RB_FORCE_WAKEUP")
+        items = [("code", INT64, c.args[0])] if c.args else []  # exit(code): the process's status
+        ev = self.gen.new_event("exit", items)
+        self.send(ev, items, flags="BPF_RB_FORCE_WAKEUP")
         self.emit(self.return_stmt())
         return "0"
+
+    def call_errorf(self, c: ast.Call) -> Value:
+        items = [(f"a{i}", self.event_type(self.type(a)), a) for i, a in enumerate(c.args[1:])]
+        ev = self.gen.new_event(c.name, items, fmt=self.fn.formats[id(c)], where=self.fn.locations[id(c)])
+        self.send(ev, items)
+        return "0"
+
+    call_warnf = call_errorf
+
+    def call_assert(self, c: ast.Call) -> Value:
+        cond = self.int_value(c.args[0])
+        msg = c.args[1].value.decode("utf-8", "surrogateescape").replace("%", "%%")  # type: ignore[attr-defined]
+        with self.nested(f"if (!({cond})) {{"):
+            ev = self.gen.new_event("errorf", [], fmt=printf_format.parse_format("assert failed: " + msg),
+                                    where=self.fn.locations[id(c)])
+            self.send(ev, [])
+            items = [("code", INT64, ast.Integer(1, c.span))]
+            ev = self.gen.new_event("exit", items)
+            self.send(ev, items, flags="BPF_RB_FORCE_WAKEUP")
+            self.emit(self.return_stmt())
+        return "0"
+
+    def call_static_assert(self, c: ast.Call) -> Value:
+        return "0"  # checked when compiling
+
+    def call_len(self, c: ast.Call) -> Value:
+        a = c.args[0]
+        info = self.fn.loops.get(id(c))
+        if info is not None:
+            # bpf_for_each_map_elem returns how many elements it visited; the callback visits all
+            ref = self.gen.map_ref(info)  # type: ignore[arg-type]
+            k = self.gen.count_callback()
+            return f"((s64)bpf_for_each_map_elem((void *){MAP_MARKER | ref:#x}ULL, (void *){FUNC_MARKER | k:#x}ULL, 0, 0))"
+        t: StackT = self.type(a)  # type: ignore[assignment]
+        self.gen.uses_frames = True
+        zero, frames, n = self.tmp("zero"), self.tmp("frames"), self.tmp("nframes")
+        self.emit(f"u32 {zero} = 0;")
+        self.emit(f"struct pytrace_frames *{frames} = pytrace_frames_scratch.lookup(&{zero});")
+        self.emit(f"s64 {n} = 0;")
+        flags = "0" if t.kernel else "BPF_F_USER_STACK"
+        self.emit(f"if ({frames}) {n} = bpf_get_stack(ctx, {frames}, {min(t.limit, 127) * 8}, {flags});")
+        return f"((s64)({n} > 0 ? (u64){n} / 8 : 0))"
+
+    def string_ref(self, e: ast.Expr) -> Tuple[str, int, Optional[str]]:
+        """(address, capacity, space) of a string argument: a string or char array on the stack
+        (space None), or a pointer read from memory up to the default string size."""
+        t = self.type(e)
+        v = self.value(e)
+        if isinstance(v, Lit):
+            buf = self.declare(StrT(len(v.data) + 1), "lit")
+            self.copy_string(buf, len(v.data) + 1, v)
+            return f"&{buf}", len(v.data) + 1, None
+        if isinstance(v, Buf):
+            return f"&{v.ref}", sizeof(v.type) if isinstance(v.type, StrT) else v.type.length, None  # type: ignore[attr-defined]
+        return f"(void *)({v})", self.gen.analysis.config.max_strlen, self.space_of(t)
+
+    def call_strlen(self, c: ast.Call) -> Value:
+        addr, size, space = self.string_ref(c.args[0])
+        if space is not None:  # a pointer: read the string first
+            buf = self.declare(StrT(size), "s")
+            self.emit(f"bpf_probe_read_{space}_str(&{buf}, {size}, {addr});")
+            addr = f"&{buf}"
+        n = self.tmp("len")
+        self.emit(f"u64 {n} = 0;")
+        self.emit(f"for (; {n} < {size} && ((char *){addr})[{n}]; {n}++) {{}}")
+        return n
+
+    def read_string(self, e: ast.Expr) -> Tuple[str, int]:
+        addr, size, space = self.string_ref(e)
+        if space is not None:
+            buf = self.declare(StrT(size), "s")
+            self.emit(f"bpf_probe_read_{space}_str(&{buf}, {size}, {addr});")
+            return f"&{buf}", size
+        return addr, size
+
+    def call_strstr(self, c: ast.Call) -> Value:
+        (h, hsize), (n, nsize) = self.read_string(c.args[0]), self.read_string(c.args[1])
+        out, i, j = self.tmp("at"), self.tmp("i"), self.tmp("j")
+        hs, ns = f"((char *){h})", f"((char *){n})"
+        self.emit(f"s64 {out} = {ns}[0] ? -1 : 0;")  # an empty needle is at 0
+        with self.nested(f"for (u32 {i} = 0; {out} < 0 && {i} < {hsize} && {hs}[{i}]; {i}++) {{"):
+            self.emit(f"u32 {j} = 0;")
+            self.emit(f"for (; {j} < {nsize} && {ns}[{j}] && {i} + {j} < {hsize} && {hs}[{i} + {j}] == {ns}[{j}]; "
+                      f"{j}++) {{}}")
+            self.emit(f"if ({j} == {nsize} || !{ns}[{j}]) {out} = {i};")
+        if c.name == "strcontains":
+            return f"((s64)({out} >= 0))"
+        return out
+
+    call_strcontains = call_strstr
+
+    def call_memcmp(self, c: ast.Call) -> Value:
+        sides = []
+        for a in c.args[:2]:
+            v = self.value(a)
+            if isinstance(v, Buf):
+                sides.append(f"((s8 *)&{v.ref})")
+            elif isinstance(v, Lit):
+                buf = self.declare(StrT(len(v.data) + 1), "lit")
+                self.copy_string(buf, len(v.data) + 1, v)
+                sides.append(f"((s8 *)&{buf})")
+            else:
+                word = self.tmp("w")
+                self.emit(f"u64 {word} = (u64)({v});")
+                sides.append(f"((s8 *)&{word})")
+        n = self.fn.constants[id(c)]
+        out, i = self.tmp("cmp"), self.tmp("i")
+        self.emit(f"s64 {out} = 0;")
+        self.emit(f"for (u32 {i} = 0; {i} < {n}; {i}++) {{ if ({sides[0]}[{i}] != {sides[1]}[{i}]) "
+                  f"{{ {out} = (s64){sides[0]}[{i}] - (s64){sides[1]}[{i}]; break; }} }}")
+        return out
 
     def call_clear(self, c: ast.Call) -> Value:
         ev = self.gen.new_event("clear", [], map=c.args[0].name)  # type: ignore[attr-defined]
@@ -1226,6 +1364,20 @@ class Generator:
         self.loop_structs: List[str] = []
         self.map_refs: Dict[str, int] = {}  # map C name -> marker id
         self.name_tables: Dict[str, NameTable] = {}
+        self.count_cb: Optional[int] = None
+        self.uses_frames = False
+
+    def count_callback(self) -> int:
+        """A bpf_for_each_map_elem callback that visits every element (len(@map))."""
+        if self.count_cb is None:
+            self.count_cb = len(self.callbacks)
+            self.callbacks.append("pytrace_cb_visit")
+            # begins by saving its arguments, as bcc_compile.link() checks of every callback
+            self.callback_defs.append(
+                "int pytrace_cb_visit(void *arg)\n{\n"
+                '    asm volatile("*(u64 *)(r10 - 8) = r1" ::: "memory");\n'
+                "    return 0;\n}\n")
+        return self.count_cb
 
     def name_table(self, function: str) -> "NameTable":
         """The table a strerror(), syscall_name() or signal_name() reads: an array map that the
@@ -1388,6 +1540,9 @@ class Generator:
             "    if (n) *n += 1;",
             "}",
             "",
+            "/* bpf_map_lookup_percpu_elem, for the map a marker names (bcc_compile.py) */",
+            "static void *(*pytrace_lookup_percpu)(void *map, const void *key, u32 cpu) = (void *)195;",
+            "",
             "static __always_inline u64 pytrace_config_get(u32 i)",
             "{",
             f"    u64 *v = {CONFIG_MAP}.lookup(&i);",
@@ -1438,7 +1593,10 @@ class Generator:
             attachments.insert(0, AttachSpec(ProbeSpec("INIT"), "pytrace_init", -1, internal=True))
         if scope is not None:
             parts.append(scope_c.prelude(scope))
-        if self.callbacks:
+        if self.uses_frames:
+            parts.append(f"struct pytrace_frames {{ u64 ip[127]; }};")
+            parts.append("BPF_PERCPU_ARRAY(pytrace_frames_scratch, struct pytrace_frames, 1);")
+        if self.callbacks or self.map_refs:
             refs = ",".join(f"{i}:{name}" for name, i in self.map_refs.items())
             parts.append(f"/* pytrace-link callbacks={','.join(self.callbacks)} map_refs={refs} */")
             parts += self.var_structs + self.loop_structs + [""] + self.callback_defs

@@ -7,7 +7,7 @@ without importing the compiler (start-up time).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang.layout import Record
 from kubectl_pytrace.lang.probes import ProbeSpec
@@ -38,6 +38,7 @@ class EventSpec:
     map: Optional[str] = None  # print_map / clear / zero
     top: int = 0
     div: int = 0
+    where: Optional[Tuple[str, int, int, str]] = None  # errorf/warnf: file, line, column, "file:l:c-e"
 
 
 @dataclass

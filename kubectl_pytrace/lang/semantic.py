@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.config import Config
-from kubectl_pytrace.lang.diagnostics import Diagnostics, Span
+from kubectl_pytrace.lang.diagnostics import Diagnostics, Span, location
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
 from kubectl_pytrace.lang.probes import ProbeSpec
 
@@ -33,6 +33,8 @@ MAX_UNROLL = 100
 MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big for the verifier
 MAX_LHIST_BUCKETS = 1000
 MAX_STRING = 1024
+READABLE_AGGREGATIONS = ("count", "sum", "avg", "min", "max")
+MAX_CPUS = 1024  # reading an aggregation where the number of CPUs is not known: up to the first missing
 TIMESTAMP_MODES = ("monotonic", "boot", "tai", "sw_tai")  # string[N] / buffer[N] sizes the BPF stack can hold in a few copies
 STACK_MODES = ("bpftrace", "perf", "raw")
 
@@ -84,6 +86,7 @@ class ProbeFunction:
     slots: Dict[str, "VarSlot"] = field(default_factory=dict)  # C name -> slot, in declaration order
     var_refs: Dict[int, str] = field(default_factory=dict)  # id(Var) -> C name
     loops: Dict[int, object] = field(default_factory=dict)  # id(For) -> facts for the code generator
+    locations: Dict[int, Tuple[str, int, int, str]] = field(default_factory=dict)  # errorf() -> where
 
     @property
     def provider(self) -> str:
@@ -107,15 +110,29 @@ class Analysis:
     config: Config = field(default_factory=Config)
 
 
-def const_value(e: ast.Expr) -> Optional[int]:
-    """The value of a constant integer expression (literals, + - * / % << >> & | ^ ~ and unary -)."""
+def const_value(e: ast.Expr, known: Optional[Dict[int, int]] = None) -> Optional[int]:
+    """The value of a constant integer expression (literals, true/false, arithmetic, bitwise,
+    comparison and logical operators); known: the values the checker computed (sizeof(),
+    offsetof(), enum constants) by node id."""
     if isinstance(e, ast.Integer):
         return e.value
-    if isinstance(e, ast.Unop) and e.op in ("-", "~", "+"):
-        v = const_value(e.operand)
-        return None if v is None else -v if e.op == "-" else ~v if e.op == "~" else v
+    if known is not None and id(e) in known and isinstance(e, (ast.SizeOf, ast.OffsetOf, ast.Identifier)):
+        return known[id(e)]
+    if isinstance(e, ast.Bool):
+        return int(e.value)
+    if isinstance(e, ast.Unop) and e.op in ("-", "~", "+", "!"):
+        v = const_value(e.operand, known)
+        if v is None:
+            return None
+        return -v if e.op == "-" else ~v if e.op == "~" else int(not v) if e.op == "!" else v
+    if isinstance(e, ast.Binop) and e.op in ("==", "!=", "<", ">", "<=", ">=", "&&", "||"):
+        a, b = const_value(e.left, known), const_value(e.right, known)
+        if a is None or b is None:
+            return None
+        return int({"==": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b,
+                    "&&": bool(a) and bool(b), "||": bool(a) or bool(b)}[e.op])
     if isinstance(e, ast.Binop) and e.op in ("+", "-", "*", "/", "%", "<<", ">>", "&", "|", "^"):
-        a, b = const_value(e.left), const_value(e.right)
+        a, b = const_value(e.left, known), const_value(e.right, known)
         if a is None or b is None or (e.op in "/%" and b == 0) or (e.op in ("<<", ">>") and not 0 <= b < 64):
             return None
         return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
@@ -519,6 +536,8 @@ class Checker(ast.NodeVisitor):
                            f"map already contains a value of type '{old}'", s.span)
             if old.lhist != vt.lhist:  # type: ignore[union-attr]
                 self.error(f"{info.name}: lhist() arguments differ from an earlier use of the map", s.span)
+            if old.bits != vt.bits:  # type: ignore[union-attr]
+                self.error("Different bits in a single hist unsupported", s.span)
             if old.signed != vt.signed and old.signed:  # type: ignore[union-attr]
                 info.value = vt
                 self.changed = True
@@ -534,6 +553,8 @@ class Checker(ast.NodeVisitor):
     def aggregation(self, c: ast.Call) -> AggT:
         nargs = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": 1, "lhist": 4}
         n = nargs[c.name]
+        if c.name == "hist" and len(c.args) == 2:  # hist(v, k): each power of 2 in 2^k buckets
+            n = 2
         if len(c.args) != n:
             self.arg_count_error(c, n)
         self.set(c, VOID)
@@ -561,7 +582,16 @@ class Checker(ast.NodeVisitor):
                            f"{MAX_LHIST_BUCKETS}", c.span)
             return AggT("lhist", signed, (lo, hi, step))
         if c.name == "hist":
-            return AggT("hist", signed)
+            bits = 0
+            if len(c.args) == 2:
+                k = ast.const_int(c.args[1])
+                if k is None:
+                    self.error("hist: invalid bits value, need integer literal", c.args[1].span)
+                if not 0 <= k <= 5:  # type: ignore[operator]
+                    self.error(f"hist: bits {k} must be 0..5", c.span)
+                self.set(c.args[1], INT64)
+                bits = k  # type: ignore[assignment]
+            return AggT("hist", signed, bits=bits)
         return AggT(c.name, signed)
 
     def arg_count_error(self, c: ast.Call, n, what: str = ""):
@@ -735,9 +765,15 @@ class Checker(ast.NodeVisitor):
                 return INT64
             self.error(f"undefined map '{e.name}'", e.span)
         self.map_keys(e, info)  # type: ignore[arg-type]
-        if isinstance(info.value, AggT):  # type: ignore[union-attr]
-            self.error(f"{e.name} holds {info.value.kind}() values, which are kept per CPU and can only "
-                       f"be printed, not read in an expression", e.span)
+        agg = info.value  # type: ignore[union-attr]
+        if isinstance(agg, AggT):
+            # count/sum/avg/min/max: the CPUs' values combined, as bpftrace 0.27 reads them
+            if agg.kind not in READABLE_AGGREGATIONS:
+                self.error(f"{e.name} holds {agg.kind}() values, which can only be printed, not read in an "
+                           f"expression", e.span)
+            ncpus = self.env.possible_cpus()
+            self.fn.constants[id(e)] = ncpus or MAX_CPUS
+            return UINT64 if agg.kind == "count" else INT64
         return info.value  # type: ignore[union-attr,return-value]
 
     def expr_Tuple(self, e: ast.Tuple) -> Type:
@@ -1213,7 +1249,113 @@ class Checker(ast.NodeVisitor):
     def call_exit(self, c: ast.Call) -> Type:
         if self.for_loops:
             self.error("exit() is not allowed in a for-loop (it returns from the probe, as 'return')", c.span)
-        self.nargs(c, 0)
+        self.nargs(c, 0, 1)
+        if c.args:
+            t = self.expr(c.args[0])
+            if not is_integer_like(t):
+                self.error(f"exit() only supports int arguments ({'string' if isinstance(t, StrT) else t} provided)",
+                           c.span)
+        return VOID
+
+    def call_len(self, c: ast.Call) -> Type:
+        """len(@map): its number of elements; len(ustack), len(kstack): the number of frames."""
+        if len(c.args) != 1:
+            self.error(f"len() takes one argument ({len(c.args)} provided)", c.span)
+        a = c.args[0]
+        if isinstance(a, ast.Map) and not a.keys:
+            info = self.maps.get(a.name)
+            if info is None or info.value is None:
+                self.error(f"undefined map '{a.name}'", a.span)
+            if info.key is None:  # type: ignore[union-attr]
+                self.error("call to len() expects a map with explicit keys (non-scalar map)", c.span)
+            if isinstance(info.value, AggT) and info.value.kind in ("hist", "lhist", "tseries"):  # type: ignore[union-attr]
+                self.error(f"len() of a {info.value.kind}() map is not supported", c.span)  # type: ignore[union-attr]
+            self.set(a, info.value)  # type: ignore[arg-type,union-attr]
+            self.fn.loops[id(c)] = info
+            return INT64
+        t = self.expr(a)
+        if not isinstance(t, StackT):
+            self.error("call to len() expects a map, ustack, or kstack", c.span)
+        return INT64
+
+    def string_arg(self, c: ast.Call, a: ast.Expr) -> Type:
+        """A string, a char array or a pointer to chars (strlen(), strstr(), strcontains())."""
+        t = self.expr(a)
+        if not (isinstance(t, StrT) or is_char_array(t) or (isinstance(t, PtrT) and isinstance(t.target, IntT)
+                                                            and t.target.bits == 8)):
+            self.error(f"{c.name}() expects a string, a char array or a char pointer, not {t}", a.span)
+        return t
+
+    def call_strlen(self, c: ast.Call) -> Type:
+        self.nargs(c, 1)
+        self.string_arg(c, c.args[0])
+        return UINT64
+
+    def call_strstr(self, c: ast.Call) -> Type:
+        """strstr(haystack, needle): the index of needle in haystack, or -1 (bpftrace 0.27's
+        documented value: its kfunc path returns -ENOENT, -2); strcontains(): strstr() >= 0."""
+        self.nargs(c, 2)
+        for a in c.args:
+            self.string_arg(c, a)
+        return INT64 if c.name == "strstr" else BOOL
+
+    call_strcontains = call_strstr
+
+    def call_memcmp(self, c: ast.Call) -> Type:
+        """memcmp(left, right, n): the difference of the first bytes (signed) that differ, or 0."""
+        self.nargs(c, 3)
+        sizes = []
+        for a in c.args[:2]:
+            t = self.expr(a)
+            if isinstance(t, (VoidT, AggT)):
+                self.error(f"memcmp() compares values in memory, not {t}", a.span)
+            sizes.append(self.type_size(t, a.span) if not isinstance(t, PtrT) else 8)
+        self.int_expr(c.args[2], "memcmp() count")
+        n = const_value(c.args[2])
+        if n is None or n < 0:
+            self.error("memcmp() count must be a non-negative constant", c.args[2].span)
+        if n > min(sizes):  # type: ignore[operator]
+            self.error(f"memcmp() count {n} is larger than the values compared ({min(sizes)} bytes)", c.args[2].span)
+        self.fn.constants[id(c)] = n  # type: ignore[assignment]
+        return INT64
+
+    def call_errorf(self, c: ast.Call) -> Type:
+        """errorf(fmt, ...), warnf(fmt, ...): a message with the call's location (stderr in text
+        mode, a record in JSON); the program goes on."""
+        self.call_printf(c)
+        self.fn.locations[id(c)] = self.location(c.span)
+        return VOID
+
+    call_warnf = call_errorf
+
+    def location(self, span: Span) -> Tuple[str, int, int, str]:
+        line, col, _end, head = location(self.diags.source, span, exclusive=True)
+        return (self.diags.source.filename, line, col, head)
+
+    def call_assert(self, c: ast.Call) -> Type:
+        """assert(cond, "msg"): when cond is false, errorf("assert failed: msg") and exit(1)."""
+        self.nargs(c, 2)
+        self.int_expr(c.args[0], "assert() condition")
+        msg = c.args[1]
+        if not isinstance(msg, ast.String):
+            self.error("assert() message must be a string literal", msg.span)
+        self.set(msg, StrT(len(msg.value) + 1))  # type: ignore[union-attr]
+        self.fn.locations[id(c)] = self.location(c.span)
+        return VOID
+
+    def call_static_assert(self, c: ast.Call) -> Type:
+        """static_assert(cond, "msg"): cond is a constant; false fails the compilation with msg."""
+        self.nargs(c, 2)
+        msg = c.args[1]
+        if not isinstance(msg, ast.String):
+            self.error("static_assert() message must be a string literal", msg.span)
+        self.set(msg, StrT(len(msg.value) + 1))  # type: ignore[union-attr]
+        self.int_expr(c.args[0], "static_assert() condition")
+        v = const_value(c.args[0], self.fn.constants)
+        if v is None:
+            self.error("static_assert() condition must be a constant expression", c.args[0].span)
+        if not v:
+            self.error(msg.value.decode("utf-8", "replace"), c.span)  # type: ignore[union-attr]
         return VOID
 
     def call_str(self, c: ast.Call) -> Type:

@@ -522,8 +522,8 @@ class Output(abc.ABC):
     def lost_events(self, n: int) -> None: ...
 
     @abc.abstractmethod
-    def errorf(self, text: str, where: Tuple[str, int, int], severity: str = "ERROR",
-               context: str = "") -> None: ...
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
+        """errorf()/warnf(): where is (file, line, column, "file:line:col-end")."""
 
     # -- values and maps --
     @abc.abstractmethod
@@ -602,11 +602,9 @@ class TextOutput(Output):
     def lost_events(self, n: int) -> None:
         self.stderr.write("Lost %d events\n" % n)
 
-    def errorf(self, text: str, where: Tuple[str, int, int], severity: str = "ERROR",
-               context: str = "") -> None:
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
         self.flush()
-        filename, line, col = where
-        self.stderr.write("%s:%d:%d: %s: %s\n" % (filename, line, col, severity, text))
+        self.stderr.write("%s: %s: %s\n" % (where[3], severity, text))  # file:line:col-end
         self.stderr.flush()
 
     def print_value(self, value: Any) -> None:
@@ -694,9 +692,8 @@ class JsonOutput(Output):
     def lost_events(self, n: int) -> None:
         self.write('{"type": "lost_events", "count": %d, "data": {"events": %d}}\n' % (n, n))
 
-    def errorf(self, text: str, where: Tuple[str, int, int], severity: str = "ERROR",
-               context: str = "") -> None:
-        filename, line, col = where
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
+        filename, line, col, _ = where
         self.write('{"type": "%s", "msg": "%s", "filename": "%s", "line": %d, "col": %d}\n' % (
             "errorf" if severity == "ERROR" else "warnf", json_escape(text), json_escape(filename), line, col))
 

@@ -42,6 +42,7 @@ class EventHandlers:
         self.stderr = stderr
         self.pending: List[str] = []  # printf text not yet written (text mode)
         self.exit_requested = False
+        self.exit_code = 0
         self.count = 0
         self.handlers: Dict[int, Callable] = {ev.id: self._handler(ev, sym) for ev in program.events.values()}
 
@@ -123,7 +124,13 @@ class EventHandlers:
         if ev.kind == "zero":
             return lambda buf: self.readers[ev.map].zero()  # type: ignore[index]
         if ev.kind == "exit":
-            return self._on_exit
+            if ev.record.fields:  # exit(code)
+                return lambda buf: self._on_exit(decode(buf)[0])
+            return lambda buf: self._on_exit(0)
+        if ev.kind in ("errorf", "warnf"):
+            message = compile_format(ev.fmt)  # type: ignore[arg-type]
+            severity = "ERROR" if ev.kind == "errorf" else "WARNING"
+            return lambda buf: out.errorf(message(decode(buf)), ev.where, severity)  # type: ignore[arg-type]
         if ev.kind == "cat":
             name_of = compile_format(ev.fmt)  # type: ignore[arg-type]
             return lambda buf: self._cat(name_of(decode(buf)))
@@ -142,8 +149,10 @@ class EventHandlers:
             return
         self.out.cat(from_bytes(data))
 
-    def _on_exit(self, buf) -> bool:
+    def _on_exit(self, code: int) -> bool:
+        """exit(code): stop; the code becomes the process's exit status (as a status: & 0xff)."""
         self.exit_requested = True
+        self.exit_code = code & 0xFF
         return False
 
 

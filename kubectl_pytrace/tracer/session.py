@@ -156,4 +156,7 @@ def run(spec: TraceSpec, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> Ru
     out = make_output(spec.output, stdout, autoflush=False)
     engine = Engine(program, out, env.resolve_path, stderr=stderr, json=spec.output == "json",
                     headers=f"{found.path}:{found.release}", watcher=target.watcher if target else None)
-    return engine.run(spec.deadline, spec.command)
+    result = engine.run(spec.deadline, spec.command)
+    if engine.events is not None:
+        result.exit_code = engine.events.exit_code  # exit(code), assert()
+    return result

@@ -47,11 +47,11 @@ REPO = HERE.parent.parent
 CASES_FILE = HERE / "cases.yaml"
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
 
-KNOWN_FIELDS = {"name", "program", "run", "json", "unsafe", "timeout", "normalize", "note", "args"}
+KNOWN_FIELDS = {"name", "program", "run", "json", "unsafe", "timeout", "normalize", "note", "args", "exit_code"}
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
-def load_cases() -> List[dict]:
+def load_cases(everything: bool = False) -> List[dict]:
     cases = yaml.safe_load(CASES_FILE.read_text())
     names = set()
     for c in cases:
@@ -60,13 +60,14 @@ def load_cases() -> List[dict]:
         assert c["name"] not in names, "duplicate case %s" % c["name"]
         names.add(c["name"])
     only = os.environ.get("COMPAT_CASES")
-    if only:
+    if only and not everything:
         wanted = set(only.split(","))
         cases = [c for c in cases if c["name"] in wanted]
     return cases
 
 
 CASES = load_cases()
+CASES_ALL = load_cases(everything=True)
 
 
 def _load_builder():
@@ -181,7 +182,7 @@ def reference(case, workloads, json_out: bool) -> bytes:
         program = substitute(case["program"], workloads)
         command = substitute(case["run"], workloads) if case.get("run") else None
         p = run_tool(bpftrace_argv(case, program, command, json_out), case.get("timeout", 30))
-        assert p.returncode == 0, "bpftrace failed (%d):\n%s" % (
+        assert p.returncode == case.get("exit_code", 0), "bpftrace failed (%d):\n%s" % (
             p.returncode, p.stderr.decode(errors="replace"))
         _reference[key] = p.stdout
     return _reference[key]
@@ -233,7 +234,8 @@ def test_same_stdout_as_bpftrace(case, json_out, workloads):
     if not Path(PYTRACE).exists():
         pytest.fail("%s not found (hack/install.sh --test)" % PYTRACE)
     p = run_tool(pytrace_argv(case, program, command, json_out), case.get("timeout", 30))
-    assert p.returncode == 0, "kubectl-pytrace failed (%d):\n%s" % (
+    # exit_code: the status exit(code) or a failed assert() gives both tools
+    assert p.returncode == case.get("exit_code", 0), "kubectl-pytrace failed (%d):\n%s" % (
         p.returncode, p.stderr.decode(errors="replace"))
     how = case.get("normalize")
     got, want = normalize(p.stdout, how), normalize(expected, how)
@@ -246,3 +248,18 @@ def test_cases_file_is_sane():
         for field in ("program", "run"):
             for name in PLACEHOLDER.findall(c.get(field) or ""):
                 assert name in {"calls", "usdt_probes", "sysload", "cgroup2"}, (c["name"], name)
+
+
+_MESSAGE = re.compile(rb"^stdin:\d+:\d+(-\d+)?: (ERROR|WARNING): .*$", re.M)
+
+
+def test_errorf_messages_on_stderr_as_bpftrace(workloads):
+    """In text mode errorf()/warnf() print "stdin:line:col-end: ERROR: text" on stderr."""
+    case = next(c for c in CASES_ALL if c["name"] == "errorf_warnf_and_exit_codes")
+    program = substitute(case["program"], workloads)
+    command = substitute(case["run"], workloads)
+    theirs = run_tool(bpftrace_argv(case, program, command, False), 30)
+    ours = run_tool(pytrace_argv(case, program, command, False), 30)
+    assert ours.returncode == theirs.returncode == 3
+    want = [m.group(0) for m in _MESSAGE.finditer(theirs.stderr)]
+    assert want and [m.group(0) for m in _MESSAGE.finditer(ours.stderr)] == want

@@ -359,3 +359,56 @@ def test_builtins_have_a_call_form():
 ])
 def test_cgroup_and_mac_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- exit(code), errorf/warnf, assert, len(), strings, aggregation values -----------------------------
+
+def test_exit_code_errorf_and_assert_become_events():
+    c = compiled('BEGIN { errorf("e %d", 1); warnf("w"); assert(pid > 1, "100%"); exit(4); }')
+    kinds = {ev.kind: ev for ev in c.c.events.values()}
+    assert set(kinds) >= {"errorf", "warnf", "exit"}
+    assert kinds["warnf"].where == ("stdin", 1, 28, "stdin:1:28-38")  # bpftrace's range: one past the end
+    asserts = [ev for ev in c.c.events.values() if ev.kind == "errorf" and ev.where[2] == 40]
+    assert asserts and "assert failed: 100" in str(asserts[0].fmt)
+    assert [f.name for ev in c.c.events.values() if ev.kind == "exit" for f in ev.record.fields] == ["code", "code"]
+
+
+def test_aggregations_are_read_across_cpus():
+    text = compiled("BEGIN { @c = count(); @a = avg(3); @m[1] = min(2); $x = @c + @a + @m[1]; }").c.text
+    assert text.count("pytrace_lookup_percpu((void *)0x70796d61") == 3
+    assert "pytrace-link callbacks= map_refs=0:map_0,1:map_1,2:map_2" in text
+
+
+def test_len_counts_elements_and_frames():
+    text = compiled("kprobe:vfs_read { @m[1] = 1; @n = len(@m); @f = len(ustack); }").c.text
+    assert "bpf_for_each_map_elem(" in text and "int pytrace_cb_visit(void *arg)" in text
+    assert "bpf_get_stack(ctx, " in text and "BPF_F_USER_STACK" in text
+
+
+def test_static_assert_is_checked_when_compiling():
+    assert compiled('BEGIN { static_assert(sizeof(int32) == 4 && !false, "x"); }')
+
+
+@pytest.mark.parametrize("src, message", [
+    ('BEGIN { exit("a"); }', "exit() only supports int arguments (string provided)"),
+    ("BEGIN { exit(1, 2); }", "exit() takes 0 to 1 arguments (2 provided)"),
+    ("BEGIN { @s = 1; $n = len(@s); }", "call to len() expects a map with explicit keys (non-scalar map)"),
+    ("BEGIN { $n = len(1); }", "call to len() expects a map, ustack, or kstack"),
+    ("BEGIN { @h[1] = hist(1); $n = len(@h); }", "len() of a hist() map is not supported"),
+    ("BEGIN { $n = strlen(1); }", "strlen() expects a string, a char array or a char pointer, not int64"),
+    ('BEGIN { $n = strstr("a"); }', "strstr() requires 2 arguments (1 provided)"),
+    ('BEGIN { $c = 2; $n = memcmp("ab", "cd", $c); }', "memcmp() count must be a non-negative constant"),
+    ('BEGIN { $n = memcmp("ab", "cd", 4); }', "memcmp() count 4 is larger than the values compared (3 bytes)"),
+    ('BEGIN { $f = "x"; errorf($f); }', "errorf() needs a string literal as its first argument"),
+    ('BEGIN { warnf("%d"); }', "not enough arguments for format string (0 supplied, 1 expected)"),
+    ('BEGIN { $m = "x"; assert(1, $m); }', "assert() message must be a string literal"),
+    ('BEGIN { $c = 1; static_assert($c, "x"); }', "static_assert() condition must be a constant expression"),
+    ('BEGIN { static_assert(1 > 2, "one is not more than two"); }', "one is not more than two"),
+    ("BEGIN { @h = hist(1, 6); }", "hist: bits 6 must be 0..5"),
+    ("BEGIN { $k = 1; @h = hist(1, $k); }", "hist: invalid bits value, need integer literal"),
+    ("BEGIN { @h = hist(1, 1); @h = hist(2, 2); }", "Different bits in a single hist unsupported"),
+    ("BEGIN { @h = hist(1); $x = @h + 1; }",
+     "@h holds hist() values, which can only be printed, not read in an expression"),
+])
+def test_new_function_misuse(src, message):
+    assert first_error(src) == message
