@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from kubectl_pytrace.kernel import sysfs, tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
 from kubectl_pytrace.host.elf import ELFError, open_elf, usdt_arg_types
-from kubectl_pytrace.lang.types import ArrayT, EnumT, IntT, PtrT, StructT, Type, VoidT
+from kubectl_pytrace.lang.types import ArrayT, BoolT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
 PathResolver = Callable[[str], str]
 
@@ -49,6 +49,8 @@ def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
         if isinstance(target, (kbtf.Struct, kbtf.Fwd)) and target.name:
             kw = "union" if target.is_union else "struct"
             return PtrT(StructT(f"{kw} {target.name}"), space)
+        if isinstance(target, kbtf.Struct):
+            return PtrT(StructT(anonymous_name(target)), space)
         if isinstance(target, kbtf.Void) or depth > 3:
             return PtrT(VoidT(), space)
         return PtrT(btf_type(target, space, depth + 1), space)
@@ -56,8 +58,56 @@ def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
         return ArrayT(btf_type(t.elem, space, depth + 1), t.length)
     if isinstance(t, kbtf.Struct):
         kw = "union" if t.is_union else "struct"
-        return StructT(f"{kw} {t.name}" if t.name else f"{kw} (anonymous)")
+        return StructT(f"{kw} {t.name}" if t.name else anonymous_name(t))
     return IntT(64, False)
+
+
+_ANONYMOUS: Dict[str, object] = {}  # "struct (anonymous N)" -> its kernel.btf.Struct
+
+
+def anonymous_name(t) -> str:
+    """A name for an anonymous struct or union (a member's type, a typedef's target) that the
+    environment can find it by again."""
+    key = f"{'union' if t.is_union else 'struct'} (anonymous {id(t)})"
+    _ANONYMOUS[key] = t
+    return key
+
+
+def record_type(s, cname: str) -> RecordT:
+    """A BTF struct or union as a RecordT: each member at its offset, nested structs and arrays
+    whole, the members of anonymous structs and unions in their parent's place."""
+    from kubectl_pytrace.kernel import btf as kbtf
+
+    def member_type(t):
+        t = kbtf.strip(t)
+        if isinstance(t, kbtf.Int):
+            if t.is_bool:
+                return BoolT()
+            return IntT(max(8, t.size * 8), t.signed or t.is_char)
+        if isinstance(t, kbtf.Enum):
+            return enum_type(t)
+        if isinstance(t, kbtf.Array):
+            return ArrayT(member_type(t.elem), t.length)
+        if isinstance(t, kbtf.Struct):
+            kw = "union" if t.is_union else "struct"
+            return record_type(t, f"{kw} {t.name}" if t.name else f"{kw} (anonymous)")
+        if isinstance(t, kbtf.Pointer):
+            return PtrT(VoidT())
+        return ArrayT(IntT(8, False), max(0, kbtf.sizeof(t)))  # floats, ...: bytes
+
+    def flatten(struct, base: int):
+        for m in struct.members:
+            target = kbtf.strip(m.type)
+            off = base + m.bit_offset // 8
+            if not m.name and isinstance(target, kbtf.Struct):
+                yield from flatten(target, off)
+                continue
+            if m.bitfield_size:
+                yield (m.name, member_type(m.type), base + m.bit_offset // 8, m.bit_offset % 8, m.bitfield_size)
+            else:
+                yield (m.name, member_type(m.type), off, 0, 0)
+
+    return RecordT(cname, s.size, tuple(flatten(s, 0)))
 
 
 class HostEnvironment(Environment):
@@ -70,7 +120,6 @@ class HostEnvironment(Environment):
         self._btf_path = btf_path
         self._btf = None  # kernel.btf.BTF, loaded on first use
         self.deps: set = set()  # files whose contents the compilation depended on
-        self._anon: dict = {}
         self._headers: Dict[Tuple[str, ...], object] = {}  # includes -> cheaders.HeaderMacros
         self._constants: Dict[Tuple[str, Tuple[str, ...]], Optional[int]] = {}
 
@@ -145,15 +194,23 @@ class HostEnvironment(Environment):
     def struct_size(self, cname: str) -> Optional[int]:
         if not self.has_btf():
             return None
-        struct = self._anon.get(cname) or self.btf.struct(cname)
+        struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
         if struct is None:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
         return struct.size
 
+    def struct_record(self, cname: str) -> Optional[RecordT]:
+        if not self.has_btf():
+            return None
+        struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
+        if struct is None:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        return record_type(struct, cname)
+
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
         if not self.has_btf():
             return None
-        struct = self._anon.get(cname) or self.btf.struct(cname)
+        struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
         if struct is None:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
         from kubectl_pytrace.kernel import btf as kbtf
@@ -165,10 +222,7 @@ class HostEnvironment(Environment):
         t = btf_type(ref.type)
         target = kbtf.strip(ref.type)
         if isinstance(target, kbtf.Struct) and not target.name:
-            # an anonymous struct/union member: remember it so `.x` on it can be resolved
-            key = f"{'union' if target.is_union else 'struct'} (anonymous {id(target)})"
-            self._anon[key] = target
-            t = StructT(key)
+            t = StructT(anonymous_name(target))  # an anonymous struct/union member
         return StructField(ref.offset, t, ref.bit_shift if ref.is_bitfield else 0, ref.bitfield_size)
 
     def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:

@@ -31,7 +31,7 @@ from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
 from kubectl_pytrace.lang.types import (
-    INT64, WORD_TYPES, AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
+    INT64, WORD_TYPES, AggT, ArrayT, RecordT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
 )
 
@@ -52,6 +52,8 @@ def ctype(t: Type, tuples: "TupleTypes") -> str:
         return tuples.name(t)
     if isinstance(t, BufT):
         return tuples.buffer(t)
+    if isinstance(t, RecordT):
+        return tuples.raw(t.size)
     return scalar_ctype(t)
 
 
@@ -80,6 +82,14 @@ class TupleTypes:
             self.names[t] = f"struct pytrace_buf_{t.size}"
             self.defs.append(f"struct pytrace_buf_{t.size} {{ u64 len; u8 data[{pad8(t.size)}]; }};")
         return self.names[t]
+
+    def raw(self, size: int) -> str:
+        """A C struct's bytes (RecordT)."""
+        key = ("raw", size)
+        if key not in self.names:
+            self.names[key] = f"struct pytrace_raw_{size}"  # type: ignore[index]
+            self.defs.append(f"struct pytrace_raw_{size} {{ u8 b[{pad8(size)}]; }};")
+        return self.names[key]  # type: ignore[index]
 
     def name(self, t: TupleT) -> str:
         if t not in self.names:
@@ -405,6 +415,10 @@ class FunctionGen:
                 self.store(f"{dest}.e{i}", et, elem)
             return
         v = self.value(e)
+        if isinstance(dtype, RecordT) and isinstance(v, str):  # a struct in memory: copy its bytes
+            space = self.fn.records[id(e)][1] if id(e) in self.fn.records else "kernel"
+            self.emit(f"bpf_probe_read_{space}(&{dest}, {dtype.size}, (void *)({v}));")
+            return
         self.store_value(dest, dtype, v)
 
     def store_value(self, dest: str, dtype: Type, v: Value):
@@ -417,7 +431,7 @@ class FunctionGen:
         elif isinstance(dtype, TupleT):
             assert isinstance(v, Buf) and isinstance(v.type, TupleT)
             for i, (dt, st) in enumerate(zip(dtype.elems, v.type.elems)):
-                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT, BufT)) \
+                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT, BufT, RecordT)) \
                     else Buf(f"{v.ref}.e{i}", st)
                 self.store_value(f"{dest}.e{i}", dt, inner)
         else:  # stacks, usym, inet: same layout
@@ -913,6 +927,13 @@ class FunctionGen:
                 return f"{base.ref}.e{i}"
             return Buf(f"{base.ref}.e{i}", et)
         ref = self.fn.fields[id(e)]
+        if isinstance(base_t, RecordT):  # (name, type, offset, bit, width) of a copied struct
+            rec = self.value(e.expr)
+            assert isinstance(rec, Buf)
+            _, mt, off, bit, width = ref  # type: ignore[misc]
+            if isinstance(mt, RecordT):
+                return Buf(f"(*({self.gen.tuples.raw(mt.size)} *)((u8 *)&{rec.ref} + {off}))", mt)
+            return self.read_memory(f"((u64)&{rec.ref} + {off})", mt, "kernel", (bit, width))
         if isinstance(ref, TracepointField):
             return self.tracepoint_field(ref)
         if isinstance(ref, tuple):  # kfunc argument (index, type)
@@ -996,6 +1017,10 @@ class FunctionGen:
 
     call_cat = call_printf
 
+    def record_type(self, e: ast.Expr) -> RecordT:
+        """The RecordT the semantic pass gave a struct expression stored or printed whole."""
+        return self.fn.records[id(e)][0]
+
     def event_type(self, t: Type) -> Type:
         if is_char_array(t):
             return StrT(t.length + 1)  # type: ignore[attr-defined]
@@ -1011,7 +1036,10 @@ class FunctionGen:
             ev = self.gen.new_event("print_map", [], map=a.name, top=top, div=div)
             self.send(ev, [])
             return "0"
-        items = [("a0", self.event_type(self.type(a)), a)]
+        t = self.type(a)
+        if id(a) in self.fn.records:  # a struct, copied whole (its bytes)
+            t = self.record_type(a)
+        items = [("a0", self.event_type(t), a)]
         ev = self.gen.new_event("print_value", items)
         self.send(ev, items)
         return "0"

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
 from kubectl_pytrace.lang.types import (
-    ArrayT, EnumT, IntT, PtrT, StructT, Type, VoidT,
+    ArrayT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT,
 )
 
 
@@ -97,6 +97,11 @@ class Environment:
 
     def struct_size(self, cname: str) -> Optional[int]:
         """sizeof(struct X) from BTF; None when unknown."""
+        return None
+
+    def struct_record(self, cname: str) -> Optional["RecordT"]:
+        """Every member of a struct or union, at its offset (to copy and print it whole); None
+        when unknown, LookupFailed when it does not exist."""
         return None
 
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:

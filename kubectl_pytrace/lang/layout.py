@@ -48,7 +48,7 @@ def struct_format(t: Type) -> str:
     if isinstance(t, TupleT):
         return "".join(struct_format(e) for e in t.elems)
     if isinstance(t, RecordT):
-        return "".join(struct_format(e) for _, e in t.fields)
+        return f"{pad8(t.size)}s"  # the C bytes
     if isinstance(t, ArrayT):
         return struct_format(t.elem) * t.length
     if isinstance(t, BufT):

@@ -34,6 +34,8 @@ MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big f
 MAX_LHIST_BUCKETS = 1000
 MAX_STRING = 1024
 READABLE_AGGREGATIONS = ("count", "sum", "avg", "min", "max")
+MAX_STORED_RECORD = 256  # bytes of a struct copied into a variable, map or tuple (the BPF stack)
+MAX_PRINTED_RECORD = 65536  # print(*$task): straight into the ring buffer record
 MAX_CPUS = 1024  # reading an aggregation where the number of CPUs is not known: up to the first missing
 TIMESTAMP_MODES = ("monotonic", "boot", "tai", "sw_tai")  # string[N] / buffer[N] sizes the BPF stack can hold in a few copies
 STACK_MODES = ("bpftrace", "perf", "raw")
@@ -87,6 +89,7 @@ class ProbeFunction:
     var_refs: Dict[int, str] = field(default_factory=dict)  # id(Var) -> C name
     loops: Dict[int, object] = field(default_factory=dict)  # id(For) -> facts for the code generator
     locations: Dict[int, Tuple[str, int, int, str]] = field(default_factory=dict)  # errorf() -> where
+    records: Dict[int, Tuple[RecordT, str]] = field(default_factory=dict)  # struct copied whole -> (type, space)
 
     @property
     def provider(self) -> str:
@@ -292,8 +295,7 @@ class Checker(ast.NodeVisitor):
     def stmt_AssignVar(self, s: ast.AssignVar):
         if _is_agg_call(s.value):
             self.error(f"{s.value.name}() should be directly assigned to a map", s.value.span)
-        t = self.expr(s.value)
-        self.check_storable(t, s.value.span)
+        t = self.check_storable(self.expr(s.value), s.value.span, s.value)
         self.assign_var(s.target, t, s.span)
 
     def assign_var(self, target: ast.Var, t: Type, span: Span) -> VarSlot:
@@ -334,8 +336,7 @@ class Checker(ast.NodeVisitor):
         if s.value is not None:
             if _is_agg_call(s.value):
                 self.error(f"{s.value.name}() should be directly assigned to a map", s.value.span)
-            t = self.expr(s.value)
-            self.check_storable(t, s.value.span)
+            t = self.check_storable(self.expr(s.value), s.value.span, s.value)
             self.assign_var(s.target, t, s.span)
         elif slot.type is not None:
             self.set(s.target, slot.type)
@@ -363,8 +364,7 @@ class Checker(ast.NodeVisitor):
         if _is_agg_call(s.value):
             vt = self.aggregation(s.value)
         else:
-            t = self.expr(s.value)
-            self.check_storable(t, s.value.span)
+            t = self.check_storable(self.expr(s.value), s.value.span, s.value)
             vt = storage_type(t)
         self.learn_map_value(info, vt, s)
         self.set(s.target, info.value or vt)
@@ -459,14 +459,52 @@ class Checker(ast.NodeVisitor):
         if not self.loops:
             self.error("'continue' outside a loop", s.span)
 
-    def check_storable(self, t: Type, span: Span):
+    def check_storable(self, t: Type, span: Span, e: Optional[ast.Expr] = None,
+                       limit: int = MAX_STORED_RECORD) -> Type:
+        """The type a value of type t is stored as: a struct (`*$task`, `args`) becomes its bytes
+        (a RecordT) where e is given, within `limit` bytes."""
         if isinstance(t, VoidT):
             self.error("this expression has no value to store", span)
         if isinstance(t, StructT):
-            self.error(f"cannot store a value of type '{t}': store one of its fields, or a pointer to it",
-                       span)
+            if e is None:
+                self.error(f"cannot use a value of type '{t}' here: use one of its fields, or a pointer to it",
+                           span)
+            rec = self.record_of(t, span)
+            if rec.size > limit:
+                self.error(f"'{t}' is {rec.size} bytes: too big to store (BPF programs have a 512-byte "
+                           f"stack); store the fields you need, or print() it", span)
+            self.fn.records[id(e)] = (rec, t.space)  # type: ignore[arg-type]
+            return rec
         if isinstance(t, ArrayT) and not is_char_array(t):
             self.error(f"cannot store an array of type '{t}': index it", span)
+        return t
+
+    def record_of(self, t: StructT, span: Span) -> RecordT:
+        """A struct's members, to copy it whole (tracepoint args from the format file)."""
+        if t.cname == "args" or t.cname.startswith("tracepoint "):
+            if self.fn.tp_fields is None:
+                self.error(f"the args of a '{self.fn.provider}' probe are not a struct in memory: use its "
+                           f"fields", span)
+            fields = sorted(self.fn.tp_fields.values(), key=lambda f: f.offset)  # type: ignore[union-attr]
+            # every tracepoint's record starts with the kernel's struct trace_entry
+            members: List[Tuple[str, Type, int, int, int]] = [
+                ("common_type", IntT(16, False), 0, 0, 0), ("common_flags", IntT(8, False), 2, 0, 0),
+                ("common_preempt_count", IntT(8, False), 3, 0, 0), ("common_pid", IntT(32, True), 4, 0, 0)]
+            for f in fields:
+                ft = IntT(32, False) if f.data_loc else f.type
+                if isinstance(ft, ArrayT) and isinstance(ft.elem, IntT) and ft.elem.bits == 8:
+                    ft = ArrayT(IntT(8, True), ft.length)  # char[N]: printed as a string
+                members.append((f.name, ft, f.offset, 0, 0))
+            size = max((f.offset + f.size for f in fields), default=8)
+            spec = self.fn.specs[0]
+            return RecordT(f"struct tracepoint:{spec.target}:{spec.func}_args", size, tuple(members))
+        try:
+            rec = self.env.struct_record(t.cname)
+        except LookupFailed as err:
+            self.error(str(err), span)
+        if rec is None:
+            self.error(f"copying a whole '{t.cname}' needs the kernel's BTF", span)
+        return rec  # type: ignore[return-value]
 
     # ---- maps ---------------------------------------------------------------------------------
     def map_info(self, m: ast.Map) -> MapInfo:
@@ -484,8 +522,7 @@ class Checker(ast.NodeVisitor):
         else:
             elems = []
             for k in m.keys:
-                t = self.expr(k)
-                self.check_storable(t, k.span)
+                t = self.check_storable(self.expr(k), k.span, k)
                 if isinstance(t, (AggT,)):
                     self.error("an aggregation cannot be a map key", k.span)
                 elems.append(self.key_storage(t))
@@ -779,8 +816,7 @@ class Checker(ast.NodeVisitor):
     def expr_Tuple(self, e: ast.Tuple) -> Type:
         elems = []
         for x in e.elems:
-            t = self.expr(x)
-            self.check_storable(t, x.span)
+            t = self.check_storable(self.expr(x), x.span, x)
             elems.append(self.key_storage(t))
         return TupleT(tuple(elems))
 
@@ -1024,6 +1060,12 @@ class Checker(ast.NodeVisitor):
                 self.error(f"tuple index {e.name} out of range for a tuple of {len(base.elems)} elements", e.span)
             i = int(e.name)
             return base.elems[i]
+        if isinstance(base, RecordT):  # a struct copied whole: its member, from the copy
+            for member in base.members:
+                if member[0] == e.name:
+                    self.fn.fields[id(e)] = member
+                    return member[1]
+            self.error(f"{base.cname} has no member '{e.name}'", e.span)
         if isinstance(e.expr, ast.Builtin) and e.expr.name == "args":
             return self.args_field(e)
         # `.` on a pointer to a struct reads through it, `->` is the same (bpftrace 0.27; 0.17 wanted
@@ -1158,8 +1200,7 @@ class Checker(ast.NodeVisitor):
             return VOID
         if len(c.args) > 1:
             self.error("print() of a value takes one argument", c.span)
-        t = self.expr(a)
-        self.check_storable(t, a.span)
+        self.check_storable(self.expr(a), a.span, a, MAX_PRINTED_RECORD)
         return VOID
 
     def call_time(self, c: ast.Call) -> Type:

@@ -73,11 +73,14 @@ class TupleT(Type):
 
 @dataclass(frozen=True)
 class RecordT(Type):
-    """A struct value copied out of the kernel (print(args), print(*$task)): named fields, each
-    stored as tuples store their elements; prints as `{ .a = 1, .b = 2 }`."""
+    """A C struct or union's bytes copied out of memory (print(*$task), @m = args): user space
+    decodes each member at its offset; prints as `{ .a = 1, .b = 2 }`."""
 
     cname: str
-    fields: Tuple[Tuple[str, Type], ...]
+    size: int
+    # name, type (IntT, BoolT, EnumT, PtrT, ArrayT, RecordT), byte offset, and for a bitfield its
+    # first bit (from that byte) and width
+    members: Tuple[Tuple[str, Type, int, int, int], ...] = ()
 
     def name(self) -> str:
         return self.cname
@@ -283,6 +286,4 @@ def storage_type(t: Type) -> Type:
         return IntT(64, t.signed)
     if isinstance(t, TupleT):
         return TupleT(tuple(storage_type(e) for e in t.elems))
-    if isinstance(t, RecordT):
-        return RecordT(t.cname, tuple((n, storage_type(e)) for n, e in t.fields))
     return t

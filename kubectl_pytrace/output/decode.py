@@ -19,7 +19,9 @@ from kubectl_pytrace.lang.types import (
 )
 from kubectl_pytrace.host.symbols import UserSymbols
 from kubectl_pytrace.output.timefmt import format_timestamp
-from kubectl_pytrace.output.values import Array, Buffer, Record as RecordValue, Symbolic, from_bytes, pointer, render_stack
+from kubectl_pytrace.output.values import (
+    Array, Buffer, Record as RecordValue, Symbolic, from_bytes, pointer, render_stack,
+)
 
 Converter = Callable[[Sequence[Any]], Any]  # the struct items of one value -> the value
 
@@ -146,10 +148,11 @@ def converter(t: Type, sym: Symbols) -> Optional[Converter]:
     if isinstance(t, TimestampT):
         fmt = t.fmt
         return lambda items: format_timestamp(items[0], items[1], fmt)
-    if isinstance(t, (TupleT, RecordT, ArrayT)):
+    if isinstance(t, RecordT):
+        return lambda items: _c_record(items[0], 0, t)
+    if isinstance(t, (TupleT, ArrayT)):
         elems = _elements(t)
         parts = [(field_count(e), converter(e, sym)) for _, e in elems]
-        names = [n for n, _ in elems]
         kind = type(t)
 
         def compound(items):
@@ -158,8 +161,6 @@ def converter(t: Type, sym: Symbols) -> Optional[Converter]:
                 chunk = items[i:i + n]
                 out.append(conv(chunk) if conv else chunk[0])
                 i += n
-            if kind is RecordT:
-                return RecordValue(zip(names, out))
             if kind is ArrayT:
                 return Array(out)
             return tuple(out)
@@ -170,10 +171,49 @@ def converter(t: Type, sym: Symbols) -> Optional[Converter]:
 def _elements(t: Type) -> List[Tuple[str, Type]]:
     if isinstance(t, TupleT):
         return [(str(i), e) for i, e in enumerate(t.elems)]
-    if isinstance(t, RecordT):
-        return list(t.fields)
     assert isinstance(t, ArrayT)
     return [(str(i), t.elem) for i in range(t.length)]
+
+
+def _c_value(raw: bytes, off: int, t: Type, bit: int = 0, width: int = 0) -> Any:
+    """A member of a C struct, read from the struct's bytes as the compiler laid it out."""
+    if isinstance(t, RecordT):
+        return _c_record(raw, off, t)
+    if isinstance(t, ArrayT):
+        esize = _c_size(t.elem)
+        if isinstance(t.elem, IntT) and t.elem.bits == 8 and not isinstance(t.elem, (BoolT, EnumT)):
+            return cstr(raw[off:off + t.length], t.length)  # char[N], u8[N]: a string, as bpftrace
+        return Array(_c_value(raw, off + i * esize, t.elem) for i in range(t.length))
+    if isinstance(t, PtrT):
+        return pointer(int.from_bytes(raw[off:off + 8], "little"))
+    assert isinstance(t, IntT)
+    size = max(1, t.bits // 8)
+    if width:
+        chunk = raw[off:off + 8].ljust(8, b"\0")
+        v = (int.from_bytes(chunk, "little") >> bit) & ((1 << width) - 1)
+    else:
+        v = int.from_bytes(raw[off:off + size], "little", signed=t.signed and not isinstance(t, EnumT))
+    if isinstance(t, BoolT):
+        return bool(v)
+    if isinstance(t, EnumT):
+        names = dict(t.values)
+        return Symbolic(names.get(v, str(v)), v)
+    return v
+
+
+def _c_size(t: Type) -> int:
+    if isinstance(t, RecordT):
+        return t.size
+    if isinstance(t, ArrayT):
+        return _c_size(t.elem) * t.length
+    if isinstance(t, PtrT):
+        return 8
+    return max(1, t.bits // 8)  # type: ignore[attr-defined]
+
+
+def _c_record(raw: bytes, off: int, t: RecordT) -> RecordValue:
+    return RecordValue((name, _c_value(raw, off + moff, mt, bit, width))
+                       for name, mt, moff, bit, width in t.members)
 
 
 def _inet(af: int, raw: bytes) -> str:

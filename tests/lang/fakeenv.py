@@ -10,7 +10,7 @@ import fnmatch
 from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
-from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type
+from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
 I32, U32, I64, U64 = IntT(32, True), IntT(32, False), IntT(64, True), IntT(64, False)
 CHAR = IntT(8, True)
@@ -101,6 +101,13 @@ class FakeEnv(Environment):
         if cname not in STRUCT_SIZES:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
         return STRUCT_SIZES[cname]
+
+    def struct_record(self, cname: str) -> Optional[RecordT]:
+        if cname not in STRUCTS:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        members = tuple((name, PtrT(VoidT()) if isinstance(f.type, PtrT) else f.type, f.offset, f.bit_offset,
+                         f.bit_size) for name, f in STRUCTS[cname].items())
+        return RecordT(cname, STRUCT_SIZES[cname], members)
 
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
         if cname not in STRUCTS:

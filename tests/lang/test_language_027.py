@@ -412,3 +412,32 @@ def test_static_assert_is_checked_when_compiling():
 ])
 def test_new_function_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- structs copied whole ---------------------------------------------------------------------------
+
+def test_structs_are_copied_as_bytes():
+    c = compiled("kprobe:vfs_read { $f = *(struct file *)arg0; @f[$f.f_flags] = $f; print(*curtask); }")
+    text = c.c.text
+    assert "struct pytrace_raw_232 { u8 b[232]; };" in text and "bpf_probe_read_kernel(&" in text
+    assert "struct pytrace_raw_9792 { u8 b[9792]; };" in text  # print(): straight into the event
+
+
+def test_tracepoint_args_are_a_record():
+    c = compiled("tracepoint:sched:sched_switch { @a = args; $a = args; print($a.prev_pid); }")
+    rec = c.analysis.maps["@a"].value
+    assert [m[0] for m in rec.members][:5] == ["common_type", "common_flags", "common_preempt_count",
+                                                "common_pid", "prev_comm"]
+
+
+@pytest.mark.parametrize("src, message", [
+    ("BEGIN { $t = *curtask; }", "'struct task_struct' is 9792 bytes: too big to store (BPF programs have a "
+                                 "512-byte stack); store the fields you need, or print() it"),
+    ("tracepoint:sched:sched_switch { $a = args; $b = $a.nosuch; }",
+     "struct tracepoint:sched:sched_switch_args has no member 'nosuch'"),
+    ("kfunc:vfs_read { $a = args; }", "the args of a 'kfunc' probe are not a struct in memory: use its fields"),
+    ('BEGIN { printf("%d", *curtask); }',
+     "cannot use a value of type 'struct task_struct' here: use one of its fields, or a pointer to it"),
+])
+def test_struct_copy_misuse(src, message):
+    assert first_error(src) == message

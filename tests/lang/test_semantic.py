@@ -380,7 +380,7 @@ def test_struct_access_through_btf():
     ("BEGIN { @x = ((struct task_struct *)0)->nosuch; }", "struct task_struct has no member 'nosuch'"),
     ("BEGIN { @x = ((struct task_struct *)0).nosuch; }", "struct task_struct has no member 'nosuch'"),
     ("BEGIN { $t = (struct task_struct *)0; @x = *$t; }",
-     "cannot store a value of type 'struct task_struct': store one of its fields, or a pointer to it"),
+     "'struct task_struct' is 9792 bytes: too big to store (BPF programs have a 512-byte stack); store the fields you need, or print() it"),
 ])
 def test_struct_errors(src, message):
     assert error(src) == message
