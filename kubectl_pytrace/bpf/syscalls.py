@@ -237,7 +237,7 @@ def raw_tracepoint_open(prog_fd: int, name: str = "") -> int:
 # ---- perf events ----------------------------------------------------------------------------------
 
 _NR_PERF_EVENT_OPEN = 298
-PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 1, 2
+PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 0, 1, 2
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_SET_BPF = 0x40042408

@@ -225,6 +225,46 @@ class HostEnvironment(Environment):
             t = StructT(anonymous_name(target))  # an anonymous struct/union member
         return StructField(ref.offset, t, ref.bit_shift if ref.is_bitfield else 0, ref.bitfield_size)
 
+    def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
+        if not self.has_btf():
+            return None
+        from kubectl_pytrace.kernel import btf as kbtf
+
+        return [n[len("btf_trace_"):] for n in self.btf.names_of_kind(kbtf.TYPEDEF, "btf_trace_" + pattern)]
+
+    def raw_tracepoint_args(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if not self.has_btf():
+            return None
+        from kubectl_pytrace.kernel import btf as kbtf
+
+        # the parameters are named in the tracepoint's __bpf_trace_NAME function; its btf_trace_NAME
+        # typedef only has their types
+        proto = self.btf.func("__bpf_trace_" + name)
+        if proto is None:
+            td = self.btf.typedef("btf_trace_" + name)
+            proto = kbtf.strip(td.target) if td is not None else None
+            if isinstance(proto, kbtf.Pointer):
+                proto = kbtf.strip(proto.target)
+        if not isinstance(proto, kbtf.FuncProto):
+            raise LookupFailed(f"no tracepoint named '{name}' in the kernel's BTF (btf_trace_{name})")
+        return [(p.name or f"arg{i}", btf_type(p.type)) for i, p in enumerate(proto.params[1:])]
+
+    def iter_context(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if not self.has_btf():
+            return None
+        from kubectl_pytrace.kernel import btf as kbtf
+
+        struct = self.btf.struct(f"struct bpf_iter__{name}")
+        if struct is None:
+            raise LookupFailed(f"this kernel has no '{name}' iterator (no struct bpf_iter__{name} in its BTF)")
+        out = []
+        for m in struct.members:
+            t = kbtf.strip(m.type)
+            if not m.name and isinstance(t, kbtf.Struct) and t.members:  # union { struct task_struct *task; }
+                m = t.members[0]
+            out.append((m.name, btf_type(m.type)))
+        return out
+
     def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
         if not self.has_btf():
             return None

@@ -725,9 +725,13 @@ class BTF:
 
     def func_names(self, pattern: str = "*") -> List[str]:
         """Sorted names of kernel functions matching a shell glob (what fentry can attach to)."""
+        return self.names_of_kind(FUNC, pattern)
+
+    def names_of_kind(self, kind: int, pattern: str = "*") -> List[str]:
+        """Sorted names of the types of one kind (FUNC, TYPEDEF...) that match a shell glob."""
         w, names = self._words, set()
         for i in self._offs:
-            if (w[i + 1] >> 24) & 0x1F == FUNC:
+            if (w[i + 1] >> 24) & 0x1F == kind:
                 n = self._string(w[i])
                 if fnmatch.fnmatchcase(n, pattern):
                     names.add(n)

@@ -214,6 +214,8 @@ class FunctionGen:
                     self.emit(decl(t, slot.cname, self.gen.tuples) + zero_init(t))
         if fn.provider not in ("BEGIN", "END"):
             self.task_filter()
+        if fn.provider == "iter":  # the iterator's last call, after the last object, has none
+            self.emit("if (!((u64 *)ctx)[1]) return 0;")
         if fn.probe.predicate is not None:
             cond = self.int_value(fn.probe.predicate)
             self.emit(f"if (!({cond})) return 0;")
@@ -710,6 +712,10 @@ class FunctionGen:
             space = "user" if self.fn.user_space else "kernel"
             self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
             return out
+        if name == "ctx":
+            return "((u64)ctx)"
+        if name.startswith("arg") and self.fn.provider == "rawtracepoint":
+            return f"((u64 *)ctx)[{int(name[3:])}]"
         if name.startswith("arg"):
             n = int(name[3:])
             if self.fn.provider == "usdt":

@@ -114,6 +114,20 @@ class Environment:
     def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
         return None
 
+    def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
+        """Names of the kernel's tracepoints that match a glob, for rawtracepoint: (from BTF)."""
+        return None
+
+    def raw_tracepoint_args(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        """A raw tracepoint's arguments (its btf_trace_NAME prototype after the first, the
+        tracepoint's private data); LookupFailed when the kernel has no such tracepoint."""
+        return None
+
+    def iter_context(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        """The members of struct bpf_iter__NAME (meta, task, file...), what an iter:NAME probe's
+        ctx points to; LookupFailed when the kernel has no such iterator."""
+        return None
+
     def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
         return None
 

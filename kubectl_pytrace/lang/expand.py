@@ -38,6 +38,7 @@ class ProbeGroup:
     kfunc_ret: Optional[Type] = None
     usdt_args: Optional[List[Type]] = None
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+    iter_ctx: Optional[List[Tuple[str, Type]]] = None  # iter:NAME: the members ctx points to
 
 
 def kprobe_mode(env: Environment) -> str:
@@ -75,6 +76,15 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
         if not funcs:
             raise _Skipped(f"no kernel functions match '{spec.func}'")
         return [spec.with_match(func=f) for f in funcs]
+    if p == "rawtracepoint":
+        if not spec.is_wildcard:
+            return [spec]
+        names = env.raw_tracepoints(spec.func)
+        if names is None:
+            return [spec]
+        if not names:
+            raise _Skipped(f"no tracepoints match '{spec.func}'")
+        return [spec.with_match(func=n) for n in names]
     if p == "usdt":
         probes = env.usdt_probes(spec.target)
         if probes is None:
@@ -97,6 +107,15 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
         g.tp_fields = None if fields is None else {f.name: f for f in fields}
     elif spec.provider == "usdt":
         g.usdt_args = env.usdt_args(spec.target, spec.ns, spec.func)
+    elif spec.provider == "rawtracepoint":  # arguments in a u64 array, named and typed by BTF
+        try:
+            g.kfunc_args = env.raw_tracepoint_args(spec.func)
+        except LookupFailed:
+            if not spec.target or spec.target == "vmlinux":
+                raise
+            g.kfunc_args = None  # a module's tracepoint: argN only
+    elif spec.provider == "iter":
+        g.iter_ctx = env.iter_context(spec.func)  # raises when the kernel has no such iterator
     elif spec.is_fentry(kprobe_mode(env)):  # arguments and the return value sit in an array
         try:                                # whose layout BTF gives
             proto = env.kernel_function_args(spec.func)

@@ -753,16 +753,27 @@ class Checker(ast.NodeVisitor):
         if name == "args":
             if prov == "tracepoint" or prov in ("kfunc", "kretfunc"):
                 return StructT("args")
+            if prov == "rawtracepoint":
+                if self.fn.kfunc_args is None:
+                    self.error(f"the arguments of rawtracepoint:{self.fn.specs[0].target}:{self.fn.specs[0].func} "
+                               f"are not in the kernel's BTF: use arg0, arg1...", e.span)
+                return StructT("args")
             self.error(f"the args builtin can only be used with tracepoint and kfunc probes, not "
                        f"'{prov}'", e.span)
         if name.startswith(("arg", "sarg")) and len(name.lstrip("sarg")) > 6:
             # argNNN...: int() of thousands of digits fails, and the number ends up in the C
             self.error(f"{name[:16]}...: argument number too large", e.span)
         if name.startswith("arg"):
-            if prov not in ("kprobe", "uprobe", "usdt"):
-                self.error(f"the {name} builtin can only be used with 'kprobe', 'uprobe' and 'usdt' "
-                           f"probes", e.span)
+            if prov not in ("kprobe", "uprobe", "usdt", "rawtracepoint"):
+                self.error(f"the {name} builtin can only be used with 'kprobe', 'uprobe', 'usdt' and "
+                           f"'rawtracepoint' probes", e.span)
             n = int(name[3:])
+            if prov == "rawtracepoint":  # the tracepoint's arguments, in a u64 array
+                known = self.fn.kfunc_args
+                if known is not None and n >= len(known):
+                    self.error(f"{name}: tracepoint {self.fn.specs[0].func} has {len(known)} argument"
+                               f"{'s' if len(known) != 1 else ''}", e.span)
+                return UINT64
             if prov == "usdt" and self.fn.usdt_args is not None:
                 if n >= len(self.fn.usdt_args):
                     spec = self.fn.specs[0]
@@ -778,6 +789,10 @@ class Checker(ast.NodeVisitor):
             if prov not in ("kprobe", "uprobe"):
                 self.error(f"the {name} builtin can only be used with 'kprobe' and 'uprobe' probes", e.span)
             return UINT64
+        if name == "ctx":
+            if prov != "iter":
+                self.error(f"the ctx builtin is only supported in iter probes, not '{prov}'", e.span)
+            return PtrT(StructT(f"struct bpf_iter__{self.fn.specs[0].func}"), "kernel")
         self.error(f"the {name} builtin is not supported", e.span)
         raise AssertionError
 
@@ -1716,6 +1731,10 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
                                kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
                  for i, g in enumerate(groups)]
+    iters = [g for g in groups if g.specs[0].provider == "iter"]
+    if iters and len(groups) > 1:
+        diags.error("an iter probe can not be used with any other probe (it is the whole program)",
+                    iters[0].probe.attach_points[0].span)
     maps: Dict[str, MapInfo] = {}
     positional, named = split_params(params or [])
     from kubectl_pytrace.lang.c_definitions import read_definitions

@@ -18,7 +18,7 @@ from kubectl_pytrace.bpf.loader import AttachFailed, Loader
 from kubectl_pytrace.errors import LookupFailed, TraceError
 from kubectl_pytrace.host.elf import address_file_offset, open_elf, symbol_file_offset
 from kubectl_pytrace.kernel import tracefs
-from kubectl_pytrace.lang.probes import TIME_UNITS
+from kubectl_pytrace.lang.probes import EVENT_ALIASES, HARDWARE_EVENTS, SOFTWARE_EVENTS, TIME_UNITS
 from kubectl_pytrace.lang.program import AttachSpec, CProgram
 
 SKIPPED_SHOWN = 3  # warnings printed one by one; the rest are counted
@@ -167,6 +167,19 @@ class Attacher:
             self.loader.cpu_clock(fd, freq=s.rate)
         else:
             self.loader.cpu_clock(fd, period_ns=s.rate * TIME_UNITS[s.unit])
+
+    def _software(self, a: AttachSpec) -> None:
+        s = a.spec
+        events = SOFTWARE_EVENTS if s.provider == "software" else HARDWARE_EVENTS
+        config, default = events[EVENT_ALIASES.get(s.func, s.func)]
+        kind = bpfsys.PERF_TYPE_SOFTWARE if s.provider == "software" else bpfsys.PERF_TYPE_HARDWARE
+        self.loader.perf_event(self._load(a, "perf_event"), kind, config, s.rate or default)
+
+    _hardware = _software
+
+    def _iter(self, a: AttachSpec) -> None:
+        raise AttachFailed("iter probes run as BPF iterators (tracing programs), which kubectl-pytrace does "
+                           "not run yet")
 
     def _interval(self, a: AttachSpec) -> None:
         s = a.spec

@@ -47,7 +47,10 @@ class EventHandlers:
         self.handlers: Dict[int, Callable] = {ev.id: self._handler(ev, sym) for ev in program.events.values()}
 
     def dispatch(self, buf) -> bool:
-        """Handles one record; False when draining should stop (exit() was called)."""
+        """Handles one record; False when draining should stop (exit() was called). After exit(),
+        records already in the ring buffer are dropped, as bpftrace drops them, until END runs."""
+        if self.exit_requested:
+            return False
         self.count += 1
         handler = self.handlers.get(_ID.unpack_from(buf, 0)[0])
         if handler is None:

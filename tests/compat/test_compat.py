@@ -263,3 +263,15 @@ def test_errorf_messages_on_stderr_as_bpftrace(workloads):
     assert ours.returncode == theirs.returncode == 3
     want = [m.group(0) for m in _MESSAGE.finditer(theirs.stderr)]
     assert want and [m.group(0) for m in _MESSAGE.finditer(ours.stderr)] == want
+
+
+def test_rawtracepoint_probes_where_bpftrace_cannot_attach_them(workloads):
+    """bpftrace 0.27 finds no rawtracepoint attach points on this kernel (it looks them up in
+    places the kernel does not have); ours attach by name, typed from BTF: checked against the
+    workload's known system calls instead."""
+    program = ("rawtracepoint:sys_enter /pid == cpid && args.id == 110/ { @calls = count(); "
+               "@regs[args.regs != 0] = count(); }\n"
+               "rt:vmlinux:sys_exit /pid == cpid && arg1 > 0 && @calls > 0/ { @ret = max(1); }")
+    p = run_tool(pytrace_argv({}, program, substitute("{{sysload}} getppid 5", workloads), False), 30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert p.stdout == b"\n\n@calls: 5\n@regs[true]: 5\n@ret: 1\n"

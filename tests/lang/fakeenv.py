@@ -63,8 +63,11 @@ STRUCTS: Dict[str, Dict[str, StructField]] = {
         "skc_ports": StructField(12, ArrayT(IntT(16, False), 2)),
     },
     "struct file": {"f_flags": StructField(64, U32)},
+    "struct bpf_iter__task": {"meta": StructField(0, PtrT(VoidT(), "kernel")), "task": StructField(8, PtrT(TASK, "kernel"))},
 }
-STRUCT_SIZES = {"struct task_struct": 9792, "struct sock": 760, "struct file": 232}
+RAW_TRACEPOINTS = {"sched_switch": [("preempt", IntT(8, False)), ("prev", PtrT(TASK, "kernel")),
+                                    ("next", PtrT(TASK, "kernel")), ("prev_state", U32)]}
+STRUCT_SIZES = {"struct task_struct": 9792, "struct sock": 760, "struct file": 232, "struct bpf_iter__task": 16}
 
 # enum values of the kernel's BTF: always known; #defines: known when their header is included
 ENUMS = {"TCP_ESTABLISHED": 1, "TCP_CLOSE": 7, "BPF_MAP_TYPE_HASH": 1, "BIG": 1 << 63}
@@ -101,6 +104,19 @@ class FakeEnv(Environment):
         if cname not in STRUCT_SIZES:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
         return STRUCT_SIZES[cname]
+
+    def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
+        return sorted(n for n in RAW_TRACEPOINTS if fnmatch.fnmatchcase(n, pattern))
+
+    def raw_tracepoint_args(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if name not in RAW_TRACEPOINTS:
+            raise LookupFailed(f"no tracepoint named '{name}' in the kernel's BTF (btf_trace_{name})")
+        return RAW_TRACEPOINTS[name]
+
+    def iter_context(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if f"struct bpf_iter__{name}" not in STRUCTS:
+            raise LookupFailed(f"this kernel has no '{name}' iterator (no struct bpf_iter__{name} in its BTF)")
+        return [(m, f.type) for m, f in STRUCTS[f"struct bpf_iter__{name}"].items()]
 
     def struct_record(self, cname: str) -> Optional[RecordT]:
         if cname not in STRUCTS:

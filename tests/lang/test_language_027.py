@@ -441,3 +441,41 @@ def test_tracepoint_args_are_a_record():
 ])
 def test_struct_copy_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- rawtracepoint:, software:, hardware:, iter: ---------------------------------------------------
+
+def test_new_probe_types_compile():
+    c = compiled("rawtracepoint:sched_switch { @[args.next->pid] = count(); @a = arg1; }\n"
+                 "rt:sched_sw* { @n = count(); }\n"
+                 "software:faults:1e2 { @f = count(); } s:cs { @c = count(); }\n"
+                 "hardware:cycles { @h = count(); } h:cache-misses:1000 { @m = count(); }")
+    assert c.c.probe_names[:1] == ["rawtracepoint:sched_switch"]
+    names = [a.spec.name() for a in c.c.attachments]
+    assert names == ["rawtracepoint:sched_switch", "rawtracepoint:sched_switch", "software:faults:100",
+                     "software:cs", "hardware:cycles", "hardware:cache-misses:1000"]
+    assert "((u64 *)ctx)[2]" in c.c.text and "((u64 *)ctx)[1]" in c.c.text
+
+
+def test_iter_reads_its_context():
+    c = compiled('iter:task { printf("%d\\n", ctx->task->pid); }')
+    assert "if (!((u64 *)ctx)[1]) return 0;" in c.c.text
+
+
+@pytest.mark.parametrize("src, message", [
+    ("rawtracepoint:nosuch { }", "no tracepoint named 'nosuch' in the kernel's BTF (btf_trace_nosuch)"),
+    ("rawtracepoint:sched_switch { @a = arg4; }", "arg4: tracepoint sched_switch has 4 arguments"),
+    ("rawtracepoint:sched_switch { @a = args.nosuch; }", "sched_switch() has no argument named 'nosuch'"),
+    ("rawtracepoint:mymod:myevent { @a = args.x; }",
+     "the arguments of rawtracepoint:mymod:myevent are not in the kernel's BTF: use arg0, arg1..."),
+    ("software:nosuch { }", "software:nosuch: nosuch is not a software probe"),
+    ("hardware:cycles:x { }", "hardware:cycles:x: invalid hardware count 'x'"),
+    ("software:cs:1:2 { }", "software:cs:1:2: software probes are written software:EVENT[:COUNT]"),
+    ("iter:nosuch { }", "this kernel has no 'nosuch' iterator (no struct bpf_iter__nosuch in its BTF)"),
+    ("iter:task { } BEGIN { }", "an iter probe can not be used with any other probe (it is the whole program)"),
+    ("BEGIN { $c = ctx; }", "the ctx builtin is only supported in iter probes, not 'BEGIN'"),
+    ("tracepoint:sched:sched_switch { @a = arg0; }",
+     "the arg0 builtin can only be used with 'kprobe', 'uprobe', 'usdt' and 'rawtracepoint' probes"),
+])
+def test_new_probe_type_misuse(src, message):
+    assert first_error(src) == message

@@ -311,12 +311,12 @@ def test_map_used_but_never_assigned():
 
 @pytest.mark.parametrize("src, message", [
     ("tracepoint:syscalls:sys_enter_read { @ = arg0; }",
-     "the arg0 builtin can only be used with 'kprobe', 'uprobe' and 'usdt' probes"),
+     "the arg0 builtin can only be used with 'kprobe', 'uprobe', 'usdt' and 'rawtracepoint' probes"),
     ("uprobe:/bin/x:foo { @ = retval; }",
      "the retval builtin can only be used with 'kretprobe', 'uretprobe' and 'kretfunc' probes"),
     ("tracepoint:syscalls:sys_enter_read { @ = retval; }",
      "the retval builtin can only be used with 'kretprobe', 'uretprobe' and 'kretfunc' probes"),
-    ("uretprobe:/bin/x:foo { @ = arg0; }", "the arg0 builtin can only be used with 'kprobe', 'uprobe' and 'usdt' probes"),
+    ("uretprobe:/bin/x:foo { @ = arg0; }", "the arg0 builtin can only be used with 'kprobe', 'uprobe', 'usdt' and 'rawtracepoint' probes"),
     ("BEGIN { @ = args.x; }", "the args builtin can only be used with tracepoint and kfunc probes, not 'BEGIN'"),
     ("uprobe:/bin/x:foo { @ = args.x; }", "the args builtin can only be used with tracepoint and kfunc probes, not 'uprobe'"),
     ("BEGIN { @ = func; }", "the func builtin can not be used with 'BEGIN' probes"),
