@@ -498,6 +498,8 @@ class Checker(ast.NodeVisitor):
             size = max((f.offset + f.size for f in fields), default=8)
             spec = self.fn.specs[0]
             return RecordT(f"struct tracepoint:{spec.target}:{spec.func}_args", size, tuple(members))
+        if t.cname in self.c_structs:
+            return self.c_structs[t.cname].record(self.c_structs, self.env)  # type: ignore[attr-defined]
         try:
             rec = self.env.struct_record(t.cname)
         except LookupFailed as err:
@@ -656,7 +658,12 @@ class Checker(ast.NodeVisitor):
         return StrT(len(e.value) + 1)
 
     def expr_Identifier(self, e: ast.Identifier) -> Type:
-        """A kernel constant (TASK_RUNNING, AF_INET): a header #define or a BTF enum value."""
+        """A kernel constant (TASK_RUNNING, AF_INET): a header #define or a BTF enum value; or a
+        name of an enum the program defines."""
+        if f"enum:{e.name}" in self.c_structs:
+            value, enum = self.c_structs[f"enum:{e.name}"]  # type: ignore[misc]
+            self.fn.constants[id(e)] = value
+            return enum
         try:
             value = self.env.constant(e.name, self.includes)
         except LookupFailed as err:
@@ -944,7 +951,7 @@ class Checker(ast.NodeVisitor):
                 self.error(f"unknown struct '{base}' (not in the kernel's BTF)", span)
             t = StructT(base)
         elif base.startswith("enum "):
-            et = self.env.enum_named(base[5:])
+            et = self.c_structs.get(f"type:{base}") or self.env.enum_named(base[5:])
             if et is None:
                 self.error(f"unknown enum '{base}'", span)
             t = et  # type: ignore[assignment]

@@ -479,3 +479,28 @@ def test_iter_reads_its_context():
 ])
 def test_new_probe_type_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- C definitions in the program -----------------------------------------------------------------
+
+def test_c_definitions_are_laid_out_as_a_c_compiler_does():
+    c = compiled("enum unit { GRAM, KILO = 1000, MEGA };\n"
+                 "struct A { char c; long l; unsigned int lo : 3, hi : 30; short s[3]; union { int i; char b[6]; } u;"
+                 " struct file f; struct A *next; enum unit unit; };\n"
+                 "BEGIN { @s = sizeof(struct A); @l = offsetof(struct A, l); @a = offsetof(struct A, s);"
+                 " @u = offsetof(struct A, u); @f = offsetof(struct A, f); @n = offsetof(struct A, next);"
+                 " @e = offsetof(struct A, unit); @k = MEGA; $a = (struct A *)0; @x = $a->hi; }")
+    text = c.c.text
+    # c@0 l@8 lo/hi share one u32 at 16 then hi spills to 20, s@24, u@32 (8 bytes), f@40 (232), next@272
+    for n in ("288LL", "8LL", "24LL", "32LL", "40LL", "272LL", "280LL", "1001LL"):
+        assert n in text, n
+
+
+@pytest.mark.parametrize("src, message", [
+    ("struct A { int x; }; struct A { int y; }; BEGIN { }", "in this C definition: struct A is defined twice"),
+    ("struct A { nosuch_t x; }; BEGIN { }", "in this C definition: unknown type 'nosuch_t'"),
+    ("struct A { int x int y; }; BEGIN { }", "in this C definition: expected ';', found 'int'"),
+    ("struct A { struct nosuch n; }; BEGIN { }", "in this C definition: struct nosuch is not in the kernel's BTF"),
+])
+def test_c_definition_misuse(src, message):
+    assert first_error(src) == message
