@@ -187,6 +187,19 @@ class ELF:
                 self._by_name.setdefault(n, addr)
         return self._by_name.get(name)
 
+    def object_symbol(self, name: str) -> Optional[Tuple[int, int]]:
+        """(address, size) of a defined symbol of any kind (a variable too: uaddr())."""
+        for _name, stype, _addr, off, size, link, entsize in self.sections:
+            if stype not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
+                continue
+            strtab = self.sections[link][3]
+            for i in range(size // entsize):
+                st_name, _info, _other, st_shndx, st_value, st_size = \
+                    struct.unpack_from("<IBBHQQ", self.data, off + i * entsize)
+                if st_shndx != SHN_UNDEF and st_value and self._str(strtab, st_name) == name:
+                    return st_value, st_size
+        return None
+
     def vaddr_to_offset(self, vaddr: int) -> int:
         """File offset of a virtual address (what uprobes attach to)."""
         for s in self.segments:

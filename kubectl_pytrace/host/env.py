@@ -375,6 +375,17 @@ class HostEnvironment(Environment):
             return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
         return [pattern] if pattern in names else []
 
+    def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
+        real = self._resolve(path)
+        try:
+            elf = open_elf(real)
+            found = elf.object_symbol(name)
+        except (ELFError, OSError) as e:
+            raise LookupFailed(f"cannot read {real}: {e}") from None
+        if found is None:
+            raise LookupFailed(f"no symbol named '{name}' in {real}")
+        return found[0], found[1], elf.is_shared
+
     def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
         try:
             real = self.resolve_path(path)

@@ -40,6 +40,7 @@ from kubectl_pytrace.lang.types import (
 REG_PARAMS = (14, 13, 12, 11, 9, 8)
 REG_RC = 10
 REG_SP = 19
+REG_IP = 16
 REG_CS = 17
 FUNC_MARKER = 0x7079666200000000  # a callback's address (bcc_compile.py links it)
 MAP_MARKER = 0x70796D6100000000  # a map's fd, where BCC's method syntax does not apply
@@ -776,6 +777,12 @@ class FunctionGen:
                 self.emit(f"{out} = ({right}) != 0;")
             return out
         left, right = self.int_value(e.left), self.int_value(e.right)
+        scale = self.fn.constants.get(id(e), 1)  # pointer + n: n elements
+        if scale != 1:
+            if isinstance(lt, PtrT):
+                right = f"((u64)({right}) * {scale})"
+            else:
+                left = f"((u64)({left}) * {scale})"
         signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
         c = "s64" if signed else "u64"
         if op in ("==", "!=", "<", ">", "<=", ">="):
@@ -902,6 +909,10 @@ class FunctionGen:
         delta = "+ 1" if e.op == "++" else "- 1"
         if isinstance(e.target, ast.Var):
             name = self.var_ref(self.slot(e.target))
+            step = self.fn.constants.get(id(e), 1)  # a pointer moves by its element's size
+            if step != 1:
+                sign = "+" if e.op == "++" else "-"
+                return f"({name} {sign}= {step})" if e.prefix else f"(({name} {sign}= {step}) {'-' if sign == '+' else '+'} {step})"
             return f"({e.op}{name})" if e.prefix else f"({name}{e.op})"
         m: ast.Map = e.target  # type: ignore[assignment]
         info = self.gen.analysis.maps[m.name]
@@ -1292,6 +1303,20 @@ class FunctionGen:
 
     call_tid = call_pid
 
+    def call_kptr(self, c: ast.Call) -> Value:
+        return self.int_value(c.args[0])
+
+    call_uptr = call_kptr
+
+    def call_reg(self, c: ast.Call) -> Value:
+        return f"PYTRACE_REG(ctx, {self.fn.constants[id(c)]})"
+
+    def call_uaddr(self, c: ast.Call) -> Value:
+        addr, here = self.fn.constants[id(c)]  # type: ignore[misc]
+        if here is None:
+            return self.constant(addr)
+        return f"((u64)(PYTRACE_REG(ctx, {REG_IP}) - {here}ULL + {addr}ULL))"
+
     def call_cgroup_path(self, c: ast.Call) -> Value:
         return self.int_value(c.args[0])
 
@@ -1316,10 +1341,21 @@ class FunctionGen:
         out = self.declare(t, "buf")
         at = self.type(c.args[0])
         v = self.value(c.args[0])
-        if isinstance(v, Buf):  # a char array, already read
+        if isinstance(v, Lit):  # buf("abc", 2)
+            data = v.data[:t.size]
+            self.emit(f"{out}.len = {len(data)};")
+            for i, b in enumerate(data):
+                self.emit(f"{out}.data[{i}] = {b};")
+            return Buf(out, t)
+        if isinstance(v, Buf):  # a char array or a string, already read
             n = min(t.size, sizeof(v.type))
-            self.emit(f"{out}.len = {n};")
             self.emit(f"__builtin_memcpy(&{out}.data, &{v.ref}, {n});")
+            if len(c.args) == 2 and ast.const_int(c.args[1]) is None:  # buf($s, $n)
+                ln = self.tmp("n")
+                self.emit(f"u64 {ln} = (u64)({self.int_value(c.args[1])});")
+                self.emit(f"{out}.len = {ln} < {n} ? {ln} : {n};")
+            else:
+                self.emit(f"{out}.len = {n};")
             return Buf(out, t)
         assert isinstance(v, str)
         addr = v

@@ -136,6 +136,11 @@ class Environment:
         glibc 2.34, no longer in libpthread.so.0), for the message when `path` does not."""
         return None
 
+    def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
+        """(address, size, whether the binary is position independent) of a symbol (a variable
+        too) of a binary; LookupFailed when it has none of that name."""
+        return None
+
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         return None
 

@@ -34,6 +34,9 @@ MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big f
 MAX_LHIST_BUCKETS = 1000
 MAX_STRING = 1024
 READABLE_AGGREGATIONS = ("count", "sum", "avg", "min", "max")
+# x86-64's struct pt_regs, in order: reg("name") reads slot X86_REGS.index(name)
+X86_REGS = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",
+            "orig_ax", "ip", "cs", "flags", "sp", "ss")
 MAX_STORED_RECORD = 256  # bytes of a struct copied into a variable, map or tuple (the BPF stack)
 MAX_PRINTED_RECORD = 65536  # print(*$task): straight into the ring buffer record
 MAX_CPUS = 1024  # reading an aggregation where the number of CPUs is not known: up to the first missing
@@ -863,6 +866,12 @@ class Checker(ast.NodeVisitor):
             self.mismatch(e, lt, rt)
         if op in ("==", "!=", "<", ">", "<=", ">="):
             return BOOL
+        if op in ("+", "-") and isinstance(lt, PtrT) != isinstance(rt, PtrT) and not (op == "-" and isinstance(rt, PtrT)):
+            # pointer arithmetic counts elements: (int32 *)p + 1 is 4 bytes further
+            ptr = lt if isinstance(lt, PtrT) else rt
+            target = ptr.target  # type: ignore[union-attr]
+            self.fn.constants[id(e)] = 1 if isinstance(target, VoidT) else self.type_size(target, e.span)
+            return ptr
         signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
         return IntT(64, signed)
 
@@ -909,6 +918,8 @@ class Checker(ast.NodeVisitor):
             t = self.expr_Var(target)
             if not isinstance(t, (IntT, PtrT)):
                 self.error(f"the {e.op} operator needs an integer variable, not {t}", e.span)
+            if isinstance(t, PtrT):
+                self.fn.constants[id(e)] = 1 if isinstance(t.target, VoidT) else self.type_size(t.target, e.span)
             self.set(target, t)
             return t
         if isinstance(target, ast.Map):
@@ -935,6 +946,8 @@ class Checker(ast.NodeVisitor):
         t: Type
         if base in INT_TYPE_NAMES:
             t = INT_TYPE_NAMES[base]
+        elif base == "void" and suffixes[:1] == ["*"]:
+            t = VOID
         elif base in ("string", "buffer", "inet"):
             size = STRLEN
             if suffixes and suffixes[0].startswith("[") and suffixes[0] != "[]":
@@ -1167,8 +1180,7 @@ class Checker(ast.NodeVisitor):
             self.error(f"{c.name}() should be directly assigned to a map", c.span)
         method = getattr(self, "call_" + c.name, None)
         if method is None:
-            if c.name in ("system", "signal", "override", "reg", "uaddr", "path", "skboutput", "unwatch",
-                          "pton"):
+            if c.name in ("system", "signal", "override", "path", "skboutput", "unwatch", "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
             self.error(f"unknown function '{c.name}'", c.name_span)
         return method(c)  # type: ignore[misc]
@@ -1466,6 +1478,68 @@ class Checker(ast.NodeVisitor):
                    "kubectl-pytrace does not make", c.span)
         raise AssertionError
 
+    def call_kptr(self, c: ast.Call) -> Type:
+        """kptr(p), uptr(p): p, as a pointer into kernel (user) memory."""
+        self.nargs(c, 1)
+        t = self.expr(c.args[0])
+        if not is_integer_like(t):
+            self.error(f"{c.name}() expects a pointer or an address, not {t}", c.args[0].span)
+        space = "kernel" if c.name == "kptr" else "user"
+        if isinstance(t, PtrT):
+            return PtrT(t.target, space)
+        return t
+
+    call_uptr = call_kptr
+
+    def call_reg(self, c: ast.Call) -> Type:
+        """reg("ip"): a register of the probed context (pt_regs, x86-64 names)."""
+        self.nargs(c, 1)
+        a = c.args[0]
+        if not isinstance(a, ast.String):
+            self.error("reg() needs a string literal: a register's name", a.span)
+        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        prov = self.fn.provider
+        if prov not in ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile", "software", "hardware") \
+                or self.fn.specs[0].is_fentry("fentry" if self.env.kprobes_available is False else "kprobe"):
+            self.error(f'reg can not be used with "{self.fn.specs[0].name().split(":")[0]}" probes', c.span)
+        name = a.value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        if name not in X86_REGS:
+            self.error(f"'{name}' is not a register on x86_64 (one of {', '.join(X86_REGS)})", a.span)
+        self.fn.constants[id(c)] = X86_REGS.index(name)
+        return UINT64
+
+    def call_uaddr(self, c: ast.Call) -> Type:
+        """uaddr("sym"): the address of a symbol of the probed binary, typed by its size."""
+        self.nargs(c, 1)
+        a = c.args[0]
+        if not isinstance(a, ast.String):
+            self.error("uaddr() needs a string literal: a symbol's name", a.span)
+        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        spec = self.fn.specs[0]
+        if spec.provider not in ("uprobe", "uretprobe", "usdt"):
+            self.error(f"uaddr can only be used with uprobes and usdt probes, not '{spec.provider}'", c.span)
+        name = a.value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        try:
+            found = self.env.user_symbol(spec.target, name)
+        except LookupFailed as err:
+            self.error(f'uaddr("{name}"): {err}', c.span)
+        if found is None:
+            self.error(f'uaddr("{name}") is only known on the node (its binaries)', c.span)
+        addr, size, pie = found  # type: ignore[misc]
+        here = None
+        if pie:  # loaded anywhere: the symbol is as far from the probed function as in the file
+            if spec.provider != "uprobe" or spec.address is not None or len(self.fn.specs) > 1:
+                self.error(f'uaddr("{name}") in a position-independent binary works in a uprobe on one '
+                           f'function (its address then tells where the binary is loaded)', c.span)
+            try:
+                probe = self.env.user_symbol(spec.target, spec.func)
+            except LookupFailed as err:
+                self.error(f'uaddr("{name}"): {err}', c.span)
+            here = probe[0]  # type: ignore[index]
+        self.fn.constants[id(c)] = (addr, here)  # type: ignore[assignment]
+        bits = size * 8 if size in (1, 2, 4, 8) else 64
+        return PtrT(IntT(bits, False), "user")
+
     def call_cgroup_path(self, c: ast.Call) -> Type:
         """cgroup_path(id [, "filter"]): the id, printed as its paths by user space."""
         self.nargs(c, 1, 2)
@@ -1566,13 +1640,15 @@ class Checker(ast.NodeVisitor):
                 self.error(f"buf() expects a length argument for non-array type {what}", c.span)
             size = t.length * max(1, getattr(t.elem, "bits", 8) // 8)  # type: ignore[union-attr]
         else:
-            if not (is_integer_like(t) or isinstance(t, ArrayT)):
+            if not (is_integer_like(t) or isinstance(t, (ArrayT, StrT))):
                 self.error(f"buf() reads from an address, not from a value of type {t}", c.args[0].span)
             self.int_expr(c.args[1], "buf() length")
             n = ast.const_int(c.args[1])
             if n is not None and n < 0:
                 self.error("buf() length must not be negative", c.args[1].span)
             size = self.strlen if n is None else n
+            if isinstance(t, StrT):  # buf("abc", 2), buf($s, n): the string's own bytes
+                size = t.size if n is None else min(n, t.size)
         if size > self.strlen:
             self.warning(f"buf() length is too long and will be shortened to {self.strlen} bytes "
                          f"(see max_strlen)", c.span)

@@ -146,6 +146,13 @@ class FakeEnv(Environment):
             raise LookupFailed(f"cannot read symbols of {path}: no such file")
         return [f for f in USER_FUNCTIONS[path] if fnmatch.fnmatchcase(f, pattern)]
 
+    def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
+        # /bin/x is position independent: main at 0x1100, a 4-byte counter at 0x4010
+        table = {"main": (0x1100, 30), "foo": (0x1200, 10), "counter": (0x4010, 4), "names": (0x4040, 32)}
+        if path not in USER_FUNCTIONS or name not in table:
+            raise LookupFailed(f"no symbol named '{name}' in {path}")
+        return table[name] + (True,)
+
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         if path not in USDT:
             raise LookupFailed(f"cannot read USDT probes of {path}: no such file")

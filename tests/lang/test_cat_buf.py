@@ -63,7 +63,7 @@ def test_buf_in_printf_is_a_buffer():
     ("tracepoint:sched:sched_switch { @ = buf(args.prev_comm); }",
      "buf() expects a length argument for non-array type string"),
     ("kprobe:f { @ = buf(arg0); }", "buf() expects a length argument for non-array type uint64"),
-    ("kprobe:f { @ = buf(comm, 4); }", "buf() reads from an address, not from a value of type string[16]"),
+    ("kprobe:f { @ = buf((1, 2), 4); }", "buf() reads from an address, not from a value of type (int64,int64)"),
     ("kprobe:f { @ = buf(arg0, -1); }", "buf() length must not be negative"),
 ])
 def test_buf_errors(src, message):

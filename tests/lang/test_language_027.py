@@ -504,3 +504,40 @@ def test_c_definitions_are_laid_out_as_a_c_compiler_does():
 ])
 def test_c_definition_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- uaddr(), reg(), kptr()/uptr(), buf() of strings, pointer arithmetic -----------------------------
+
+def test_uaddr_in_a_pie_binary_is_found_from_the_probed_function():
+    c = compiled('uprobe:/bin/x:main { @c = *uaddr("counter"); $n = uaddr("names"); @p = (uint64)($n + 2); }')
+    text = c.c.text
+    assert "(PYTRACE_REG(ctx, 16) - 4352ULL + 16400ULL)" in text  # ip - main + counter
+    assert "* 8)" in text  # a 32-byte symbol is a uint64 *: + 2 is 16 bytes
+
+
+def test_pointer_arithmetic_counts_elements():
+    text = compiled("BEGIN { $p = (int32 *)0; @a = (uint64)($p + 3); $t = curtask; @b = (uint64)($t - 1); "
+                    "$p++; }").c.text
+    assert "((u64)(((s64)3LL)) * 4)" in text and "* 9792)" in text and "+= 4" in text
+
+
+def test_reg_reads_pt_regs():
+    assert "PYTRACE_REG(ctx, 16)" in compiled('uprobe:/bin/x:main { @ip = reg("ip"); }').c.text
+
+
+@pytest.mark.parametrize("src, message", [
+    ('BEGIN { @a = reg("ip"); }', 'reg can not be used with "begin" probes'),
+    ('uprobe:/bin/x:main { @a = reg("xyz"); }',
+     "'xyz' is not a register on x86_64 (one of r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, "
+     "di, orig_ax, ip, cs, flags, sp, ss)"),
+    ('uprobe:/bin/x:main { $r = "ip"; @a = reg($r); }', "reg() needs a string literal: a register's name"),
+    ('BEGIN { @a = uaddr("counter"); }', "uaddr can only be used with uprobes and usdt probes, not 'BEGIN'"),
+    ('uprobe:/bin/x:main { @a = uaddr("nosuch"); }', 'uaddr("nosuch"): no symbol named \'nosuch\' in /bin/x'),
+    ('uretprobe:/bin/x:main { @a = uaddr("counter"); }',
+     'uaddr("counter") in a position-independent binary works in a uprobe on one function (its address then '
+     'tells where the binary is loaded)'),
+    ('BEGIN { @a = kptr("x"); }', "kptr() expects a pointer or an address, not string[2]"),
+    ('BEGIN { $b = buf(comm); }', "buf() expects a length argument for non-array type string"),
+])
+def test_address_function_misuse(src, message):
+    assert first_error(src) == message
