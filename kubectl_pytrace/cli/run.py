@@ -36,10 +36,12 @@ def parse_duration(text: str) -> float:
 @click.option("--pid", "target_pid", type=int, metavar="PID",
               help="With --local: trace only the container PID is in (or PID itself if it is in none).")
 @click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
+@click.option("--unsafe", is_flag=True, help="Allow system(), signal() and override(), as bpftrace --unsafe.")
 @click.argument("params", nargs=-1)
 def run(target: Optional[str], program: Optional[str], program_file: Optional[str], local: bool,
         output: str, deadline: Optional[str], command: Optional[str], dump: Optional[str],
-        container_id: Optional[str], target_pid: Optional[int], ns_pids: bool, params: Tuple[str, ...]) -> None:
+        container_id: Optional[str], target_pid: Optional[int], ns_pids: bool, unsafe: bool,
+        params: Tuple[str, ...]) -> None:
     """Run a trace: `run --local -e PROGRAM` traces this host."""
     if (program is None) == (program_file is None):
         raise click.UsageError("give the program with exactly one of -e PROGRAM or -f FILE")
@@ -68,7 +70,7 @@ def run(target: Optional[str], program: Optional[str], program_file: Optional[st
         text=text, filename=filename, output=output,
         deadline=parse_duration(deadline) if deadline else None,
         command=shlex.split(command) if command else None,
-        params=list(params), container_id=container_id, pid=target_pid, ns_pids=ns_pids,
+        params=list(params), container_id=container_id, pid=target_pid, ns_pids=ns_pids, unsafe=unsafe,
     )
     if dump is not None:
         session.dump(spec, dump)

@@ -74,7 +74,8 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
         groups = expand(program, env, diags, config.missing_probes)
         if diags.has_errors():
             raise CompileError(diags)
-        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, config)
+        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, config,
+                           unsafe=bool(options and options.unsafe))
         if diags.has_errors():
             raise CompileError(diags)
         c = generate(analysis, options, params)

@@ -1033,6 +1033,16 @@ class FunctionGen:
         return "0"
 
     call_cat = call_printf
+    call_system = call_printf
+
+    def call_signal(self, c: ast.Call) -> Value:
+        sig = self.fn.constants.get(id(c))
+        self.emit(f"bpf_send_signal((u32)({sig if sig is not None else self.int_value(c.args[0])}));")
+        return "0"
+
+    def call_override(self, c: ast.Call) -> Value:
+        self.emit(f"bpf_override_return(ctx, (u64)({self.int_value(c.args[0])}));")
+        return "0"
 
     def record_type(self, e: ast.Expr) -> RecordT:
         """The RecordT the semantic pass gave a struct expression stored or printed whole."""

@@ -25,6 +25,7 @@ class CodegenOptions:
     ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
     map_max_entries: int = MAP_MAX_ENTRIES
     kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available
+    unsafe: bool = False  # --unsafe: system(), signal() and override() are allowed
 
 
 @dataclass

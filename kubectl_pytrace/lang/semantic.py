@@ -34,6 +34,10 @@ MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big f
 MAX_LHIST_BUCKETS = 1000
 MAX_STRING = 1024
 READABLE_AGGREGATIONS = ("count", "sum", "avg", "min", "max")
+SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
+           "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17,
+           "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
+           "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "PWR": 30, "SYS": 31}
 # x86-64's struct pt_regs, in order: reg("name") reads slot X86_REGS.index(name)
 X86_REGS = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",
             "orig_ax", "ip", "cs", "flags", "sp", "ss")
@@ -1180,7 +1184,7 @@ class Checker(ast.NodeVisitor):
             self.error(f"{c.name}() should be directly assigned to a map", c.span)
         method = getattr(self, "call_" + c.name, None)
         if method is None:
-            if c.name in ("system", "signal", "override", "path", "skboutput", "unwatch", "pton"):
+            if c.name in ("path", "skboutput", "unwatch", "pton"):
                 self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
             self.error(f"unknown function '{c.name}'", c.name_span)
         return method(c)  # type: ignore[misc]
@@ -1477,6 +1481,49 @@ class Checker(ast.NodeVisitor):
         self.error("comm(pid) is not supported: it needs a kfunc call (bpf_task_from_pid), which "
                    "kubectl-pytrace does not make", c.span)
         raise AssertionError
+
+    def check_unsafe(self, c: ast.Call) -> None:
+        if not self.shared.unsafe:
+            self.error(f"{c.name}() is an unsafe function being used in safe mode", c.span)
+
+    def call_system(self, c: ast.Call) -> Type:
+        """system(fmt, ...): user space runs the command (a shell's) and prints what it prints."""
+        self.check_unsafe(c)
+        return self.call_printf(c)
+
+    def call_signal(self, c: ast.Call) -> Type:
+        """signal(9), signal("KILL"), signal("SIGKILL"): sent to the current process."""
+        self.check_unsafe(c)
+        self.nargs(c, 1)
+        if self.fn.provider in ("BEGIN", "END", "interval", "iter"):
+            self.error(f"signal() can not be used for this probetype {self.fn.specs[0].name().split(':')[0]}",
+                       c.span)
+        a = c.args[0]
+        if isinstance(a, ast.String):
+            name = a.value.decode("utf-8", "replace")
+            self.set(a, StrT(len(a.value) + 1))
+            num = SIGNALS.get(name[3:] if name.startswith("SIG") else name)
+            if num is None:
+                self.error(f"Invalid string for signal: {name}", a.span)
+            self.fn.constants[id(c)] = num  # type: ignore[assignment]
+        else:
+            self.int_expr(a, "signal() argument")
+            n = const_value(a)
+            if n is not None and not 1 <= n <= 64:
+                self.error(f"{n} is not a valid signal (1 to 64)", a.span)
+        return VOID
+
+    def call_override(self, c: ast.Call) -> Type:
+        """override(rc): the probed kernel function returns rc without running (kprobes only)."""
+        self.check_unsafe(c)
+        self.nargs(c, 1)
+        spec = self.fn.specs[0]
+        if spec.provider != "kprobe":
+            self.error(f"override() can only be used with kprobes, not '{spec.provider}'", c.span)
+        if spec.is_fentry("fentry" if self.env.kprobes_available is False else "kprobe"):
+            self.error("override() needs kprobes, which this kernel does not have", c.span)
+        self.int_expr(c.args[0], "override() return value")
+        return VOID
 
     def call_kptr(self, c: ast.Call) -> Type:
         """kptr(p), uptr(p): p, as a pointer into kernel (user) memory."""
@@ -1791,6 +1838,7 @@ class Shared:
     config: Config
     c_structs: Dict[str, object]
     map_decls: Dict[str, ast.MapDecl]
+    unsafe: bool = False  # --unsafe
 
 
 def split_params(params: List[str]) -> Tuple[List[str], Dict[str, str]]:
@@ -1809,7 +1857,7 @@ def split_params(params: List[str]) -> Tuple[List[str], Dict[str, str]]:
 def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             env: Environment, diags: Diagnostics, params: Optional[List[str]] = None,
             has_cpid: bool = False, predefined: Optional[Dict[str, int]] = None,
-            config: Optional[Config] = None) -> Analysis:
+            config: Optional[Config] = None, unsafe: bool = False) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
                                kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
@@ -1824,7 +1872,7 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
 
     shared = Shared(env, positional, named, has_cpid, dict(predefined or {}), tuple(program.includes),
                     config or Config(), read_definitions(program.c_definitions, env, diags),
-                    check_map_decls(program.map_decls, diags))
+                    check_map_decls(program.map_decls, diags), unsafe)
     # Learn map types until nothing changes (an END probe may read a map filled by a later probe),
     # then check everything once more, this time reporting errors. First without guessing: a
     # statement that reads a map whose type is still unknown is skipped, so `END { @a = @b; }`

@@ -134,6 +134,9 @@ class EventHandlers:
             message = compile_format(ev.fmt)  # type: ignore[arg-type]
             severity = "ERROR" if ev.kind == "errorf" else "WARNING"
             return lambda buf: out.errorf(message(decode(buf)), ev.where, severity)  # type: ignore[arg-type]
+        if ev.kind == "system":
+            command_of = compile_format(ev.fmt)  # type: ignore[arg-type]
+            return lambda buf: self._system(command_of(decode(buf)))
         if ev.kind == "cat":
             name_of = compile_format(ev.fmt)  # type: ignore[arg-type]
             return lambda buf: self._cat(name_of(decode(buf)))
@@ -151,6 +154,14 @@ class EventHandlers:
             print(f"ERROR: failed to open file '{filename}': {e.strerror}", file=self.stderr, flush=True)
             return
         self.out.cat(from_bytes(data))
+
+    def _system(self, command: str) -> None:
+        """system() (--unsafe): the command's output, printed when its event is handled."""
+        import subprocess
+
+        self.out.flush()
+        p = subprocess.run(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        self.out.syscall(from_bytes(p.stdout))
 
     def _on_exit(self, code: int) -> bool:
         """exit(code): stop; the code becomes the process's exit status (as a status: & 0xff)."""

@@ -41,6 +41,7 @@ class TraceSpec:
     container_id: Optional[str] = None  # trace one container (docker://..., containerd://..., or bare)
     pid: Optional[int] = None  # trace the container this process is in (or the process itself)
     ns_pids: bool = False  # print pid/tid as the container sees them
+    unsafe: bool = False  # --unsafe: allow system(), signal(), override()
 
 
 def ringbuf_pages() -> int:
@@ -124,7 +125,7 @@ def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProg
         predefined["$container_pid"] = target.container.pid
         print(f"kubectl-pytrace: tracing {target.container.describe()}: {target.watcher.current.reason}",
               file=stderr)
-    options = CodegenOptions(scope=target.scope if target else None, ns_pids=spec.ns_pids,
+    options = CodegenOptions(scope=target.scope if target else None, ns_pids=spec.ns_pids, unsafe=spec.unsafe,
                              kprobe_mode="kprobe" if env.kprobes_available else "fentry",
                              ringbuf_pages=ringbuf_pages())
     program, warnings = _compile(spec, env, options, predefined, use_cache)

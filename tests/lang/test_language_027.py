@@ -541,3 +541,41 @@ def test_reg_reads_pt_regs():
 ])
 def test_address_function_misuse(src, message):
     assert first_error(src) == message
+
+
+# ---- --unsafe: system(), signal(), override() ---------------------------------------------------------
+
+def test_unsafe_functions_compile_with_unsafe():
+    from kubectl_pytrace.lang import CodegenOptions
+
+    class WithKprobes(FakeEnv):
+        kprobes_available = True
+
+    c = compile_program('kprobe:vfs_read { system("echo %d", pid); signal("KILL"); signal(15); signal(arg0); '
+                        'override(0); }', env=WithKprobes(), options=CodegenOptions(unsafe=True))
+    assert "bpf_send_signal((u32)(9));" in c.c.text and "bpf_override_return(ctx" in c.c.text
+    assert any(ev.kind == "system" for ev in c.c.events.values())
+    assert first_error("kprobe:vfs_read { override(0); }", options=CodegenOptions(unsafe=True)) == (
+        "override() needs kprobes, which this kernel does not have")
+
+
+@pytest.mark.parametrize("src, message", [
+    ('BEGIN { system("ls"); }', "system() is an unsafe function being used in safe mode"),
+    ("kprobe:vfs_read { signal(9); }", "signal() is an unsafe function being used in safe mode"),
+    ("kprobe:vfs_read { override(1); }", "override() is an unsafe function being used in safe mode"),
+])
+def test_unsafe_functions_need_unsafe(src, message):
+    assert first_error(src) == message
+
+
+@pytest.mark.parametrize("src, message", [
+    ('kprobe:vfs_read { signal("NOPE"); }', "Invalid string for signal: NOPE"),
+    ("kprobe:vfs_read { signal(99); }", "99 is not a valid signal (1 to 64)"),
+    ("BEGIN { signal(9); }", "signal() can not be used for this probetype begin"),
+    ("kretprobe:vfs_read { override(1); }", "override() can only be used with kprobes, not 'kretprobe'"),
+    ("BEGIN { system(1); }", "system() needs a string literal as its first argument"),
+])
+def test_unsafe_function_misuse(src, message):
+    from kubectl_pytrace.lang import CodegenOptions
+
+    assert first_error(src, options=CodegenOptions(unsafe=True)) == message
