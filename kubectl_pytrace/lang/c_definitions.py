@@ -82,6 +82,16 @@ class _Reader:
         self.i += 1
         return tok
 
+    def number(self) -> int:
+        tok = self.take()
+        try:
+            n = int(tok, 0)
+        except ValueError:
+            raise CDefinitionError(f"expected a number, found '{tok}'") from None
+        if n >= 1 << 32:
+            raise CDefinitionError(f"{tok} is too large here")
+        return n
+
     # ---- definitions ----------------------------------------------------------------------------
     def definition(self) -> None:
         kind = self.take()
@@ -107,7 +117,7 @@ class _Reader:
             if self.peek() == "=":
                 self.take()
                 neg = self.peek() == "-" and bool(self.take())
-                value = int(self.take(), 0) * (-1 if neg else 1)
+                value = self.number() * (-1 if neg else 1)
             values.append((name, value))
             value += 1
             if self.peek() == ",":
@@ -128,7 +138,9 @@ class _Reader:
                 width = 0
                 if self.peek() == ":":
                     self.take()
-                    width = int(self.take(), 0)
+                    width = self.number()
+                    if not 0 < width <= size * 8:
+                        raise CDefinitionError(f"a bitfield of {width} bits in a {size}-byte type")
                 if union:
                     offset = 0
                 if width:  # a bitfield: in the current unit of its type when it fits
@@ -217,7 +229,7 @@ class _Reader:
         dims = []
         while self.peek() == "[":
             self.take()
-            dims.append(int(self.take(), 0))
+            dims.append(self.number())
             self.take("]")
         if size < 0:  # a struct by value that is not defined here: BTF's size
             assert isinstance(t, StructT)

@@ -46,7 +46,10 @@ class Attacher:
         n = 0
         started = False
         skipped: List[Tuple[str, str]] = []
-        for a in self.c.attachments:
+        # the runtime's own first, then BEGIN, run at once: as bpftrace, BEGIN runs before the
+        # program's other probes are attached (and prints before any of their events)
+        order = sorted(self.c.attachments, key=lambda a: 0 if a.internal else 1 if a.spec.provider == "BEGIN" else 2)
+        for a in order:
             if not a.internal and not started:
                 started = True
                 before_first()
@@ -111,8 +114,10 @@ class Attacher:
         """The program's own setup (its tables of names): run once, now, never attached."""
         bpfsys.test_run(self._load(a, "raw_tracepoint"))
 
-    def _BEGIN(self, a: AttachSpec) -> None:  # run by BPF_PROG_TEST_RUN, not attached
-        self.begin_fd = self._load(a, "raw_tracepoint")
+    def _BEGIN(self, a: AttachSpec) -> None:
+        """Run now, by BPF_PROG_TEST_RUN (never attached); begin_fd stays None so that nobody
+        runs it twice."""
+        bpfsys.test_run(self._load(a, "raw_tracepoint"))
 
     def _END(self, a: AttachSpec) -> None:
         self.end_fd = self._load(a, "raw_tracepoint")

@@ -105,6 +105,9 @@ class FakeEnv(Environment):
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
         return STRUCT_SIZES[cname]
 
+    def possible_cpus(self) -> Optional[int]:
+        return 2
+
     def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
         return sorted(n for n in RAW_TRACEPOINTS if fnmatch.fnmatchcase(n, pattern))
 

@@ -129,7 +129,8 @@ def test_string_used_as_integer_is_found_before_any_c():
     ("BEGIN { @x = ustack(fast); }", "unknown stack mode 'fast': use one of bpftrace, perf, raw"),
     ("BEGIN { @x = ntop(comm); }", "ntop() expects an integer IPv4 address or a 4/16-byte array, not string[16]"),
     ("BEGIN { @x = nosuch(1); }", "unknown function 'nosuch'"),
-    ("BEGIN { system(\"ls\"); }", "function 'system' is not supported by kubectl-pytrace"),
+    ("BEGIN { system(\"ls\"); }", "system() is an unsafe function being used in safe mode"),
+    ("BEGIN { $p = pton(\"1.2.3.4\"); }", "function 'pton' is not supported by kubectl-pytrace"),
 ])
 def test_call_errors(src, message):
     assert error(src) == message
