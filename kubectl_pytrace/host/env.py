@@ -191,28 +191,28 @@ class HostEnvironment(Environment):
             return None
         return self.btf.struct(cname) is not None
 
-    def struct_size(self, cname: str) -> Optional[int]:
+    def _struct(self, cname: str):
+        """The BTF struct or union of a C name (an anonymous one by the name btf_type gave it);
+        None without BTF, LookupFailed when there is none."""
         if not self.has_btf():
             return None
         struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
         if struct is None:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
-        return struct.size
+        return struct
+
+    def struct_size(self, cname: str) -> Optional[int]:
+        struct = self._struct(cname)
+        return None if struct is None else struct.size
 
     def struct_record(self, cname: str) -> Optional[RecordT]:
-        if not self.has_btf():
-            return None
-        struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
-        if struct is None:
-            raise LookupFailed(f"{cname} is not in the kernel's BTF")
-        return record_type(struct, cname)
+        struct = self._struct(cname)
+        return None if struct is None else record_type(struct, cname)
 
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
-        if not self.has_btf():
-            return None
-        struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
+        struct = self._struct(cname)
         if struct is None:
-            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+            return None
         from kubectl_pytrace.kernel import btf as kbtf
 
         try:

@@ -669,6 +669,13 @@ class BTF:
 
         The name is found in the string section first; the enum records are then indexed by the
         name offsets of their values, once (no strings decoded)."""
+        found = self._enumerator(name)
+        if found is None:
+            return self._base.enum_value(name) if self._base else None
+        return found[0]
+
+    def _enumerator(self, name: str) -> Optional[Tuple[int, int]]:
+        """(value, id of its enum) of an enumerator of this BTF (not its base's), or None."""
         raw = name.encode()
         if not raw or b"\0" in raw:
             return None
@@ -678,11 +685,8 @@ class BTF:
         else:
             start = d.find(b"\0" + raw + b"\0", self._ss, self._se) + 1
         if start <= 0:
-            return self._base.enum_value(name) if self._base else None
-        found = self._enum_index().get(start - self._ss + self._str_base)
-        if found is None and self._base is not None:
-            return self._base.enum_value(name)
-        return None if found is None else found[0]
+            return None
+        return self._enum_index().get(start - self._ss + self._str_base)
 
     def _enum_index(self) -> Dict[int, Tuple[int, int]]:
         """Name offset of every enumerator -> (its value, the id of its enum); built once."""
@@ -704,15 +708,7 @@ class BTF:
 
     def enum_of_value(self, name: str) -> Optional[Enum]:
         """The enum an enumerator belongs to (TCP_LISTEN -> enum with name '' or 'tcp_state'...)."""
-        raw = name.encode()
-        if not raw or b"\0" in raw:
-            return None
-        d = self._data
-        if d.startswith(raw + b"\0", self._ss):
-            start = self._ss
-        else:
-            start = d.find(b"\0" + raw + b"\0", self._ss, self._se) + 1
-        found = self._enum_index().get(start - self._ss + self._str_base) if start > 0 else None
+        found = self._enumerator(name)
         if found is None:
             return self._base.enum_of_value(name) if self._base else None
         t = self.type(found[1])

@@ -68,23 +68,9 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
             raise _Skipped(f"no {what} '{spec.func}' in {spec.target}{also}")
         return [spec.with_match(func=s) for s in syms]
     if p in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
-        if not spec.is_wildcard:
-            return [spec]
-        funcs = env.kernel_functions(spec.func)
-        if funcs is None:
-            return [spec]
-        if not funcs:
-            raise _Skipped(f"no kernel functions match '{spec.func}'")
-        return [spec.with_match(func=f) for f in funcs]
+        return _wildcard(spec, env.kernel_functions, "kernel functions")
     if p == "rawtracepoint":
-        if not spec.is_wildcard:
-            return [spec]
-        names = env.raw_tracepoints(spec.func)
-        if names is None:
-            return [spec]
-        if not names:
-            raise _Skipped(f"no tracepoints match '{spec.func}'")
-        return [spec.with_match(func=n) for n in names]
+        return _wildcard(spec, env.raw_tracepoints, "tracepoints")
     if p == "usdt":
         probes = env.usdt_probes(spec.target)
         if probes is None:
@@ -96,6 +82,18 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
                                f"{spec.target}")
         return out
     return [spec]
+
+
+def _wildcard(spec: ProbeSpec, names_matching, what: str) -> List[ProbeSpec]:
+    """One probe per name matching a wildcard attach point (kernel functions, tracepoints)."""
+    if not spec.is_wildcard:
+        return [spec]
+    names = names_matching(spec.func)
+    if names is None:
+        return [spec]
+    if not names:
+        raise _Skipped(f"no {what} match '{spec.func}'")
+    return [spec.with_match(func=n) for n in names]
 
 
 def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args: bool) -> ProbeGroup:

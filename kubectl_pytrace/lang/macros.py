@@ -126,22 +126,17 @@ class _Expander:
         bad = False
         for p, a in zip(macro.params, args):
             a = self.expr(a, stack)  # the caller's own macros, in the caller's context
-            if p.kind == "var":
-                if not isinstance(a, ast.Var):
-                    got = "a map" if isinstance(a, ast.Map) else "an expression"
-                    self.diags.error(f"Mismatched arg. {macro.name}() expects a variable for arg {p.name} "
+            if p.kind in ("var", "map"):  # $x or @m: the caller's variable or map, renamed
+                ok = isinstance(a, ast.Var) if p.kind == "var" else isinstance(a, ast.Map) and not a.keys
+                if not ok:
+                    got = "a map" if isinstance(a, ast.Map) else "a variable" if isinstance(a, ast.Var) \
+                        else "an expression"
+                    want = "a variable" if p.kind == "var" else "a map"
+                    self.diags.error(f"Mismatched arg. {macro.name}() expects {want} for arg {p.name} "
                                      f"but got {got}.", a.span)
                     bad = True
                     continue
-                variables[p.name] = a.name
-            elif p.kind == "map":
-                if not isinstance(a, ast.Map) or a.keys:
-                    got = "a variable" if isinstance(a, ast.Var) else "an expression"
-                    self.diags.error(f"Mismatched arg. {macro.name}() expects a map for arg {p.name} "
-                                     f"but got {got}.", a.span)
-                    bad = True
-                    continue
-                maps[p.name] = a.name
+                (variables if p.kind == "var" else maps)[p.name] = a.name  # type: ignore[union-attr]
             else:
                 exprs[p.name] = a
         if bad:

@@ -34,6 +34,16 @@ MAX_UNROLL_COPIES = 10000  # unroll(100) inside unroll(100) is already too big f
 MAX_LHIST_BUCKETS = 1000
 MAX_STRING = 1024
 READABLE_AGGREGATIONS = ("count", "sum", "avg", "min", "max")
+# bpftrace functions kubectl-pytrace refuses, and why (docs/bpftrace-compat.md)
+UNSUPPORTED = {
+    "path": "bpf_d_path() is only allowed in fentry/LSM programs, which this tracer does not load",
+    "pton": "array values (u8[4], u8[16]) can not be stored or printed yet",
+    "tseries": "time series maps are not implemented",
+    "skboutput": "writing packets to a pcap file is not implemented",
+    "unwatch": "watchpoints are not implemented",
+    "signal_thread": "not implemented (signal() is)",
+    "str_concat": "not implemented",
+}
 SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
            "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17,
            "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
@@ -1184,8 +1194,9 @@ class Checker(ast.NodeVisitor):
             self.error(f"{c.name}() should be directly assigned to a map", c.span)
         method = getattr(self, "call_" + c.name, None)
         if method is None:
-            if c.name in ("path", "skboutput", "unwatch", "pton"):
-                self.error(f"function '{c.name}' is not supported by kubectl-pytrace", c.name_span)
+            if c.name in UNSUPPORTED:
+                self.error(f"function '{c.name}' is not supported by kubectl-pytrace: {UNSUPPORTED[c.name]}",
+                           c.name_span)
             self.error(f"unknown function '{c.name}'", c.name_span)
         return method(c)  # type: ignore[misc]
 
@@ -1415,26 +1426,20 @@ class Checker(ast.NodeVisitor):
         """assert(cond, "msg"): when cond is false, errorf("assert failed: msg") and exit(1)."""
         self.nargs(c, 2)
         self.int_expr(c.args[0], "assert() condition")
-        msg = c.args[1]
-        if not isinstance(msg, ast.String):
-            self.error("assert() message must be a string literal", msg.span)
-        self.set(msg, StrT(len(msg.value) + 1))  # type: ignore[union-attr]
+        self.literal(c.args[1], "assert() message must be a string literal")
         self.fn.locations[id(c)] = self.location(c.span)
         return VOID
 
     def call_static_assert(self, c: ast.Call) -> Type:
         """static_assert(cond, "msg"): cond is a constant; false fails the compilation with msg."""
         self.nargs(c, 2)
-        msg = c.args[1]
-        if not isinstance(msg, ast.String):
-            self.error("static_assert() message must be a string literal", msg.span)
-        self.set(msg, StrT(len(msg.value) + 1))  # type: ignore[union-attr]
+        msg = self.literal(c.args[1], "static_assert() message must be a string literal")
         self.int_expr(c.args[0], "static_assert() condition")
         v = const_value(c.args[0], self.fn.constants)
         if v is None:
             self.error("static_assert() condition must be a constant expression", c.args[0].span)
         if not v:
-            self.error(msg.value.decode("utf-8", "replace"), c.span)  # type: ignore[union-attr]
+            self.error(msg, c.span)
         return VOID
 
     def call_str(self, c: ast.Call) -> Type:
@@ -1481,6 +1486,13 @@ class Checker(ast.NodeVisitor):
         self.error("comm(pid) is not supported: it needs a kfunc call (bpf_task_from_pid), which "
                    "kubectl-pytrace does not make", c.span)
         raise AssertionError
+
+    def literal(self, a: ast.Expr, message: str) -> str:
+        """The text of an argument that must be a string literal (else `message` is the error)."""
+        if not isinstance(a, ast.String):
+            self.error(message, a.span)
+        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        return a.value.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
 
     def check_unsafe(self, c: ast.Call) -> None:
         if not self.shared.unsafe:
@@ -1542,14 +1554,11 @@ class Checker(ast.NodeVisitor):
         """reg("ip"): a register of the probed context (pt_regs, x86-64 names)."""
         self.nargs(c, 1)
         a = c.args[0]
-        if not isinstance(a, ast.String):
-            self.error("reg() needs a string literal: a register's name", a.span)
-        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        name = self.literal(a, "reg() needs a string literal: a register's name")
         prov = self.fn.provider
         if prov not in ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile", "software", "hardware") \
                 or self.fn.specs[0].is_fentry("fentry" if self.env.kprobes_available is False else "kprobe"):
             self.error(f'reg can not be used with "{self.fn.specs[0].name().split(":")[0]}" probes', c.span)
-        name = a.value.decode("utf-8", "replace")  # type: ignore[union-attr]
         if name not in X86_REGS:
             self.error(f"'{name}' is not a register on x86_64 (one of {', '.join(X86_REGS)})", a.span)
         self.fn.constants[id(c)] = X86_REGS.index(name)
@@ -1558,14 +1567,10 @@ class Checker(ast.NodeVisitor):
     def call_uaddr(self, c: ast.Call) -> Type:
         """uaddr("sym"): the address of a symbol of the probed binary, typed by its size."""
         self.nargs(c, 1)
-        a = c.args[0]
-        if not isinstance(a, ast.String):
-            self.error("uaddr() needs a string literal: a symbol's name", a.span)
-        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
+        name = self.literal(c.args[0], "uaddr() needs a string literal: a symbol's name")
         spec = self.fn.specs[0]
         if spec.provider not in ("uprobe", "uretprobe", "usdt"):
             self.error(f"uaddr can only be used with uprobes and usdt probes, not '{spec.provider}'", c.span)
-        name = a.value.decode("utf-8", "replace")  # type: ignore[union-attr]
         try:
             found = self.env.user_symbol(spec.target, name)
         except LookupFailed as err:
@@ -1593,21 +1598,13 @@ class Checker(ast.NodeVisitor):
         self.int_expr(c.args[0], "cgroup_path() cgroup id")
         pattern = "*"
         if len(c.args) == 2:
-            f = c.args[1]
-            if not isinstance(f, ast.String):
-                self.error("cgroup_path()'s filter must be a string literal", f.span)
-            self.set(f, StrT(len(f.value) + 1))  # type: ignore[union-attr]
-            pattern = f.value.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+            pattern = self.literal(c.args[1], "cgroup_path()'s filter must be a string literal")
         return CgroupPathT(pattern)
 
     def call_cgroupid(self, c: ast.Call) -> Type:
         """cgroupid("/sys/fs/cgroup/..."): the cgroup's id, known now."""
         self.nargs(c, 1)
-        a = c.args[0]
-        if not isinstance(a, ast.String):
-            self.error("cgroupid() needs a string literal: a cgroup's path", a.span)
-        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
-        path = a.value.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        path = self.literal(c.args[0], "cgroupid() needs a string literal: a cgroup's path")
         try:
             ident = self.env.cgroup_id(path)
         except LookupFailed as err:
@@ -1661,11 +1658,7 @@ class Checker(ast.NodeVisitor):
     def call_kaddr(self, c: ast.Call) -> Type:
         """The address of a kernel symbol, resolved now (bpftrace: "compile time")."""
         self.nargs(c, 1)
-        a = c.args[0]
-        if not isinstance(a, ast.String):
-            self.error("kaddr() needs a string literal: the name of a kernel symbol", a.span)
-        self.set(a, StrT(len(a.value) + 1))  # type: ignore[union-attr]
-        name = a.value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        name = self.literal(c.args[0], "kaddr() needs a string literal: the name of a kernel symbol")
         try:
             addr = self.env.kernel_symbol(name)
         except LookupFailed as err:

@@ -200,12 +200,18 @@ def _indices(counts: Sequence[int]) -> Tuple[int, int]:
     return lo, hi
 
 
-def hist_value(buckets: dict, div: int = 1, k: int = 0) -> Histogram:
-    """build_histogram(): the rows from the first to the last non-empty bucket."""
+def _rows(buckets: dict) -> Tuple[List[int], int, int]:
+    """Every bucket's count, and the first and last non-empty bucket (-1, -1: none)."""
     size = max(buckets) + 1 if buckets else 0
     counts = [buckets.get(i, 0) for i in range(size)]
-    h = Histogram()
     lo, hi = _indices(counts)
+    return counts, lo, hi
+
+
+def hist_value(buckets: dict, div: int = 1, k: int = 0) -> Histogram:
+    """build_histogram(): the rows from the first to the last non-empty bucket."""
+    counts, lo, hi = _rows(buckets)
+    h = Histogram()
     if lo == -1:
         return h
     if lo != 0:
@@ -238,10 +244,8 @@ def _lhist_label(number: int, step: int) -> Any:
 
 def lhist_value(buckets: dict, lmin: int, lmax: int, step: int) -> Histogram:
     """build_linear_histogram()."""
-    size = max(buckets) + 1 if buckets else 0
-    counts = [buckets.get(i, 0) for i in range(size)]
+    counts, lo, hi = _rows(buckets)
     h = Histogram()
-    lo, hi = _indices(counts)
     if lo == -1:
         return h
     if lo != 0:

@@ -130,7 +130,11 @@ def test_string_used_as_integer_is_found_before_any_c():
     ("BEGIN { @x = ntop(comm); }", "ntop() expects an integer IPv4 address or a 4/16-byte array, not string[16]"),
     ("BEGIN { @x = nosuch(1); }", "unknown function 'nosuch'"),
     ("BEGIN { system(\"ls\"); }", "system() is an unsafe function being used in safe mode"),
-    ("BEGIN { $p = pton(\"1.2.3.4\"); }", "function 'pton' is not supported by kubectl-pytrace"),
+    ("BEGIN { $p = pton(\"1.2.3.4\"); }",
+     "function 'pton' is not supported by kubectl-pytrace: array values (u8[4], u8[16]) can not be stored or "
+     "printed yet"),
+    ("interval:1s { @t = tseries(1, 1s, 10); }",
+     "function 'tseries' is not supported by kubectl-pytrace: time series maps are not implemented"),
 ])
 def test_call_errors(src, message):
     assert error(src) == message
