@@ -55,6 +55,19 @@ def _markers(insns: bytes):
                 yield i // 8, "map", value & 0xFFFF
 
 
+def _saves_arguments_first(code: bytes) -> bool:
+    """Whether the callback stores its arguments (*(u64 *)(r10 - 8) = rN, ...) before anything
+    could overwrite r1..r5: the instructions before the first such store may only be ALU moves
+    into other registers (clang hoists e.g. `r0 = 1` for a later `return 1`)."""
+    for i in range(0, min(len(code), 8 * 8), 8):
+        op, regs, off, _ = struct.unpack_from("<BBhi", code, i)
+        if (op, regs & 0x0F, off) == (0x7B, 10, -8):  # *(u64 *)(r10 - 8) = rN
+            return True
+        if op & 0x07 not in (0x04, 0x07) or 1 <= regs & 0x0F <= 5:  # ALU/ALU64, not into r1..r5
+            return False
+    return False
+
+
 def link(main: bytes, code_of, callbacks, map_refs) -> Tuple[bytes, List[int]]:
     """`main` with the callbacks it (transitively) refers to appended and every marker patched, and
     where each appended callback starts."""
@@ -76,8 +89,7 @@ def link(main: bytes, code_of, callbacks, map_refs) -> Tuple[bytes, List[int]]:
                 raise RuntimeError(f"instruction {at} refers to unknown callback {ident}")
             if ident not in placed:
                 code = code_of(callbacks[ident])
-                c0, regs0, off0, _ = struct.unpack_from("<BBhi", code, 0)
-                if (c0, regs0 & 0x0F, off0) != (0x7B, 10, -8):  # *(u64 *)(r10 - 8) = rN
+                if not _saves_arguments_first(code):
                     raise RuntimeError(f"callback {callbacks[ident]} does not begin by saving its arguments")
                 placed[ident] = len(out) // 8
                 out += code
