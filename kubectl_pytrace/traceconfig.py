@@ -4,6 +4,7 @@
     trace.json   {"config_version": 1, "client_version": "0.1.0", "name": "pytrace-1a2b3c4d",
                   "command": "trace" (the default) | "ps",
                   "filename": "prog.bt", "params": [...], "deadline": 60.0 | null, "ns_pids": false,
+                  "unsafe": false,
                   "nodes": {"worker-1": [{"namespace": "shop", "pod": "web-1", "container": "server",
                                           "container_id": "containerd://...", "pod_uid": "..."}],
                             "worker-2": []}}      (no container: the whole node)

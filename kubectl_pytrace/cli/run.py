@@ -102,12 +102,13 @@ def _read_text(program: Optional[str], program_file: Optional[str]) -> Tuple[str
 @click.option("--pid", "target_pid", type=int, metavar="PID",
               help="With --local: trace only the container PID is in (or PID itself if it is in none).")
 @click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
+@click.option("--unsafe", is_flag=True, help="Allow system(), signal() and override(), as bpftrace --unsafe.")
 @click.option("-v", "--verbose", is_flag=True, help="With --attach: when each step happened, and the "
               "tracers' peak memory.")
 @kube_options
 def run(target, params, program, program_file, program_name, program_params, selector, container_or_command, container, output, deadline,
         attach, merge, name, image, image_pull_policy, service_account, tracer_namespace, patch_file, ttl,
-        dry_run, local, dump, container_ids, target_pid, ns_pids, verbose, kube) -> None:
+        dry_run, local, dump, container_ids, target_pid, ns_pids, unsafe, verbose, kube) -> None:
     """Run a trace: TARGET is pod/NAME, deploy/NAME, statefulset/NAME, daemonset/NAME, job/NAME or
     node/NAME (or -l SELECTOR, or --local for this host). PARAMS are the program's $1, $2, ..."""
     text, filename, preset = read_program(program, program_file, program_name, program_params)
@@ -117,7 +118,7 @@ def run(target, params, program, program_file, program_name, program_params, sel
         if target is not None:
             params = (target,) + params
         _local(text, filename, params, output or "text", seconds, container_or_command, dump, container_ids,
-               target_pid, ns_pids)
+               target_pid, ns_pids, unsafe)
         return
     _no_local_flags(container_ids, target_pid)
     if container_or_command and container and container_or_command != container:
@@ -130,7 +131,7 @@ def run(target, params, program, program_file, program_name, program_params, sel
         output=output or ("yaml" if dry_run != "none" else "text"), merge=merge, attach=attach, name=name,
         image=image, pull_policy=image_pull_policy, service_account=service_account,
         tracer_namespace=tracer_namespace, patch=_read_patch(patch_file), ttl=int(parse_duration(ttl)),
-        dry_run=None if dry_run == "none" else dry_run, ns_pids=ns_pids, verbose=verbose)
+        dry_run=None if dry_run == "none" else dry_run, ns_pids=ns_pids, unsafe=unsafe, verbose=verbose)
     if spec.output == "yaml" and spec.dry_run is None:
         raise click.UsageError("-o yaml prints the objects of --dry-run; a trace's output is text or json")
     sys.exit(session.run(spec))
@@ -142,7 +143,8 @@ def _no_local_flags(container_ids, target_pid) -> None:
                                "(pod/NAME -c CONTAINER)")
 
 
-def _local(text, filename, params, output, seconds, command, dump, container_ids, target_pid, ns_pids) -> None:
+def _local(text, filename, params, output, seconds, command, dump, container_ids, target_pid, ns_pids,
+           unsafe) -> None:
     if output == "yaml":
         raise click.UsageError("-o yaml is for --dry-run; a trace's output is text or json")
     if container_ids and target_pid is not None:
@@ -154,11 +156,13 @@ def _local(text, filename, params, output, seconds, command, dump, container_ids
     spec = session.TraceSpec(
         text=text, filename=filename, output=output, deadline=seconds,
         command=shlex.split(command) if command else None, params=list(params),
-        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids)
+        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids, unsafe=unsafe)
     if dump is not None:
         session.dump(spec, dump)
     else:
-        session.run(spec)
+        result = session.run(spec)
+        if result.exit_code:  # the program's exit(code)
+            sys.exit(result.exit_code)
 
 
 def _read_patch(path: Optional[str]):

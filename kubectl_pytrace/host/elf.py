@@ -93,18 +93,9 @@ class ELF:
         """(address, size, name) of every defined function, sorted by address."""
         if self._symbols is None:
             seen: Dict[Tuple[int, str], int] = {}
-            for _name, stype, _addr, off, size, link, entsize in self.sections:
-                if stype not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
-                    continue
-                strtab = self.sections[link][3]
-                for i in range(size // entsize):
-                    st_name, st_info, _other, st_shndx, st_value, st_size = \
-                        struct.unpack_from("<IBBHQQ", self.data, off + i * entsize)
-                    if st_info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == SHN_UNDEF or not st_value:
-                        continue
-                    name = self._str(strtab, st_name)
-                    if name:
-                        seen[(st_value, name)] = st_size
+            for name, st_info, st_value, st_size in self._symtab():
+                if st_info & 0xF in (STT_FUNC, STT_GNU_IFUNC) and name:
+                    seen[(st_value, name)] = st_size
             debug = self.debug_file()
             if debug is not None:
                 try:
@@ -186,6 +177,25 @@ class ELF:
             for addr, _size, n in self.symbols():
                 self._by_name.setdefault(n, addr)
         return self._by_name.get(name)
+
+    def _symtab(self):
+        """(name, st_info, address, size) of every defined symbol of .symtab and .dynsym."""
+        for _name, stype, _addr, off, size, link, entsize in self.sections:
+            if stype not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
+                continue
+            strtab = self.sections[link][3]
+            for i in range(size // entsize):
+                st_name, st_info, _other, st_shndx, st_value, st_size = \
+                    struct.unpack_from("<IBBHQQ", self.data, off + i * entsize)
+                if st_shndx != SHN_UNDEF and st_value:
+                    yield self._str(strtab, st_name), st_info, st_value, st_size
+
+    def object_symbol(self, name: str) -> Optional[Tuple[int, int]]:
+        """(address, size) of a defined symbol of any kind (a variable too: uaddr())."""
+        for n, _info, addr, size in self._symtab():
+            if n == name:
+                return addr, size
+        return None
 
     def vaddr_to_offset(self, vaddr: int) -> int:
         """File offset of a virtual address (what uprobes attach to)."""

@@ -107,6 +107,8 @@ class TracerView:
             self.view.note(self, f"Attached {self.attached} probe{'s' if self.attached != 1 else ''}")
         elif "lost" in rec and self.view.format == "text":
             self.view.note(self, f"Lost {rec['lost']} events")
+        elif "errorf" in rec and self.view.format == "text":  # errorf()/warnf(): on stderr, as bpftrace
+            self.view.note(self, f"{rec['where'][3]}: {rec.get('severity', 'ERROR')}: {rec['errorf']}")
         elif "maps" in rec:
             self.maps = maps_of(rec)
         elif "exit" in rec:

@@ -60,7 +60,7 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
         if cfg.get("command", "trace") == "ps":
             _ps(out)
         else:
-            _trace(cfg, targets, out, err)
+            code = _trace(cfg, targets, out, err)
     except UserError as e:
         code = e.exit_code
         failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
@@ -70,13 +70,14 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
     return code
 
 
-def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> None:
+def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> int:
+    """Runs the trace; its exit status (the program's exit(code), 0 without one)."""
     from kubectl_pytrace.tracer import session
 
     spec = session.TraceSpec(
         text=cfg["program"], filename=cfg.get("filename", "stdin"), deadline=cfg.get("deadline"),
         params=list(cfg.get("params", [])), container_ids=[t["container_id"] for t in targets],
-        ns_pids=bool(cfg.get("ns_pids")))
+        ns_pids=bool(cfg.get("ns_pids")), unsafe=bool(cfg.get("unsafe")))
     out.record({"status": "compiling", "t": time.time()})
     out.flush()
 
@@ -84,7 +85,7 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
         out.record({"attached": n, "t": time.time()})
         out.flush()
 
-    session.run(spec, stderr=err, output=out, announce=attached)
+    return session.run(spec, stderr=err, output=out, announce=attached).exit_code
 
 
 def _ps(out: WireOutput) -> None:

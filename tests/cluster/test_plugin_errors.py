@@ -31,7 +31,7 @@ def test_a_program_error_creates_nothing(cluster, ns):
     before = jobs_now(cluster)
     r = plugin(cluster, "run", "pod/tick", "-n", ns, "--attach", "-e", "BEGIN { printf(\"%d\\n\"); }")
     assert r.code == 1
-    assert r.err == ('stdin:1:9-22: ERROR: printf: Not enough arguments for format string (0 supplied, 1 expected)\n'
+    assert r.err == ('stdin:1:9-22: ERROR: not enough arguments for format string (0 supplied, 1 expected)\n'
                      'BEGIN { printf("%d\\n"); }\n'
                      '        ~~~~~~~~~~~~~~\n'), r.err
     assert jobs_now(cluster) == before == []
