@@ -2,12 +2,13 @@
 (k8s/manifests.py), read by the tracer pod on every node (tracer/node.py).
 
     trace.json   {"config_version": 1, "client_version": "0.1.0", "name": "pytrace-1a2b3c4d",
+                  "command": "trace" (the default) | "ps" | "firewall" | "shape",
+                  "options": {...} (firewall and shape only: guard/ runs them instead of a program),
                   "filename": "prog.bt", "params": [...], "deadline": 60.0 | null, "ns_pids": false,
+                  "unsafe": false,
                   "nodes": {"worker-1": [{"namespace": "shop", "pod": "web-1", "container": "server",
                                           "container_id": "containerd://...", "pod_uid": "..."}],
                             "worker-2": []}}      (no container: the whole node)
-                 + "command": "firewall" | "shape", "options": {...} for those commands (guard/:
-                 the tracer runs them instead of a program; absent: "trace")
     program.bt   the program text (empty for firewall and shape)
 
 Imports nothing of the package (both sides use it).
@@ -20,6 +21,7 @@ import os
 from typing import Any, Dict
 
 CONFIG_VERSION = 1
+COMMANDS = ("trace", "ps", "firewall", "shape")  # what a tracer pod runs on its node
 CONFIG_FILE = "trace.json"
 PROGRAM_FILE = "program.bt"
 

@@ -17,6 +17,8 @@ from kubectl_pytrace.cli.delete import delete
 from kubectl_pytrace.cli.firewall import firewall
 from kubectl_pytrace.cli.follow import attach, logs
 from kubectl_pytrace.cli.get import get
+from kubectl_pytrace.cli.programs import programs
+from kubectl_pytrace.cli.ps import ps
 from kubectl_pytrace.cli.run import run
 from kubectl_pytrace.cli.seccomp import seccomp
 from kubectl_pytrace.cli.shape import shape
@@ -35,11 +37,15 @@ def cli() -> None:
     """
 
 
-for command in (run, get, logs, attach, delete, firewall, shape, seccomp, version, completion, tracer):
+for command in (run, get, logs, attach, delete, ps, programs, firewall, shape, seccomp, version, completion,
+                tracer):
     cli.add_command(command)
 
 
 def main(argv=None) -> None:
+    import faulthandler
+
+    faulthandler.enable()  # the tracer talks to the kernel through ctypes: a crash shows where
     try:
         cli.main(args=argv, prog_name="kubectl pytrace", complete_var="_KUBECTL_PYTRACE_COMPLETE",
                  standalone_mode=False)

@@ -77,9 +77,10 @@ class TraceRequest:
     deadline: Optional[float] = None
     ttl: int = DEFAULT_TTL
     ns_pids: bool = False
+    unsafe: bool = False
     patch: Optional[Any] = None  # a JSON merge patch applied to every Job (--patch)
-    command: str = "trace"  # what the tracers run: a trace, or firewall/shape (guard/) with options
-    options: Optional[Dict[str, Any]] = None
+    command: str = "trace"  # what the tracer pods run: a trace, `ps`, firewall/shape (traceconfig.COMMANDS)
+    options: Optional[Dict[str, Any]] = None  # firewall/shape options (guard/)
 
 
 # ---- rendering --------------------------------------------------------------------------------
@@ -117,11 +118,12 @@ def labels(trace: str) -> Dict[str, str]:
 def trace_config(req: TraceRequest) -> Dict[str, Any]:
     """What every tracer of the trace reads (tracer/node.py)."""
     cfg = {"config_version": traceconfig.CONFIG_VERSION, "client_version": __version__, "name": req.name,
+           "command": req.command,
            "filename": req.filename, "params": list(req.params), "deadline": req.deadline,
-           "ns_pids": req.ns_pids,
+           "ns_pids": req.ns_pids, "unsafe": req.unsafe,
            "nodes": {node: [t.to_config() for t in ts] for node, ts in sorted(req.selection.nodes.items())}}
-    if req.command != "trace":
-        cfg.update(command=req.command, options=req.options or {})
+    if req.options is not None or req.command in ("firewall", "shape"):
+        cfg["options"] = req.options or {}
     return cfg
 
 

@@ -57,10 +57,13 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
                               "targets": targets, "started": files.process_start()}, "t": time.time()})
         out.flush()
         check_version(cfg)
-        if cfg.get("command", "trace") == "trace":
-            _trace(cfg, targets, out, err)
-        else:  # firewall, shape (kubectl_pytrace/guard)
+        command = cfg.get("command", "trace")
+        if command == "ps":
+            _ps(out)
+        elif command in ("firewall", "shape"):  # kubectl_pytrace/guard
             _guard(cfg, targets, out, config_dir)
+        else:
+            code = _trace(cfg, targets, out, err)
     except UserError as e:
         code = e.exit_code
         failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
@@ -70,13 +73,14 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
     return code
 
 
-def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> None:
+def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> int:
+    """Runs the trace; its exit status (the program's exit(code), 0 without one)."""
     from kubectl_pytrace.tracer import session
 
     spec = session.TraceSpec(
         text=cfg["program"], filename=cfg.get("filename", "stdin"), deadline=cfg.get("deadline"),
         params=list(cfg.get("params", [])), container_ids=[t["container_id"] for t in targets],
-        ns_pids=bool(cfg.get("ns_pids")))
+        ns_pids=bool(cfg.get("ns_pids")), unsafe=bool(cfg.get("unsafe")))
     out.record({"status": "compiling", "t": time.time()})
     out.flush()
 
@@ -84,7 +88,15 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
         out.record({"attached": n, "t": time.time()})
         out.flush()
 
-    session.run(spec, stderr=err, output=out, announce=attached)
+    return session.run(spec, stderr=err, output=out, announce=attached).exit_code
+
+
+def _ps(out: WireOutput) -> None:
+    """The BPF programs loaded on this node (tracer/ps.py)."""
+    from kubectl_pytrace.kernel import procfs
+    from kubectl_pytrace.tracer import ps
+
+    out.record({"ps": [p.to_json() for p in ps.snapshot(procfs.default_proc_root())]})
 
 
 def _guard(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, config_dir: str) -> None:

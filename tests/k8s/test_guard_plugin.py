@@ -29,8 +29,9 @@ def _request(**kw) -> m.TraceRequest:
     return m.TraceRequest(**base)
 
 
-def test_a_trace_has_no_command_and_a_firewall_has_its_options():
-    assert "command" not in m.trace_config(_request(program="BEGIN { }"))
+def test_a_trace_has_no_options_and_a_firewall_has_its_options():
+    cfg = m.trace_config(_request(program="BEGIN { }"))
+    assert cfg["command"] == "trace" and "options" not in cfg
     settings = firewall_settings(["tcp/8080"], ["10.0.0.0/8"], "drop", "eth0", 5.0, False)
     cm, job = m.objects(_request(command="firewall", options=settings))
     cfg = json.loads(cm["data"]["trace.json"])
