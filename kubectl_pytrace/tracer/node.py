@@ -58,12 +58,12 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
         out.flush()
         check_version(cfg)
         command = cfg.get("command", "trace")
-        if command == "ps":
-            _ps(out)
-        elif command in ("firewall", "shape"):  # kubectl_pytrace/guard
-            _guard(cfg, targets, out, config_dir)
-        else:
+        if command == "trace":
             code = _trace(cfg, targets, out, err)
+        elif command == "ps":
+            _ps(out)
+        else:  # firewall, shape: kubectl_pytrace/guard (which refuses a command it does not know)
+            _guard(cfg, targets, out, config_dir)
     except UserError as e:
         code = e.exit_code
         failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
