@@ -98,6 +98,10 @@ def seccomp(target, container, duration, output, base, cr_name, local, container
     from kubectl_pytrace.guard import seccomp as sc
 
     seconds = parse_duration(duration)
+    if cr_name is not None:  # checked before minutes of recording, not after
+        if output != "profile-cr":
+            raise click.UsageError("--name names the SeccompProfile of -o profile-cr")
+        sc.resource_name(cr_name)
     base_what, base_names = sc.read_base(base)
     if local:
         if target is not None:

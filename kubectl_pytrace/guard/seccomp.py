@@ -24,6 +24,7 @@ runtime inside runc may make at any moment (signals, threads, memory).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -59,6 +60,18 @@ PROCESS_START = (
 
 class ProfileError(UserError):
     pass
+
+
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def resource_name(name: str) -> str:
+    """A SeccompProfile's name as Kubernetes takes it (a DNS subdomain); UsageError otherwise."""
+    if len(name) > 253 or not _RESOURCE_NAME.match(name):
+        raise UsageError(f"invalid name for a SeccompProfile: {name!r}",
+                         hint="lower-case letters, digits, '-' and '.', starting and ending with a letter or "
+                              "digit, at most 253 characters")
+    return name
 
 
 def runtime_base() -> Set[str]:
@@ -136,7 +149,7 @@ class Profile:
                        self.base - set(names), list(self.unknown))
 
     def custom_resource(self, name: str, namespace: Optional[str]) -> Dict[str, object]:
-        meta: Dict[str, object] = {"name": name}
+        meta: Dict[str, object] = {"name": resource_name(name)}
         if namespace:
             meta["namespace"] = namespace
         return {"apiVersion": SPO_API, "kind": "SeccompProfile", "metadata": meta, "spec": self.oci()}

@@ -78,6 +78,8 @@ def test_the_firewall_ends_when_its_namespace_goes(lab, guard):
     (["shape", "--local", "-i", "lo"], "Missing option '--egress-rate'"),
     (["firewall", "--local", "-i", "bad/name", "--deny", "tcp/80"], "invalid interface name 'bad/name'"),
     (["seccomp", "--local", "--duration", "1s"], "--container-id ID or --pid PID"),
+    (["seccomp", "--local", "--pid", "1", "--name", "web"], "--name names the SeccompProfile of -o profile-cr"),
+    (["seccomp", "pod/web", "-o", "profile-cr", "--name", "Web_1"], "invalid name for a SeccompProfile: 'Web_1'"),
 ])
 def test_usage_errors(args, message):
     p = run_cli(*args)

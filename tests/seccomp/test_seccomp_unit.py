@@ -40,6 +40,10 @@ def test_the_security_profiles_operator_resource():
     assert cr["kind"] == "SeccompProfile"
     assert cr["metadata"] == {"name": "web-server", "namespace": "shop"}
     assert cr["spec"]["defaultAction"] == "SCMP_ACT_ERRNO" and cr["spec"]["syscalls"][0]["names"] == ["read"]
+    for bad in ("Web_Server", "-web", "web-", "a" * 254, "web server", "web\nkind: Pod"):
+        with pytest.raises(sc.UsageError, match="invalid name for a SeccompProfile"):
+            sc.Profile.build({0: 1}, "x86_64").custom_resource(bad, "shop")
+    assert sc.resource_name("web-1.server") == "web-1.server"
 
 
 def test_bases(tmp_path):
