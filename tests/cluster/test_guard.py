@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from clusterlib import REPO, manifest_pod
-from pluginlib import Running, left_behind, plugin, wait_nothing_left
+from clusterlib import REPO, env_from_cluster_sh, local_cluster_running, manifest_pod
+from pluginlib import MANAGED, Running, left_behind, plugin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.root, pytest.mark.bpf]
 NET_TESTS = REPO / "tests" / "net"
@@ -39,9 +40,17 @@ def _sh(*cmd: str, input: bytes = None, timeout: float = 600) -> subprocess.Comp
     return p
 
 
+def _node_is_this_host(cluster) -> bool:
+    """The local cluster, started by the session or named by KUBECONFIG (`eval "$(hack/cluster.sh env)"`)."""
+    if cluster.local:
+        return True
+    local = env_from_cluster_sh().get("KUBECONFIG", "")
+    return bool(local) and os.path.realpath(local) == os.path.realpath(cluster.kubeconfig) and local_cluster_running()
+
+
 @pytest.fixture(scope="module")
 def image(cluster):
-    if not cluster.local:
+    if not _node_is_this_host(cluster):
         pytest.skip("these tests reach pod IPs and the pods' network namespaces from the node: the local cluster")
     if os.environ.get("PYTRACE_GUARD_IMAGE"):
         return os.environ["PYTRACE_GUARD_IMAGE"]
@@ -97,6 +106,29 @@ def _connect(ip: str, port: int, timeout: float = 2.0) -> str:
         s.close()
 
 
+def _trace_of(err: str) -> str:
+    """The trace the plugin created (its first note names it)."""
+    found = re.search(r"\b(pytrace-[0-9a-f]{8})\b", err)
+    assert found, err
+    return found.group(1)
+
+
+def _nothing_left(cluster, err: str) -> None:
+    """No Job, pod or ConfigMap of this test's trace (others' tests may run traces meanwhile)."""
+    mine = f"kubectl-pytrace/trace={_trace_of(err)}"
+    end = time.monotonic() + 60
+    while left_behind(cluster, mine) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert left_behind(cluster, mine) == []
+
+
+def _jobs_for(cluster, namespace: str) -> list:
+    """Names of kubectl-pytrace Jobs whose target is in this namespace (this test's)."""
+    out = json.loads(cluster.kubectl("get", "jobs", "-A", "-l", MANAGED, "-o", "json").stdout)
+    return [j["metadata"]["name"] for j in out["items"]
+            if j["metadata"].get("annotations", {}).get("kubectl-pytrace/target-namespace") == namespace]
+
+
 def _json_reports(lines):
     return [json.loads(line) for line in lines if line.startswith("{")]
 
@@ -126,16 +158,15 @@ def test_a_firewall_on_a_pod(cluster, namespace, image):
     assert any(r["rules"][0]["rule"] == "tcp/8080" and r["rules"][0]["packets"] >= 2 for r in reports)
     assert "firewall rules updated (generation 2): tcp/8081" in res.err
     assert _attached_in(netns) == {"xdp": None, "links": []}
-    wait_nothing_left(cluster)
+    _nothing_left(cluster, res.err)
 
 
 def test_a_pod_on_the_host_network_is_refused(cluster, namespace, image):
     _pod(cluster, namespace, "hostnet", "sleep 600", hostNetwork=True)
-    before = left_behind(cluster)
     r = plugin(cluster, "firewall", "pod/hostnet", "-n", namespace, "--deny", "tcp/80", "--image", image)
     assert r.code == 1
     assert "pod hostnet uses the host's network (hostNetwork: true)" in r.err and "node/" in r.err
-    assert left_behind(cluster) == before
+    assert "created" not in r.err and _jobs_for(cluster, namespace) == []
     r = plugin(cluster, "firewall", "pod/hostnet", "-n", namespace, "--deny", "tcp/80:x", "--image", image)
     assert r.code == 1 and "invalid rule" in r.err
 
@@ -180,7 +211,7 @@ def test_shaping_a_pods_egress(cluster, namespace, image):
     assert final["type"] == "shape" and final["pod"] == "sender" and final["dropped"]["packets"] > 0
     assert "tcx BPF link" in res.err
     assert _attached_in(netns)["links"] == []
-    wait_nothing_left(cluster)
+    _nothing_left(cluster, res.err)
 
 
 def test_a_seccomp_profile_recorded_from_a_pod_runs_another(cluster, namespace, image):
@@ -210,7 +241,7 @@ def test_a_seccomp_profile_recorded_from_a_pod_runs_another(cluster, namespace, 
     finally:
         good.unlink()
         bad.unlink()
-    wait_nothing_left(cluster)
+    _nothing_left(cluster, r.err)
 
 
 def _tracer_pids() -> list:
@@ -244,7 +275,7 @@ def test_a_killed_tracer_leaves_nothing_attached(cluster, namespace, image):
     assert res.code == 1
     assert "ended without finishing" in res.err and "137" in res.err
     assert _attached_in(netns) == {"xdp": None, "links": []}
-    wait_nothing_left(cluster)
+    _nothing_left(cluster, res.err)
 
 
 def test_a_firewall_on_a_node_interface(cluster, image):
@@ -284,4 +315,55 @@ def test_a_firewall_on_a_node_interface(cluster, image):
     finally:
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    wait_nothing_left(cluster)
+    _nothing_left(cluster, res.err)
+
+
+def test_a_firewall_ends_at_its_deadline(cluster, namespace, image):
+    """--deadline: the tracer detaches by itself, prints its final counters, the plugin exits 0
+    and deletes the trace's objects."""
+    pod = _pod(cluster, namespace, "timed", "httpd -f -p 8080 -h /tmp")
+    ip = pod["status"]["podIP"]
+    netns = _netns_of(ip)
+    fw = Running(cluster, "firewall", "pod/timed", "-n", namespace, "--deny", "tcp/8080", "--interval", "1s",
+                 "--deadline", "8s", "-o", "json", "--image", image)
+    fw.read_until(lambda line: line.startswith("{"))
+    assert _attached_in(netns)["xdp"]
+    mine = f"kubectl-pytrace/trace={_trace_of(chr(10).join(e for e in fw.err if e))}"
+    assert any(o.startswith("job") for o in left_behind(cluster, mine))  # what the check below finds if left
+    assert _connect(ip, 8080, 2.0) == "timeout"
+    res = fw.finish(timeout=120)  # no signal: the deadline ends it
+    assert res.code == 0, res.err
+    final = [r for r in _json_reports(res.lines()) if r["final"]]
+    assert len(final) == 1 and final[0]["rules"][0]["packets"] >= 1
+    assert _attached_in(netns) == {"xdp": None, "links": []}
+    assert _connect(ip, 8080) == "connected"
+    _nothing_left(cluster, res.err)
+
+
+def test_a_failure_on_the_node_exits_1_and_leaves_nothing(cluster, namespace, image):
+    """What only the node can tell: an interface the pod does not have, and an interface that already
+    has an XDP program (without --force). The tracer says why, the plugin exits 1, nothing stays
+    attached and the trace's objects are deleted."""
+    pod = _pod(cluster, namespace, "plain", "sleep 600")
+    netns = _netns_of(pod["status"]["podIP"])
+    r = plugin(cluster, "firewall", "pod/plain", "-n", namespace, "-i", "nosuch0", "--deny", "tcp/80",
+               "--image", image, timeout=300)
+    assert r.code == 1, (r.out, r.err)
+    assert "no interface 'nosuch0'" in r.err and "eth0" in r.err
+    _nothing_left(cluster, r.err)
+
+    first = Running(cluster, "firewall", "pod/plain", "-n", namespace, "--deny", "tcp/81", "--interval", "1s",
+                    "-o", "json", "--image", image)
+    first.read_until(lambda line: line.startswith("{"))
+    held = _attached_in(netns)["xdp"]
+    assert held
+    r = plugin(cluster, "firewall", "pod/plain", "-n", namespace, "--deny", "tcp/82", "--image", image, timeout=300)
+    assert r.code == 1, (r.out, r.err)
+    assert "already has an XDP program" in r.err and "--force" in r.err
+    _nothing_left(cluster, r.err)
+    assert _attached_in(netns)["xdp"] == held  # the first one's, untouched
+    first.signal(signal.SIGINT)
+    res = first.finish()
+    assert res.code == 0, res.err
+    assert _attached_in(netns) == {"xdp": None, "links": []}
+    _nothing_left(cluster, res.err)
