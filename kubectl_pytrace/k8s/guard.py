@@ -99,10 +99,21 @@ def run(req: GuardRequest, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> 
                           options=req.settings)
     traces.ensure_namespace(kube, treq.namespace)
     traces.create(kube, treq)
-    print(f"kubectl-pytrace: {req.kind} {treq.name} created for {selection.description}; Ctrl-C stops it",
-          file=stderr, flush=True)
-    return session._attached(kube, treq.namespace, treq.name, "text", False, stdout, stderr, selection,
-                             records=Records(req.kind, req.output, stdout))
+    return _follow(kube, treq, selection, stdout, stderr, Records(req.kind, req.output, stdout),
+                   f"kubectl-pytrace: {req.kind} {treq.name} created for {selection.description}; Ctrl-C stops it")
+
+
+def _follow(kube: Kube, treq: m.TraceRequest, selection, stdout: IO, stderr: IO, records, note: str) -> int:
+    """Follows the created trace until it ends, then deletes it. Whatever stops it before the
+    follower handles Ctrl-C itself (a Ctrl-C that early, an API error) deletes it too: a firewall
+    whose plugin is gone would go on dropping."""
+    try:
+        print(note, file=stderr, flush=True)
+        return session._attached(kube, treq.namespace, treq.name, "text", False, stdout, stderr, selection,
+                                 records=records)
+    except BaseException:
+        session._cleanup(kube, treq.namespace, treq.name, stderr, grace=0)
+        raise
 
 
 # ---- updates --------------------------------------------------------------------------------
@@ -209,10 +220,9 @@ def record_syscalls(opts: KubeOptions, target: str, container: Optional[str], du
                           pull_policy=pull_policy, deadline=duration)
     traces.ensure_namespace(kube, treq.namespace)
     traces.create(kube, treq)
-    print(f"kubectl-pytrace: recording the system calls of {selection.description} for {duration:g} s "
-          f"(trace {treq.name}); Ctrl-C ends it sooner", file=stderr, flush=True)
     maps = _Maps()
-    code = session._attached(kube, treq.namespace, treq.name, "text", False, stdout, stderr, selection,
-                             records=maps)
+    code = _follow(kube, treq, selection, stdout, stderr, maps,
+                   f"kubectl-pytrace: recording the system calls of {selection.description} for {duration:g} s "
+                   f"(trace {treq.name}); Ctrl-C ends it sooner")
     counts = seccomp.syscall_counts(d for dumps in maps.dumps.values() for d in dumps)
     return Recording(counts, arch, selection.description, kube.namespace, code)

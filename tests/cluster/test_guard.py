@@ -367,3 +367,20 @@ def test_a_failure_on_the_node_exits_1_and_leaves_nothing(cluster, namespace, im
     assert res.code == 0, res.err
     assert _attached_in(netns) == {"xdp": None, "links": []}
     _nothing_left(cluster, res.err)
+
+
+def test_ctrl_c_at_once_leaves_nothing(cluster, namespace, image):
+    """Ctrl-C as soon as the objects exist, while the tracer pod starts and attaches: the plugin
+    deletes the trace, and the tracer, wherever it was, leaves no program on the pod's interface."""
+    pod = _pod(cluster, namespace, "early", "sleep 600")
+    netns = _netns_of(pod["status"]["podIP"])
+    fw = Running(cluster, "firewall", "pod/early", "-n", namespace, "--deny", "tcp/1", "--image", image)
+    end = time.monotonic() + 60
+    while not any(e and "created for" in e for e in fw.err) and time.monotonic() < end:
+        time.sleep(0.02)
+    fw.signal(signal.SIGINT)
+    res = fw.finish()
+    print(f"exit {res.code}: {res.err}")
+    assert "Traceback" not in res.err
+    _nothing_left(cluster, res.err)
+    assert _attached_in(netns) == {"xdp": None, "links": []}
