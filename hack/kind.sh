@@ -359,7 +359,8 @@ cmd_load() {
   exists || die "no kind cluster named $NAME (hack/kind.sh up)"
   local start=$SECONDS base node tar
   base=$("$REPO/hack/base-image.sh") || die "hack/base-image.sh failed"
-  DOCKER_BUILDKIT=1 docker_ build -q --build-arg "BASE_IMAGE=$base" -t "$KIND_TRACER_IMAGE" "$REPO" >/dev/null ||
+  # (the builder hack/images.sh uses, so the two share Docker's layer cache)
+  docker_ build -q --build-arg "BASE_IMAGE=$base" -t "$KIND_TRACER_IMAGE" "$REPO" >/dev/null ||
     die "docker build of the tracer image failed"
   # kind load skips the nodes that have this image ID already
   kind_ load docker-image --name "$NAME" "$KIND_TRACER_IMAGE" >&2 || die "kind load docker-image failed"
@@ -475,7 +476,12 @@ cmd_test() {
   need_root
   local rc=0 start=$SECONDS
   local up_start=$SECONDS
-  cmd_up >/dev/null || return 1
+  # (subshells: a `die` in up or down ends only that step)
+  if ! (cmd_up >/dev/null); then
+    log "up failed: removing what it made"
+    (cmd_down) || true
+    return 1
+  fi
   local up_took=$((SECONDS - up_start)) test_start=$SECONDS
   local args=("$@")
   [ "${#args[@]}" = 0 ] && args=(-m cluster "$REPO"/tests/cluster/test_plugin*.py "$REPO"/tests/cluster/test_kind*.py)
@@ -486,7 +492,7 @@ cmd_test() {
   ) || rc=$?
   local test_took=$((SECONDS - test_start)) down_start=$SECONDS
   if [ "${PYTRACE_KIND_KEEP:-0}" != 1 ]; then
-    cmd_down || rc=1
+    (cmd_down) || rc=1
   fi
   log "kind: up ${up_took}s, tests ${test_took}s, down $((SECONDS - down_start))s, all $((SECONDS - start))s"
   return $rc
