@@ -403,7 +403,7 @@ leftovers() {
   # programs that processes of the nodes held when the state was recorded (ids are never reused)
   [ -f "$STATE/bpf" ] && command -v bpftool >/dev/null && while read -r id; do
     [ -n "$id" ] && bpftool prog show id "$id" >/dev/null 2>&1 && echo "bpf: program $id is still loaded"
-  done <"$STATE/bpf"
+  done < <(sort -u "$STATE/bpf")
   [ -f "$KUBECONFIG_FILE" ] && echo "file: $KUBECONFIG_FILE"
   return 0
 }
