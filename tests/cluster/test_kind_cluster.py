@@ -58,6 +58,24 @@ def test_pods_on_the_two_workers_reach_each_other(cluster, namespace):
     assert out.startswith("HTTP/1.") and " 404 " in out.splitlines()[0], out
 
 
+def test_pods_resolve_cluster_names_and_the_nodes(cluster, namespace):
+    # CoreDNS answers for the cluster and forwards the rest to the node's resolver, which the
+    # entrypoint points at Docker's (not at a loopback address, where CoreDNS would find itself)
+    script = ("import socket\n"
+              "for n in ('kubernetes.default.svc.cluster.local', 'pytrace-control-plane'):\n"
+              "    print(n, socket.gethostbyname(n))\n")
+    control_plane = next(n for n in cluster.kind_nodes if n.endswith("control-plane"))
+    script = script.replace("pytrace-control-plane", control_plane)
+    cluster.apply(manifest_pod("resolver", cluster.tracer_image, ["python3", "-c", script],
+                               container={"imagePullPolicy": "Never"}), namespace)
+    assert cluster.wait_pod_phase("resolver", namespace, ["Succeeded"]) == "Succeeded"
+    svc = cluster.get("service", "kubernetes", "default")["spec"]["clusterIP"]
+    node_ip = next(a["address"] for a in cluster.get("node", control_plane)["status"]["addresses"]
+                   if a["type"] == "InternalIP")
+    assert cluster.logs("resolver", namespace).splitlines() == [
+        f"kubernetes.default.svc.cluster.local {svc}", f"{control_plane} {node_ip}"]
+
+
 def test_the_down_check_finds_a_running_cluster_and_a_trace(cluster, namespace):
     cluster.apply(manifest_pod("ticker", cluster.workload_image, [TICKER, "-i", "100"]), namespace)
     cluster.wait_pod_phase("ticker", namespace, ["Running"])
