@@ -204,8 +204,11 @@ build_images() { # build_images DIR TOOLS PAUSE
 
 # The tag of a kubeadm image (etcd, coredns, pause) as this kubeadm expects it.
 kubeadm_image_tag() {
-  "$TOOLS/kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null |
-    awk -F: -v n="$1" '{ split($1, p, "/"); if (p[length(p)] == n) print $2 }'
+  local tag
+  tag=$("$TOOLS/kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null |
+    awk -F: -v n="$1" '{ split($1, p, "/"); if (p[length(p)] == n) print $2 }')
+  [ -n "$tag" ] || die "kubeadm config images list names no $1 image"
+  echo "$tag"
 }
 
 node_image() { # prints the node image's name, building it when missing
