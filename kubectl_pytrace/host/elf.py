@@ -211,6 +211,21 @@ class ELF:
             return None
         return name, vaddr - addr
 
+    # ---- Go -----------------------------------------------------------------------------------
+    def go_version(self) -> Optional[str]:
+        """"go1.22.5" for a binary built by Go (from its .go.buildinfo), "go" when it is Go but the
+        version cannot be read, None for any other binary."""
+        info = self._section(".go.buildinfo")
+        if info is None:
+            names = {s for _, _, s in self.symbols()} if self.sections else set()
+            return "go" if "runtime.main" in names or self._section(".gopclntab") is not None else None
+        if not info.startswith(GO_BUILDINFO_MAGIC) or len(info) < 33:
+            return "go"
+        if info[15] & 2:  # Go 1.18 and later: the version inline, after the 32-byte header
+            n, at = _uvarint(info, 32)
+            return info[at:at + n].decode("utf-8", "replace") or "go"
+        return "go"
+
     # ---- USDT ---------------------------------------------------------------------------------
     def usdt_notes(self) -> List[USDTNote]:
         base_addr = next((addr for name, _t, addr, *_ in self.sections if name == ".stapsdt.base"), None)
@@ -237,6 +252,34 @@ class ELF:
                         sem += delta
                 out.append(USDTNote(provider.decode(), probe.decode(), pc, sem, args.decode()))
         return out
+
+
+GO_BUILDINFO_MAGIC = b"\xff Go buildinf:"
+
+
+def _uvarint(data: bytes, at: int) -> Tuple[int, int]:
+    """A Go unsigned varint at `at`: (value, the offset after it)."""
+    value = shift = 0
+    while at < len(data):
+        b = data[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    return value, at
+
+
+def go_register_abi(version: Optional[str]) -> bool:
+    """Whether a Go binary passes arguments in registers (Go 1.17 and later on amd64); a Go binary
+    whose version cannot be read is taken to be a recent one."""
+    if version is None:
+        return False
+    parts = version[2:].split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= (1, 17)
+    except (ValueError, IndexError):
+        return True
 
 
 def _crc32(path: str) -> int:

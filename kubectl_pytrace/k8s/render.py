@@ -86,6 +86,7 @@ class TracerView:
         self.maps: Optional[List[MapDump]] = None
         self.exit: Optional[Dict[str, Any]] = None
         self.attached: Optional[int] = None
+        self.ps: Optional[List[Dict[str, Any]]] = None  # the node's BPF programs (`ps`)
 
     def label(self) -> str:
         if not self.targets:
@@ -112,6 +113,8 @@ class TracerView:
             self.exit = rec
         elif "status" in rec:
             self.view.progress(self, rec["status"])
+        elif "ps" in rec:
+            self.ps = rec["ps"]
         else:
             self.view.mark("first event", time.time())
             self.out.source = int(rec.get("src", 0))

@@ -39,6 +39,9 @@ from kubectl_pytrace.lang.types import (
 REG_PARAMS = (14, 13, 12, 11, 9, 8)
 REG_RC = 10
 REG_SP = 19
+# probes that fire for no task of the target: BEGIN/END, and interval's timer (it runs on whatever
+# task a CPU happens to run); every other probe is scoped to the target containers (scope.py)
+UNSCOPED = ("BEGIN", "END", "interval")
 JOIN_MAX_ARGS = 16  # bpftrace 0.17's join(): 16 strings of at most 1023 bytes (measured)
 JOIN_ARG_SIZE = 1024
 
@@ -164,7 +167,7 @@ class FunctionGen:
                 self.emit(f"{decl(t, 'v_' + var[1:], self.gen.tuples)} = {self.gen.analysis.predefined[var]}LL;")
             else:
                 self.emit(decl(t, "v_" + var[1:], self.gen.tuples) + zero_init(t))
-        if fn.provider not in ("BEGIN", "END"):
+        if fn.provider not in UNSCOPED:
             self.task_filter()
         if fn.probe.predicate is not None:
             cond = self.int_value(fn.probe.predicate)

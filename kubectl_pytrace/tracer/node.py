@@ -57,7 +57,10 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
                               "targets": targets, "started": files.process_start()}, "t": time.time()})
         out.flush()
         check_version(cfg)
-        _trace(cfg, targets, out, err)
+        if cfg.get("command", "trace") == "ps":
+            _ps(out)
+        else:
+            _trace(cfg, targets, out, err)
     except UserError as e:
         code = e.exit_code
         failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
@@ -82,6 +85,14 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
         out.flush()
 
     session.run(spec, stderr=err, output=out, announce=attached)
+
+
+def _ps(out: WireOutput) -> None:
+    """The BPF programs loaded on this node (tracer/ps.py)."""
+    from kubectl_pytrace.kernel import procfs
+    from kubectl_pytrace.tracer import ps
+
+    out.record({"ps": [p.to_json() for p in ps.snapshot(procfs.default_proc_root())]})
 
 
 def _memory() -> Dict[str, int]:

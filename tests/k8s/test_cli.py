@@ -27,7 +27,7 @@ def cli(*args, env=None):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "pod/x"], "give the program with exactly one of -e PROGRAM or -f FILE"),
+    (["run", "pod/x"], "give the program with exactly one of -e PROGRAM, -f FILE or --program NAME"),
     (["run", "pod/x", "-e", "BEGIN {}", "-f", "x.bt"], "give the program with exactly one of"),
     (["run", "pod/x", "-e", "BEGIN {}", "-o", "yaml"], "-o yaml prints the objects of --dry-run"),
     (["run", "pod/x", "-e", "BEGIN {}", "--container-id", "abc"], "--container-id and --pid go with --local"),
