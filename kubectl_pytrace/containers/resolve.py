@@ -262,9 +262,19 @@ def _cgroup_v2(cid: Optional[str], lines: List[cgroups.CgroupLine], proc_root: s
     level = None
     own_ns = procfs.ns_id("/proc", os.getpid(), "cgroup")
     init_ns = procfs.host_ns_id(proc_root, "cgroup")
-    if own_ns is not None and own_ns == init_ns and not root:
+    # Levels count from the kernel's root cgroup, so the path must be absolute: the tracer must be
+    # in the initial cgroup namespace, which only a proc_root that shows kthreadd (the initial pid
+    # namespace) tells. In a kind node, PID 1 of proc_root is the node's systemd, whose cgroup
+    # namespace (the tracer's too) starts at the node container's cgroup: paths are relative.
+    if own_ns is not None and own_ns == init_ns and not root and _initial_pid_namespace(proc_root):
         level = cgroups.cgroup_level(path)
     return path, ino, level, f"own cgroup v2 group {d}"
+
+
+def _initial_pid_namespace(proc_root: str) -> bool:
+    """proc_root is the kernel's initial pid namespace (PID 2 is kthreadd)."""
+    st = procfs.status_fields(proc_root, 2)
+    return st is not None and st.get("Name") == "kthreadd" and st.get("PPid") == "0"
 
 
 def _build(cid: Optional[str], runtime: str, driver: str, pids: List[int], rep: _Proc,

@@ -7,9 +7,9 @@ dicts (what the API sends and what manifests/ renders), not the client's generat
     kube.create(batch("jobs", "kubectl-pytrace"), job)
     for line in kube.stream(core("pods", ns, name, "log"), follow="true", timestamps="true"): ...
 
-The client's package __init__ imports every API and loads the config module (~0.4 s here); this
-module imports only the transport and the config loader it uses (~0.2 s), and only when a command
-talks to the API (`--help`, completion of flags, `--dry-run=client` and `run --local` never do).
+The client's package __init__ imports every API, model and pydantic (~0.5 s here); this module
+imports only the transport and the config loader it uses, and only when a command talks to the API
+(`--help`, completion of flags, `--dry-run=client` and `run --local` never do).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlencode
 
 from kubectl_pytrace.k8s.errors import api_error, connection_error
@@ -29,22 +29,37 @@ REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to wait for an answer
 
 
 def _import_client():
-    """kubernetes.client.api_client and kubernetes.config.kube_config without the package
-    __init__ (which imports every API group and model)."""
+    """The client's HTTP transport (kubernetes.client.rest) and configuration, without the package
+    __init__s: kubernetes.client's imports every API group and model, and its api_client module
+    imports pydantic and the models (~0.35 s together, most of `kubectl pytrace get`'s time).
+    kube_config imports ApiClient by name but calls it only to build clients we do not use: it
+    gets a stand-in that imports the real one when called."""
     if "kubernetes" not in sys.modules:
         spec = importlib.util.find_spec("kubernetes")
         if spec is None or not spec.submodule_search_locations:
             from kubectl_pytrace.errors import UserError
 
             raise UserError("the kubernetes Python client is not installed", hint="pip install kubernetes")
-        pkg = types.ModuleType("kubernetes")
-        pkg.__path__ = list(spec.submodule_search_locations)  # type: ignore[attr-defined]
-        pkg.__file__ = spec.origin
-        sys.modules["kubernetes"] = pkg
-    from kubernetes.client.api_client import ApiClient
-    from kubernetes.client.configuration import Configuration
+        root = list(spec.submodule_search_locations)[0]
+        for name in ("kubernetes", "kubernetes.client", "kubernetes.config", "kubernetes.utils"):
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [os.path.join(root, *name.split(".")[1:])]  # type: ignore[attr-defined]
+            sys.modules[name] = pkg
+        from kubernetes.client.configuration import Configuration as _Configuration
 
-    return ApiClient, Configuration
+        client = sys.modules["kubernetes.client"]
+        client.Configuration = _Configuration  # type: ignore[attr-defined]
+        client.ApiClient = _api_client  # type: ignore[attr-defined]
+    from kubernetes.client.configuration import Configuration
+    from kubernetes.client.rest import RESTClientObject
+
+    return RESTClientObject, Configuration
+
+
+def _api_client(*args, **kwargs):
+    from kubernetes.client.api_client import ApiClient
+
+    return ApiClient(*args, **kwargs)
 
 
 def core(resource: str, namespace: Optional[str] = None, name: Optional[str] = None, sub: str = "") -> str:
@@ -85,38 +100,45 @@ class KubeOptions:
 
 
 class Kube:
-    def __init__(self, api, namespace: str, context: str):
-        self.api = api
+    def __init__(self, rest, cfg, headers: List[Tuple[str, str]], namespace: str, context: str):
+        self.rest = rest  # the client's transport (urllib3 underneath)
+        self.cfg = cfg  # the client's configuration: host, TLS, credentials (refreshed as they expire)
+        self.headers = headers  # sent with every request: user agent, impersonation
         self.namespace = namespace  # -n, else the context's namespace, else "default"
         self.context = context  # for messages
 
     @classmethod
     def connect(cls, opts: KubeOptions) -> "Kube":
-        ApiClient, Configuration = _import_client()
+        RESTClientObject, Configuration = _import_client()
         cfg = Configuration()
         namespace, context = _load_config(cfg, opts)
-        api = ApiClient(configuration=cfg)
-        api.user_agent = f"kubectl-pytrace/{_version()}"
+        headers = [("User-Agent", f"kubectl-pytrace/{_version()}")]
         if opts.as_user:
-            api.set_default_header("Impersonate-User", opts.as_user)
-        for g in opts.as_groups:  # one header per group: the client joins repeated ones with ","
-            api.default_headers.setdefault("Impersonate-Group", g)
-        return cls(api, opts.namespace or namespace or "default", context)
+            headers.append(("Impersonate-User", opts.as_user))
+        headers += [("Impersonate-Group", g) for g in opts.as_groups]  # one header per group
+        return cls(RESTClientObject(cfg), cfg, headers, opts.namespace or namespace or "default", context)
 
     # ---- requests -----------------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, query: Optional[Dict[str, Any]] = None,
                 content_type: str = "application/json", stream: bool = False, timeout: Any = REQUEST_TIMEOUT):
-        headers = {"Accept": "application/json"}
+        from urllib3 import HTTPHeaderDict
+
+        headers = HTTPHeaderDict({"Accept": "application/json"})
+        for k, v in self.headers:
+            headers.add(k, v)
+        for auth in self.cfg.auth_settings().values():  # a bearer token, read again when it expires
+            if auth["in"] == "header" and auth["value"]:
+                headers[auth["key"]] = auth["value"]
         if body is not None:
             headers["Content-Type"] = content_type
-        query_params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
-        method, url, headers, body, _ = self.api.param_serialize(
-            method=method, resource_path=path, query_params=query_params, header_params=headers,
-            body=body, auth_settings=["BearerToken"])
+        url = self.cfg.host + path
+        params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
+        if params:
+            url += "?" + urlencode(params)
         try:
-            resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+            resp = self.rest.request(method, url, headers=headers, body=body, _request_timeout=timeout)
         except Exception as e:  # urllib3's connection errors: the server cannot be reached
-            raise connection_error(e, self.api.configuration.host) from None
+            raise connection_error(e, self.cfg.host) from None
         if not 200 <= resp.status <= 299:
             data = resp.read()
             raise api_error(resp.status, data, method, path)

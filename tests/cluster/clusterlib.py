@@ -8,7 +8,7 @@ import pathlib
 import shutil
 import subprocess
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -33,6 +33,18 @@ class Cluster:
     tracer_image: str = TRACER_IMAGE
     workload_image: str = WORKLOAD_IMAGE
     up_seconds: Optional[float] = None  # how long `hack/cluster.sh up` took in this session
+    # a kind cluster on this machine (hack/kind.sh): node name -> the ID of its Docker container
+    kind_nodes: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def kind(self) -> bool:
+        return bool(self.kind_nodes)
+
+    @property
+    def nodes_on_this_host(self) -> bool:
+        """The nodes' processes run on this machine's kernel and show in its /proc: hack/cluster.sh's
+        node is this host, kind's nodes are containers on it."""
+        return self.local or self.kind
 
     def kubectl(self, *args: str, input: Optional[str] = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
@@ -125,6 +137,13 @@ def external_cluster(kubeconfig: str) -> Cluster:
     p = c.kubectl("version", "-o", "json", check=False, timeout=30)
     if p.returncode != 0:
         raise ClusterError(f"the cluster of KUBECONFIG={kubeconfig} does not answer: {p.stderr.strip()}")
+    name = os.environ.get(KIND_ENV)
+    if name:
+        c.kind_nodes = kind_node_containers(name)
+        nodes = set(c.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split())
+        if not c.kind_nodes or set(c.kind_nodes) != nodes:
+            raise ClusterError(f"{KIND_ENV}={name}, but the cluster's nodes {sorted(nodes)} are not the kind "
+                               f"node containers on this machine {sorted(c.kind_nodes)}")
     return c
 
 
@@ -152,3 +171,84 @@ def manifest_pod(name: str, image: str, command: Sequence[str], **spec: Any) -> 
                 "terminationGracePeriodSeconds": 1}
     pod_spec.update(spec)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": pod_spec}
+
+
+# ------------------------------------------------------------------------------------------------
+# kind (hack/kind.sh): its nodes are Docker containers on this machine, so the tests see their
+# processes, cgroups and BPF programs from here.
+
+KIND_ENV = "PYTRACE_KIND_CLUSTER"  # set by `hack/kind.sh env`: the cluster is that kind cluster
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else (shutil.which("docker") or "docker")
+
+
+def kind_node_containers(name: str) -> Dict[str, str]:
+    """node name -> container ID of the kind cluster `name` (its containers carry kind's label)."""
+    p = subprocess.run([DOCKER, "ps", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={name}",
+                        "--format", "{{.Names}} {{.ID}}"], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise ClusterError(f"docker ps failed: {p.stderr.strip()}")
+    return dict(line.split() for line in p.stdout.splitlines() if line.strip())
+
+
+def _cgroup_text(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> List[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def processes_in(container_id: str, within: str = "") -> List[int]:
+    """Host PIDs of the processes in a Docker container (a kind node) and everything it runs; with
+    `within`, only those whose cgroup path also holds it (e.g. "kubepods": the node's pods)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            text = _cgroup_text(int(d))
+            if f"/docker/{container_id}" in text and within in text:
+                out.append(int(d))
+    return out
+
+
+def tracer_processes_in(container_id: str) -> List[int]:
+    """Host PIDs of tracers (`python3 -m kubectl_pytrace tracer ...`) running in a kind node."""
+    return [pid for pid in processes_in(container_id)
+            if "kubectl_pytrace" in _cmdline(pid) and "tracer" in _cmdline(pid)]
+
+
+def bpf_programs_in(container_id: str, within: str = "kubepods") -> List[Tuple[int, str, int]]:
+    """(program id, holder's comm, holder's host PID) of every BPF program that a process of a kind
+    node's pods holds (within=""': of the whole node, its systemd's too), read from the processes'
+    file descriptors (this machine's bpftool lists no holders)."""
+    found = set()
+    for pid in processes_in(container_id, within):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    prog = next(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+            except (OSError, StopIteration):
+                continue
+            found.add((prog, comm, pid))
+    return sorted(found)
+
+
+def bpf_program_loaded(prog_id: int) -> bool:
+    """Whether the kernel still has BPF program `prog_id` (ids are never reused)."""
+    return subprocess.run(["bpftool", "prog", "show", "id", str(prog_id)], capture_output=True,
+                          timeout=60).returncode == 0

@@ -160,3 +160,11 @@ def test_rbac_roles_of_the_manifest_are_enough_and_needed(cluster, ns):
         cluster.kubectl("delete", "clusterrolebinding", user, check=False)
         cluster.kubectl("delete", "rolebinding", user, "-n", "kubectl-pytrace", check=False)
     assert jobs_now(cluster) == []
+
+
+def test_every_impersonated_group_is_sent(cluster):
+    # nobody may list traces only through the second group: both groups must reach the server
+    only_first = plugin(cluster, "get", "--as", "nobody", "--as-group", "pytrace-none")
+    assert only_first.code == 1 and "forbidden" in only_first.err, only_first.err
+    both = plugin(cluster, "get", "--as", "nobody", "--as-group", "pytrace-none", "--as-group", "system:masters")
+    assert both.code == 0, both.err

@@ -289,6 +289,25 @@ def test_level_unknown_in_other_cgroup_namespace(tmp_path):
     assert (f.kind, f.cgroup_level) == ("cgroup", -1)
 
 
+def test_level_unknown_inside_a_kind_node(tmp_path):
+    # A tracer in a kind node: its /host/proc is the node's (PID 1 the node's systemd, no kthreadd)
+    # and it shares the node's cgroup namespace, which starts at the node container's cgroup
+    # (/docker/<node> on the machine): the paths it reads are relative, so a level from them would
+    # name the wrong ancestor (measured: level 5 for a container at level 7, and no event at all).
+    h = FakeHost(tmp_path)
+    h.remove(2)
+    h.add(1, ["0::/init.scope"], name="systemd", ppid=0, cgroupns="real-cgroup")
+    h.add(2, ["0::/system.slice/systemd-journald.service"], name="systemd-journal", ppid=1)
+    x = cid("6666")
+    scope = (f"/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+             f"kubelet-kubepods-besteffort-pod{UID}.slice/cri-containerd-{x}.scope")
+    h.add(10, [f"0::{scope}"], pidns="p", mntns="m", nspid=[10, 1])
+    c = C.resolve_container(x, proc_root=str(h.proc), cgroup2_mount=h.mount)
+    assert c.cgroup_v2_id == h.cgroup_ino(scope) and c.cgroup_v2_level is None
+    f = C.choose_filter(c)
+    assert (f.kind, f.cgroup_id, f.cgroup_level) == ("cgroup", c.cgroup_v2_id, -1)
+
+
 def test_cgroup2_mount_of_a_subtree(tmp_path):
     # The tracer's cgroup2 mount shows only /kubepods (a bind mount of a subtree).
     h = FakeHost(tmp_path)
