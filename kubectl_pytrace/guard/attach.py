@@ -68,7 +68,7 @@ class _OnInterface:
     link_fd: Optional[int] = None  # the BPF link, when the kernel has one for the hook
 
     def where(self) -> str:
-        return f"interface {self.ifname} in the {self.target.description}"
+        return f"interface {self.ifname} in {self.target.place()}"
 
     def alive(self) -> bool:
         """Still attached (False once the device, or its namespace, is gone)."""

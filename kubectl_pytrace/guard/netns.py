@@ -54,6 +54,10 @@ class NetTarget:
     description: str  # "network namespace blue", "container 3f2a1b2c3d4e", "this host"
     inode: int = 0
 
+    def place(self) -> str:
+        """For "interface eth0 in ...": "the network namespace blue", "this host's network namespace"."""
+        return "this host's network namespace" if self.description == "this host" else f"the {self.description}"
+
     @staticmethod
     def host() -> "NetTarget":
         return NetTarget(None, "this host", os.stat("/proc/self/ns/net").st_ino)
@@ -122,7 +126,7 @@ class NetTarget:
         try:
             return socket.if_nametoindex(name)
         except OSError:
-            raise NoSuchInterface(f"no interface {name!r} in the {self.description}",
+            raise NoSuchInterface(f"no interface {name!r} in {self.place()}",
                                   hint=f"its interfaces: {', '.join(interfaces()) or '(none)'}") from None
 
 

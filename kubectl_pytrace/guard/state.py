@@ -91,7 +91,7 @@ def send_update(kind: str, target: NetTarget, settings: Dict[str, Any], root: st
     """Hands new settings to the process running `kind` on that interface; returns their
     generation once it has applied them."""
     path = _dir(kind, target, settings["interface"], root)
-    what = f"{kind} on interface {settings['interface']} in the {target.description}"
+    what = f"{kind} on interface {settings['interface']} in {target.place()}"
     if not _owner_alive(path):
         raise TraceError(f"no {what} runs on this host (nothing to --update)",
                          hint=f"start one: the same command without --update")

@@ -172,5 +172,7 @@ def test_errors_are_clear_and_exit_1(lab, args, message):
 def test_a_missing_namespace_and_an_update_of_nothing():
     p = run_cli("firewall", "--local", "--netns", "pytrace-no-such-ns", "--deny", "tcp/80")
     assert p.returncode == 1 and "no network namespace 'pytrace-no-such-ns'" in p.stderr
+    p = run_cli("firewall", "--local", "-i", "pytrace-nosuch", "--deny", "tcp/80")
+    assert p.returncode == 1 and "no interface 'pytrace-nosuch' in this host's network namespace" in p.stderr
     p = run_cli("firewall", "--local", "-i", "lo", "--update", "--deny", "tcp/80")
     assert p.returncode == 1 and "no firewall on interface lo" in p.stderr
