@@ -92,6 +92,14 @@ def _attached_in(netns: str) -> dict:
     return {"xdp": (info.get("xdp") or {}).get("prog", {}).get("id"), "links": links}
 
 
+def _tc(netns: str) -> dict:
+    """eth0's qdiscs and its tc filters on both clsact hooks, as `tc` shows them."""
+    def show(*what: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", netns, "tc", *what], capture_output=True, text=True).stdout
+    return {"qdiscs": show("qdisc", "show", "dev", "eth0"),
+            "filters": [show("filter", "show", "dev", "eth0", hook) for hook in ("ingress", "egress")]}
+
+
 def _connect(ip: str, port: int, timeout: float = 2.0) -> str:
     s = socket.socket()
     s.settimeout(timeout)
@@ -195,11 +203,12 @@ def _bulk_from_pod(cluster, namespace: str, pod: str, seconds: float) -> float:
 
 def test_shaping_a_pods_egress(cluster, namespace, image):
     pod = _pod(cluster, namespace, "sender", "sleep 600")
+    netns = _netns_of(pod["status"]["podIP"])
+    qdiscs_before = _tc(netns)
     sh = Running(cluster, "shape", "pod/sender", "-n", namespace, "--egress-rate", "2mbit", "--interval", "1s",
                  "-o", "json", "--image", image)
     sh.read_until(lambda line: line.startswith("{"))
     shaped = _bulk_from_pod(cluster, namespace, "sender", 5.0)
-    netns = _netns_of(pod["status"]["podIP"])
     assert _attached_in(netns)["links"]
     sh.signal(signal.SIGINT)
     res = sh.finish()
@@ -211,6 +220,7 @@ def test_shaping_a_pods_egress(cluster, namespace, image):
     assert final["type"] == "shape" and final["pod"] == "sender" and final["dropped"]["packets"] > 0
     assert "tcx BPF link" in res.err
     assert _attached_in(netns)["links"] == []
+    assert _tc(netns) == qdiscs_before  # no qdisc or filter added and left (tcx needs none)
     _nothing_left(cluster, res.err)
 
 
@@ -392,3 +402,36 @@ def test_ctrl_c_at_once_leaves_nothing(cluster, namespace, image, delay):
     while _attached_in(netns) != {"xdp": None, "links": []} and time.monotonic() < end:
         time.sleep(0.2)
     assert _attached_in(netns) == {"xdp": None, "links": []}
+
+
+def test_a_firewall_on_every_pod_of_a_deployment(cluster, namespace, image):
+    """deploy/NAME: one program in each of its pods' network namespaces, their counters labelled by
+    pod; all detached at the end."""
+    container = {"name": "main", "image": cluster.workload_image, "imagePullPolicy": "IfNotPresent",
+                 "command": ["sh", "-c", "httpd -f -p 8080 -h /tmp"]}
+    cluster.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "webs"},
+                   "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "webs"}},
+                            "template": {"metadata": {"labels": {"app": "webs"}},
+                                         "spec": {"containers": [container]}}}}, namespace)
+
+    def ready() -> list:
+        pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", "app=webs", "-o", "json").stdout)
+        ips = [p["status"].get("podIP") for p in pods["items"] if p["status"].get("phase") == "Running"]
+        return ips if len(ips) == 2 and all(ips) else []
+    ips = cluster.wait_for(ready, timeout=120, what="2 running pods of deploy/webs")
+    assert all(_connect(ip, 8080) == "connected" for ip in ips)
+    fw = Running(cluster, "firewall", "deploy/webs", "-n", namespace, "--deny", "tcp/8080", "--interval", "1s",
+                 "-o", "json", "--image", image)
+    fw.read_until(lambda line: line.startswith("{"))
+    netnses = [_netns_of(ip) for ip in ips]
+    assert all(_attached_in(n)["xdp"] for n in netnses)
+    assert [_connect(ip, 8080, 2.0) for ip in ips] == ["timeout", "timeout"]
+    fw.signal(signal.SIGINT)
+    res = fw.finish()
+    assert res.code == 0, res.err
+    finals = [r for r in _json_reports(res.lines()) if r["final"]]
+    assert len({r["pod"] for r in finals}) == 2 and all(r["rules"][0]["packets"] >= 1 for r in finals), finals
+    for n in netnses:
+        assert _attached_in(n) == {"xdp": None, "links": []}
+    assert all(_connect(ip, 8080) == "connected" for ip in ips)
+    _nothing_left(cluster, res.err)
