@@ -435,3 +435,20 @@ def test_a_firewall_on_every_pod_of_a_deployment(cluster, namespace, image):
         assert _attached_in(n) == {"xdp": None, "links": []}
     assert all(_connect(ip, 8080) == "connected" for ip in ips)
     _nothing_left(cluster, res.err)
+
+
+def test_ctrl_c_ends_a_seccomp_recording_sooner_with_its_profile(cluster, namespace, image):
+    """--duration 10m, Ctrl-C once the tracer runs: the profile of what was seen so far is printed,
+    exit 0, the trace deleted."""
+    _pod(cluster, namespace, "busy", WORKLOAD.format(n=3000))
+    rec = Running(cluster, "seccomp", "pod/busy", "-n", namespace, "--duration", "10m", "--image", image)
+    end = time.monotonic() + 120
+    while not any(e and "Attached" in e for e in rec.err) and time.monotonic() < end:
+        time.sleep(0.2)
+    time.sleep(3)
+    rec.signal(signal.SIGINT)
+    res = rec.finish(timeout=180)
+    assert res.code == 0, res.err
+    names = json.loads(res.out)["syscalls"][0]["names"]
+    assert "mkdir" in names or "mkdirat" in names
+    _nothing_left(cluster, res.err)
