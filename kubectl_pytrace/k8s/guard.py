@@ -120,10 +120,9 @@ def _follow(kube: Kube, treq: m.TraceRequest, selection, stdout: IO, stderr: IO,
 
 def _running(kube: Kube, req: GuardRequest) -> List[traces.TraceJob]:
     kind, name = parse_target(req.target)
-    wanted = f"{'node' if kind == 'node' else 'pod'}/{name}"
     found = [j for j in traces.jobs(kube, req.tracer_namespace)
              if j.job["metadata"].get("annotations", {}).get(m.COMMAND_ANNOTATION) == req.kind
-             and j.target == wanted and not j.job["metadata"].get("deletionTimestamp")
+             and _same_target(j.target, (kind, name)) and not j.job["metadata"].get("deletionTimestamp")
              and (kind == "node" or j.job["metadata"]["annotations"].get(m.TARGET_NS_ANNOTATION) == kube.namespace)]
     names = sorted({j.trace for j in found})
     if not names:
@@ -132,6 +131,14 @@ def _running(kube: Kube, req: GuardRequest) -> List[traces.TraceJob]:
     if len(names) > 1:
         raise ClusterError(f"several {req.kind}s run on {req.target}: {', '.join(names)}")
     return found
+
+
+def _same_target(described: str, target) -> bool:
+    """A Job's target as the plugin described it ("deploy/web") is the one asked for ("deployment/web")."""
+    try:
+        return parse_target(described) == target
+    except UsageError:  # "pods -l app=web"
+        return False
 
 
 def update(req: GuardRequest, stderr: IO = sys.stderr) -> int:

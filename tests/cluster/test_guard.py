@@ -426,11 +426,17 @@ def test_a_firewall_on_every_pod_of_a_deployment(cluster, namespace, image):
     netnses = [_netns_of(ip) for ip in ips]
     assert all(_attached_in(n)["xdp"] for n in netnses)
     assert [_connect(ip, 8080, 2.0) for ip in ips] == ["timeout", "timeout"]
+    upd = plugin(cluster, "firewall", "deployment/webs", "-n", namespace, "--update", "--deny", "udp/53")
+    assert upd.code == 0, upd.err
+    assert all(_connect(ip, 8080) == "connected" for ip in ips)
     fw.signal(signal.SIGINT)
     res = fw.finish()
     assert res.code == 0, res.err
     finals = [r for r in _json_reports(res.lines()) if r["final"]]
-    assert len({r["pod"] for r in finals}) == 2 and all(r["rules"][0]["packets"] >= 1 for r in finals), finals
+    assert len({r["pod"] for r in finals}) == 2 and all(r["rules"][0]["rule"] == "udp/53" for r in finals), finals
+    reports = _json_reports(res.lines())
+    assert {r["pod"] for r in reports if r["rules"][0]["rule"] == "tcp/8080" and r["rules"][0]["packets"] >= 1} \
+        == {r["pod"] for r in finals}
     for n in netnses:
         assert _attached_in(n) == {"xdp": None, "links": []}
     assert all(_connect(ip, 8080) == "connected" for ip in ips)
