@@ -210,12 +210,17 @@ def test_shaping_a_pods_egress(cluster, namespace, image):
     sh.read_until(lambda line: line.startswith("{"))
     shaped = _bulk_from_pod(cluster, namespace, "sender", 5.0)
     assert _attached_in(netns)["links"]
+    upd = plugin(cluster, "shape", "pod/sender", "-n", namespace, "--update", "--egress-rate", "8mbit")
+    assert upd.code == 0, upd.err
+    faster = _bulk_from_pod(cluster, namespace, "sender", 5.0)
     sh.signal(signal.SIGINT)
     res = sh.finish()
     assert res.code == 0, res.err
     free = _bulk_from_pod(cluster, namespace, "sender", 2.0)
-    print(f"pod egress at 2mbit: {shaped / 1e6:.3f} Mbit/s ({shaped / 2e6:.3f}), after: {free / 1e6:.0f} Mbit/s")
-    assert abs(shaped - 2e6) <= 0.15 * 2e6 and free > 20e6, (shaped, free)
+    print(f"pod egress at 2mbit: {shaped / 1e6:.3f} Mbit/s ({shaped / 2e6:.3f}), updated to 8mbit: "
+          f"{faster / 1e6:.3f} Mbit/s ({faster / 8e6:.3f}), after: {free / 1e6:.0f} Mbit/s")
+    assert abs(shaped - 2e6) <= 0.15 * 2e6 and abs(faster - 8e6) <= 0.15 * 8e6 and free > 20e6, (shaped, faster, free)
+    assert "shaper rate updated (generation 2): 8000000 bit/s" in res.err
     final = [r for r in _json_reports(res.lines()) if r["final"]][-1]
     assert final["type"] == "shape" and final["pod"] == "sender" and final["dropped"]["packets"] > 0
     assert "tcx BPF link" in res.err
