@@ -87,8 +87,10 @@ def test_clsact_where_there_is_no_tcx(lab, guard):
     filters = tc_filters(lab.a)
     assert [f["options"]["bpf_name"].split(":")[0] for f in filters if "options" in f] == ["pytrace_shape"]
     assert "clsact" in qdiscs(lab.a)
-    shaped = lab.bulk_bps(lab.b.addr, 3.0)
-    assert shaped < 2e6 * (1 + TOLERANCE)
+    # 5 s after the first: a flow that fell behind (a loaded machine) may catch up by one burst
+    # (2 GSO frames, 134 kB), which over 2 s read 1.18 of the rate once; over 5 s it is at most 1.11
+    shaped = lab.bulk_bps(lab.b.addr, 6.0)
+    assert shaped < 2e6 * (1 + TOLERANCE), shaped
     ids = progs("pytrace_shape")
     assert g.stop(signal.SIGTERM) == 0
     assert not leftovers(lab.a, ids) and "clsact" not in qdiscs(lab.a)
