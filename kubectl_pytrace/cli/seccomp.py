@@ -32,20 +32,11 @@ a process's start need); --base FILE merges another profile's allowed calls.
 
 
 def _record_local(container_id: Optional[str], pid: Optional[int], seconds: float) -> Dict[int, int]:
-    import io
-
-    from kubectl_pytrace.guard import seccomp
-    from kubectl_pytrace.output.wire import WireOutput, maps_of, parse_line
-    from kubectl_pytrace.tracer import session
-
     if (container_id is None) == (pid is None):
         raise click.UsageError("with --local, give the container with --container-id ID or --pid PID")
-    buf = io.StringIO()
-    spec = session.TraceSpec(text=seccomp.PROGRAM, filename="seccomp.bt", deadline=seconds,
-                             container_ids=[container_id] if container_id else [], pid=pid)
-    session.run(spec, stderr=sys.stderr, output=WireOutput(buf), announce=lambda n: None)
-    dumps = [d for line in buf.getvalue().splitlines() for d in maps_of(parse_line(line) or {})]
-    return seccomp.syscall_counts(dumps)
+    from kubectl_pytrace.tracer import syscalls
+
+    return syscalls.record(container_id, pid, seconds)
 
 
 def _print(profile, output: str, name: str, namespace: Optional[str]) -> None:
