@@ -25,6 +25,7 @@ from kubectl_pytrace.guard.netns import NetTarget
 
 STATE_DIR = "/run/kubectl-pytrace/guard"
 APPLY_TIMEOUT = 10.0
+PRUNE_AFTER = 10.0  # seconds: a registration without a live owner older than this is a dead one's
 
 
 def _dir(kind: str, target: NetTarget, interface: str, root: str) -> str:
@@ -51,10 +52,11 @@ class Registration:
 
     @staticmethod
     def create(kind: str, target: NetTarget, settings: Dict[str, Any], root: str = STATE_DIR) -> "Registration":
+        prune(root)  # what killed processes left, on any interface
         path = _dir(kind, target, settings["interface"], root)
         shutil.rmtree(path, ignore_errors=True)  # a killed process's
-        _write_json(os.path.join(path, "settings.json"), settings)
         _write_json(os.path.join(path, "owner.json"), {"pid": os.getpid(), "start": _start_ticks(os.getpid())})
+        _write_json(os.path.join(path, "settings.json"), settings)
         return Registration(path, int(settings.get("generation", 1)))
 
     def poll(self) -> Optional[Dict[str, Any]]:
@@ -75,6 +77,23 @@ class Registration:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def prune(root: str = STATE_DIR, settle: float = PRUNE_AFTER) -> None:
+    """Removes the registrations of processes that are gone (a SIGKILL leaves its own behind);
+    one younger than `settle` seconds may be another process's being made, and stays."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            young = time.time() - os.stat(path).st_mtime < settle
+        except OSError:
+            continue
+        if not young and not _owner_alive(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _owner_alive(path: str) -> bool:
