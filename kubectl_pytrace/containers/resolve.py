@@ -459,7 +459,8 @@ class FilterWatcher:
     cgroup and new namespaces. Call poll() every second or so; it returns a TaskFilter (of the kind
     first chosen) when the values the program must use changed, else None.
 
-    While the container has no process, poll() returns a filter that matches nothing (all ids 0):
+    While the container has no process, poll() returns a filter that matches nothing (all ids 0, and
+    no cgroup level: see poll()):
     namespace inode numbers are reused once a namespace is freed (seen here: a restarted container's
     new pid namespace got the old one's number), so a stale pidns/mntns value could otherwise come to
     name some other container's namespace. Cgroup ids are not reused.
@@ -490,7 +491,9 @@ class FilterWatcher:
             f = choose_filter(c, kinds=(self.current.kind,))
         except (ContainerNotFound, NoRunningProcess):
             c = self.container
-            f = TaskFilter(kind=self.current.kind, cgroup_level=self.current.cgroup_level,
+            # no cgroup level: the ancestor at a level deeper than a task's own cgroup is id 0, so
+            # (level, id 0) would match every task above the container's level (the host's)
+            f = TaskFilter(kind=self.current.kind,
                            reason=f"{c.describe()} has no running process: nothing matches until it is back")
         except ContainerError:
             return None

@@ -142,3 +142,26 @@ def test_the_runtime_base_covers_what_runc_and_a_process_start_do(base_image, tm
     assert runc and start
     missing = (runc | start) - sc.runtime_base()
     assert not missing, f"the runtime base lacks {sorted(missing)} (add them to guard/seccomp.py)"
+
+
+def test_a_container_that_exits_while_recorded_lets_nothing_else_in(base_image):
+    """The container ends 2 s into a 6 s recording; this host goes on making calls a shell does not
+    (getpriority here, bpf() in the tracer): none of them may enter the container's profile."""
+    name = f"pytrace-seccomp-{secrets.token_hex(4)}"
+    cid = dockerlib.docker("run", "-d", "--name", name, "--label", f"{dockerlib.LABEL}=1", base_image, "sh", "-c",
+                           "sleep 2; ls / > /dev/null").stdout.strip()
+    try:
+        rec = subprocess.Popen([PYTRACE, "seccomp", "--local", "--container-id", cid, "--duration", "6s",
+                                "--base", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 6
+        while time.monotonic() < end:
+            os.getpriority(os.PRIO_PROCESS, 0)
+            time.sleep(0.01)
+        out, err = rec.communicate(timeout=120)
+        state = json.loads(dockerlib.docker("inspect", name).stdout)[0]["State"]
+    finally:
+        dockerlib.docker("rm", "-f", name, check=False)
+    assert not state["Running"], "the container was to end while recorded"
+    assert rec.returncode == 0, err
+    names = json.loads(out)["syscalls"][0]["names"]
+    assert "getpriority" not in names and "bpf" not in names, names
