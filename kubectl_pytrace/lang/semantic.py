@@ -61,6 +61,7 @@ class ProbeFunction:
     kfunc_ret: Optional[Type] = None
     usdt_args: Optional[List[Type]] = None
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+    cookie: bool = False  # serves several specs: `probe` and `func` from the attachment's cookie
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format
@@ -995,7 +996,7 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             defer: bool = False) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
-                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
+                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach, cookie=g.cookie)
                  for i, g in enumerate(groups)]
     maps: Dict[str, MapInfo] = {}
     params = params or []
