@@ -87,7 +87,8 @@ def read_program(program: Optional[str], program_file: Optional[str]) -> Tuple[s
               help="With --local: trace only the container PID is in (or PID itself if it is in none).")
 @click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
 @click.option("-v", "--verbose", is_flag=True, help="With --attach: when each step happened, and the "
-              "tracers' peak memory.")
+              "tracers' peak memory; with --local: how the probes were attached, and how long attaching "
+              "and detaching took.")
 @kube_options
 def run(target, params, program, program_file, selector, container_or_command, container, output, deadline,
         attach, merge, name, image, image_pull_policy, service_account, tracer_namespace, patch_file, ttl,
@@ -100,7 +101,7 @@ def run(target, params, program, program_file, selector, container_or_command, c
         if target is not None:
             params = (target,) + params
         _local(text, filename, params, output or "text", seconds, container_or_command, dump, container_ids,
-               target_pid, ns_pids)
+               target_pid, ns_pids, verbose)
         return
     _no_local_flags(container_ids, target_pid)
     if container_or_command and container and container_or_command != container:
@@ -125,7 +126,8 @@ def _no_local_flags(container_ids, target_pid) -> None:
                                "(pod/NAME -c CONTAINER)")
 
 
-def _local(text, filename, params, output, seconds, command, dump, container_ids, target_pid, ns_pids) -> None:
+def _local(text, filename, params, output, seconds, command, dump, container_ids, target_pid, ns_pids,
+           verbose=False) -> None:
     if output == "yaml":
         raise click.UsageError("-o yaml is for --dry-run; a trace's output is text or json")
     if container_ids and target_pid is not None:
@@ -137,7 +139,7 @@ def _local(text, filename, params, output, seconds, command, dump, container_ids
     spec = session.TraceSpec(
         text=text, filename=filename, output=output, deadline=seconds,
         command=shlex.split(command) if command else None, params=list(params),
-        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids)
+        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids, verbose=verbose)
     if dump is not None:
         session.dump(spec, dump)
     else:
