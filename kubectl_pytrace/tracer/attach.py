@@ -12,8 +12,9 @@ where the kernel allows it:
   Without uprobe_multi: a perf event each, the cookie through a perf link.
 - syscall dispatch: the syscalls:sys_enter_*/sys_exit_* tracepoints through one perf event on
   raw_syscalls:sys_enter/sys_exit whose program tail-calls theirs by system call number
-  (bpf/dispatch.py), as the kernel itself fires them. Without BTF, or for a system call newer than
-  kernel/syscall_table.py: a perf event each.
+  (bpf/dispatch.py), as the kernel itself fires them. Without BTF, for a system call newer than
+  kernel/syscall_table.py, or in a program that takes stacks (a kernel stack taken there lacks
+  the syscalls:* event's own frame, perf_syscall_enter): a perf event each.
 - anything else: a perf event, raw tracepoint or fentry link each.
 PYTRACE_SINGLE_ATTACH=1 attaches every point on its own (the paths before uprobe_multi and the
 dispatcher; the tests and benchmarks compare the two).
@@ -156,7 +157,7 @@ class Attacher:
         if s.provider in ("uprobe", "uretprobe") and links.has_uprobe_multi():
             return (UPROBE_MULTI, a.fn_name, s.provider)
         event = syscall_event(s)
-        if event is not None and compat_status_offset() is not None:
+        if event is not None and not self.c.uses_stacks and compat_status_offset() is not None:
             return (SYSCALL_DISPATCH, event[0])
         return None
 

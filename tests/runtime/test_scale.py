@@ -119,6 +119,19 @@ def test_syscall_wildcard_counts_equal_bpftrace(program, path, scale_workloads, 
         assert "@[tracepoint:syscalls:sys_enter_writev]" not in ours
 
 
+@pytest.mark.bpftrace
+def test_kernel_stacks_of_syscalls_as_bpftrace_takes_them(scale_workloads, pytrace):
+    """Not through the dispatcher: a stack taken there starts a frame lower (no perf_syscall_enter)."""
+    program = 'tracepoint:syscalls:sys_enter_getppid,tracepoint:syscalls:sys_enter_sched_yield /comm == "syscalls"/ ' \
+              '{ @[kstack, probe] = count(); }'
+    command = f"{scale_workloads['syscalls']} 5"
+    t = finished(pytrace("-v", "-e", program, "-c", command))
+    assert t.rc == 0, t.stderr
+    assert attach_kind(t.stderr) == "perf event"
+    p = subprocess.run(["bpftrace", "-e", program, "-c", command], capture_output=True, text=True, timeout=300)
+    assert t.stdout.strip() == p.stdout.replace("Attaching 2 probes...\n", "").strip()
+
+
 def test_syscall_programs_read_their_own_args(scale_workloads, pytrace):
     """Each syscall's program reads its tracepoint's fields through the dispatcher's record as
     through its own (bpftrace 0.17 cannot compile `args` of every syscall with these headers)."""
