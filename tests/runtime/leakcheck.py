@@ -57,10 +57,20 @@ def bpf_objects() -> Dict[Obj, str]:
     assert tool, "bpftool is needed to list BPF objects (hack/install.sh installs it)"
     objs = {}
     for kind in KINDS:
-        out = subprocess.run([tool, kind, "show", "-j"], capture_output=True, text=True, check=True).stdout
-        for o in json.loads(out or "[]"):
+        for o in json.loads(_bpftool_show(tool, kind) or "[]"):
             objs[(kind, o["id"])] = o.get("name") or f"{o.get('type', '?')} of prog {o.get('prog_id', '?')}"
     return objs
+
+
+def _bpftool_show(tool: str, kind: str, attempts: int = 5) -> str:
+    """`bpftool KIND show -j`, again when it fails: it does when an object it listed is gone
+    before it opens it (other tests and other users load and unload BPF objects meanwhile)."""
+    for _ in range(attempts - 1):
+        p = subprocess.run([tool, kind, "show", "-j"], capture_output=True, text=True)
+        if p.returncode == 0:
+            return p.stdout
+        time.sleep(0.05)
+    return subprocess.run([tool, kind, "show", "-j"], capture_output=True, text=True, check=True).stdout
 
 
 def holders() -> Dict[Obj, Set[int]]:
