@@ -10,6 +10,7 @@
 #   hack/cluster.sh env      `export KUBECONFIG=...` and KUBECTL=... lines, for eval
 #   hack/cluster.sh build    only build (or find in the cache) the Kubernetes binaries
 #   hack/cluster.sh restart-apiserver   stop kube-apiserver and start it again (a test's "API restart")
+#   hack/cluster.sh restart-kubelet     the same for the kubelet
 #
 # Runs as root. Components:
 #   etcd, containerd, runc, CNI plugins   Debian packages (installed here when missing)
@@ -793,10 +794,22 @@ cmd_restart_apiserver() { # a control plane upgrade, as clients see it: every co
   log "controllers restarted after $(elapsed)s"
 }
 
+cmd_restart_kubelet() { # the node agent restarts (an upgrade): log streams through it are cut
+  need_root
+  daemon_pid kubelet >/dev/null || die "kubelet is not running (hack/cluster.sh up)"
+  NODE_IP=$(node_ip)
+  log "restarting kubelet"
+  stop_daemon kubelet 20
+  start_kubelet
+  wait_for 120 "node $NODE_NAME Ready" kubelet node_ready
+  log "kubelet is back after $(elapsed)s"
+}
+
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
 restart-apiserver) cmd_restart_apiserver ;;
+restart-kubelet) cmd_restart_kubelet ;;
 status) cmd_status ;;
 env) print_env ;;
 build)
@@ -805,7 +818,7 @@ build)
   build_tools
   ;;
 *)
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

@@ -76,7 +76,8 @@ busybox_static() {
 
 workload_tar() { # builds (cached by the hash of the sources) and prints the tar's path
   local src=$REPO/tests/workloads/cluster h out bin busybox
-  h=$( (cat "$src/ticker.c" "$REPO/hack/k8s/image_tar.py" "$REPO/hack/images.sh" && echo "$WORKLOAD_IMAGE") | sha256sum | cut -c1-16)
+  h=$( (cat "$src/ticker.c" "$REPO/tests/workloads/go/goserver.go" "$REPO/hack/k8s/image_tar.py" "$REPO/hack/images.sh" &&
+    echo "$WORKLOAD_IMAGE") | sha256sum | cut -c1-16)
   out=$CACHE/workload-$h.tar
   if [ ! -f "$out" ]; then
     apt_need gcc libc6-dev
@@ -85,8 +86,11 @@ workload_tar() { # builds (cached by the hash of the sources) and prints the tar
     gcc -static -O2 -g -fno-omit-frame-pointer -Wall -o "$bin/ticker" "$src/ticker.c" ||
       die "gcc failed on $src/ticker.c"
     busybox=$(busybox_static)
+    # the Go workload (uprobes on Go functions): tests/workloads/go, built with the Go toolchain
+    /usr/bin/python3 "$REPO/tests/workloads/go/build.py" "$bin/go" >/dev/null || die "building the Go workload failed"
     local args=(--tag "$WORKLOAD_IMAGE" --out "$out.tmp" --cmd /usr/local/bin/ticker
-      --file "$bin/ticker:/usr/local/bin/ticker:0755" --file "$busybox:/bin/busybox:0755")
+      --file "$bin/ticker:/usr/local/bin/ticker:0755" --file "$busybox:/bin/busybox:0755"
+      --file "$bin/go/goserver:/usr/local/bin/goserver:0755")
     local applet
     for applet in sh ash cat echo ls ps sleep date true false env id hostname grep head tail wc \
       mkdir rm touch kill printf test uname mount nc httpd ip seq; do

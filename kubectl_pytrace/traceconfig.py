@@ -2,7 +2,9 @@
 (k8s/manifests.py), read by the tracer pod on every node (tracer/node.py).
 
     trace.json   {"config_version": 1, "client_version": "0.1.0", "name": "pytrace-1a2b3c4d",
+                  "command": "trace" (the default) | "ps",
                   "filename": "prog.bt", "params": [...], "deadline": 60.0 | null, "ns_pids": false,
+                  "unsafe": false,
                   "nodes": {"worker-1": [{"namespace": "shop", "pod": "web-1", "container": "server",
                                           "container_id": "containerd://...", "pod_uid": "..."}],
                             "worker-2": []}}      (no container: the whole node)
@@ -18,6 +20,7 @@ import os
 from typing import Any, Dict
 
 CONFIG_VERSION = 1
+COMMANDS = ("trace", "ps")  # what a tracer pod runs on its node
 CONFIG_FILE = "trace.json"
 PROGRAM_FILE = "program.bt"
 

@@ -68,6 +68,16 @@ def host_workloads():
     return mod.build_workloads()
 
 
+@pytest.fixture(scope="session")
+def go_workload():
+    """Path of tests/workloads/go's goserver, built with the Go toolchain (cached)."""
+    path = REPO / "tests" / "workloads" / "go" / "build.py"
+    spec = importlib.util.spec_from_file_location("pytrace_go_workload", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_go()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _docker_stopped_if_we_started_it():
     """The cluster's image build (hack/images.sh) and the container tests start the Docker engine;

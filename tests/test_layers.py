@@ -16,12 +16,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kubectl_pytrace"
 
 # package -> the packages of kubectl_pytrace it may import (besides itself). "errors" and "files"
 # are the leaf modules every layer may use.
-BASE = {"errors", "files", "resources", "traceconfig"}
+BASE = {"errors", "files", "resources", "traceconfig", "catalog"}
 ALLOWED: Dict[str, Set[str]] = {
     "errors": set(),
     "files": set(),
     "resources": set(),
     "traceconfig": set(),
+    "catalog": {"errors", "resources"},
     "lang": BASE,
     "kernel": BASE,
     "bpf": BASE | {"kernel"},

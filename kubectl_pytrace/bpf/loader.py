@@ -60,7 +60,18 @@ class Loader:
         insns = bytearray(prog.insns)
         for index, map_name in prog.relocs:
             struct.pack_into("<i", insns, index * 8 + 4, self.map_fds[map_name])
-        fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id)
+        if prog.subprogs:  # callbacks need BTF func_info
+            from kubectl_pytrace.bpf.subprog_btf import subprog_btf
+
+            blob, func_info = subprog_btf([0, *prog.subprogs])
+            btf_fd = bpfsys.btf_load(blob)
+            try:
+                fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id,
+                                      btf_fd, func_info)
+            finally:
+                os.close(btf_fd)
+        else:
+            fd = bpfsys.prog_load(prog_type, bytes(insns), fn, expected_attach_type, attach_btf_id)
         self.prog_fds[key] = fd
         return fd
 
@@ -114,10 +125,15 @@ class Loader:
         self._perf(attr, prog_fd)
 
     def cpu_clock(self, prog_fd: int, period_ns: int = 0, freq: int = 0, cpus: Optional[List[int]] = None) -> None:
-        flags = bpfsys.FLAG_FREQ if freq else 0
+        self.perf_event(prog_fd, bpfsys.PERF_TYPE_SOFTWARE, bpfsys.PERF_COUNT_SW_CPU_CLOCK, freq or period_ns,
+                        freq=bool(freq), cpus=cpus)
+
+    def perf_event(self, prog_fd: int, type_: int, config: int, period: int, freq: bool = False,
+                   cpus: Optional[List[int]] = None) -> None:
+        """The program on a perf event of every CPU (software:, hardware:, profile:, interval:)."""
         for cpu in cpus if cpus is not None else bpfsys.online_cpus():
-            attr = bpfsys.PerfEventAttr(type=bpfsys.PERF_TYPE_SOFTWARE, config=bpfsys.PERF_COUNT_SW_CPU_CLOCK,
-                                        sample_period=freq or period_ns, flags=flags)
+            attr = bpfsys.PerfEventAttr(type=type_, config=config, sample_period=period,
+                                        flags=bpfsys.FLAG_FREQ if freq else 0)
             self._perf(attr, prog_fd, cpu)
 
     def raw_tracepoint(self, prog_fd: int, name: str) -> None:

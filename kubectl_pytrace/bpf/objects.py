@@ -12,13 +12,13 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.files import atomic_write, cache_dir, file_identity
 
 CFLAGS = ["-Wno-unused-value", "-Wno-incompatible-pointer-types", "-w"]
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 
 class CompileFailed(Exception):
@@ -41,6 +41,7 @@ class MapDef:
 class ProgDef:
     insns: bytes
     relocs: List[Tuple[int, str]]
+    subprogs: List[int] = field(default_factory=list)  # instruction index of each callback
 
 
 @dataclass
@@ -52,7 +53,8 @@ class BpfObject:
     @staticmethod
     def from_json(d: dict, cached: bool = False) -> "BpfObject":
         maps = {m["name"]: MapDef(**m) for m in d["maps"]}
-        progs = {n: ProgDef(base64.b64decode(p["insns"]), [tuple(r) for r in p["relocs"]])  # type: ignore[misc]
+        progs = {n: ProgDef(base64.b64decode(p["insns"]), [tuple(r) for r in p["relocs"]],  # type: ignore[misc]
+                            p.get("subprogs", []))
                  for n, p in d["progs"].items()}
         return BpfObject(maps, progs, cached)
 
@@ -68,8 +70,9 @@ def _bcc_version() -> str:
 
 
 def cache_key(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, str, str]],
-              headers: str) -> str:
+              headers: str, callbacks: Sequence[str] = (), map_refs: Optional[Dict[int, str]] = None) -> str:
     parts = {
+        "callbacks": list(callbacks), "map_refs": {str(k): v for k, v in (map_refs or {}).items()},
         "format": FORMAT_VERSION, "text": text, "functions": list(functions),
         "usdt": [[*u, file_identity(u[0])] for u in usdt], "headers": headers,
         "bcc": _bcc_version(), "kernel": os.uname().release, "cflags": CFLAGS,
@@ -78,9 +81,12 @@ def cache_key(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, str
 
 
 def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, str, str]] = (),
-                headers: str = "", use_cache: bool = True) -> BpfObject:
-    """BPF object for C text; `usdt` lists (binary path, "provider:name", function)."""
-    key = cache_key(text, functions, usdt, headers)
+                headers: str = "", use_cache: bool = True, callbacks: Sequence[str] = (),
+                map_refs: Optional[Dict[int, str]] = None) -> BpfObject:
+    """BPF object for C text; `usdt` lists (binary path, "provider:name", function); `callbacks` and
+    `map_refs` name what the C's marker constants stand for (bcc_compile.py)."""
+    map_refs = map_refs or {}
+    key = cache_key(text, functions, usdt, headers, callbacks, map_refs)
     path = cache_dir("bpf", key[:2], key + ".json")
     if use_cache:
         try:
@@ -88,7 +94,8 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
                 return BpfObject.from_json(json.load(f), cached=True)
         except (OSError, ValueError, KeyError):
             pass
-    req = {"text": text, "functions": list(functions), "usdt": [list(u) for u in usdt], "cflags": CFLAGS}
+    req = {"text": text, "functions": list(functions), "usdt": [list(u) for u in usdt], "cflags": CFLAGS,
+           "callbacks": list(callbacks), "map_refs": {str(k): v for k, v in map_refs.items()}}
     import subprocess  # only on a cache miss: start-up is measured
 
     proc = subprocess.run([sys.executable, "-m", "kubectl_pytrace.bpf.bcc_compile"],

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from functools import lru_cache
-from typing import Iterator, Tuple
+import struct
+from typing import Iterator, Sequence, Tuple
+
+from kubectl_pytrace.kernel.sysfs import possible_cpus
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NR_BPF = 321  # x86_64
@@ -48,18 +50,6 @@ def _bpf(cmd: int, attr: ctypes.Structure) -> int:
         err = ctypes.get_errno()
         raise BPFError(err, os.strerror(err))
     return r
-
-
-@lru_cache(maxsize=1)
-def possible_cpus() -> int:
-    """Number of possible CPUs: the size of every per-CPU map value array."""
-    with open("/sys/devices/system/cpu/possible") as f:
-        text = f.read().strip()
-    n = 0
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        n = max(n, int(hi or lo) + 1)
-    return n
 
 
 class RawMap:
@@ -196,15 +186,33 @@ def _kernel_version_code() -> int:
     return (nums[0] << 16) | (nums[1] << 8) | min(nums[2], 255)
 
 
+class _BtfLoadAttr(ctypes.Structure):
+    _fields_ = [("btf", ctypes.c_uint64), ("btf_log_buf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32),
+                ("btf_log_size", ctypes.c_uint32), ("btf_log_level", ctypes.c_uint32), ("pad", ctypes.c_uint8 * 64)]
+
+
+BPF_BTF_LOAD = 18
+
+
+def btf_load(blob: bytes) -> int:
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    return _bpf(BPF_BTF_LOAD, _BtfLoadAttr(btf=ctypes.addressof(buf), btf_size=len(blob)))
+
+
 def prog_load(prog_type: int, insns: bytes, name: str, expected_attach_type: int = 0,
-              attach_btf_id: int = 0) -> int:
-    """Loads a program; on failure retries with the verifier log and raises VerifierError with it."""
+              attach_btf_id: int = 0, btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = ()) -> int:
+    """Loads a program; on failure retries with the verifier log and raises VerifierError with it.
+    func_info: (instruction index, BTF FUNC id) of each function, with btf_fd (subprograms)."""
     buf = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(b"GPL")
     attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=ctypes.addressof(buf),
                          license=ctypes.addressof(lic), kern_version=_kernel_version_code(),
                          prog_name=name.encode()[:15], expected_attach_type=expected_attach_type,
                          attach_btf_id=attach_btf_id)
+    if func_info:
+        info = ctypes.create_string_buffer(b"".join(struct.pack("<II", *f) for f in func_info))
+        attr.prog_btf_fd, attr.func_info_rec_size = btf_fd, 8
+        attr.func_info, attr.func_info_cnt = ctypes.addressof(info), len(func_info)
     try:
         return _bpf(BPF_PROG_LOAD, attr)
     except BPFError as first:
@@ -230,7 +238,7 @@ def raw_tracepoint_open(prog_fd: int, name: str = "") -> int:
 # ---- perf events ----------------------------------------------------------------------------------
 
 _NR_PERF_EVENT_OPEN = 298
-PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 1, 2
+PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT = 0, 1, 2
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_SET_BPF = 0x40042408

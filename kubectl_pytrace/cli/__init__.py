@@ -16,6 +16,8 @@ from kubectl_pytrace.cli.completion import completion
 from kubectl_pytrace.cli.delete import delete
 from kubectl_pytrace.cli.follow import attach, logs
 from kubectl_pytrace.cli.get import get
+from kubectl_pytrace.cli.programs import programs
+from kubectl_pytrace.cli.ps import ps
 from kubectl_pytrace.cli.run import run
 from kubectl_pytrace.cli.tracer import tracer
 from kubectl_pytrace.cli.version import version
@@ -32,11 +34,14 @@ def cli() -> None:
     """
 
 
-for command in (run, get, logs, attach, delete, version, completion, tracer):
+for command in (run, get, logs, attach, delete, ps, programs, version, completion, tracer):
     cli.add_command(command)
 
 
 def main(argv=None) -> None:
+    import faulthandler
+
+    faulthandler.enable()  # the tracer talks to the kernel through ctypes: a crash shows where
     try:
         cli.main(args=argv, prog_name="kubectl pytrace", complete_var="_KUBECTL_PYTRACE_COMPLETE",
                  standalone_mode=False)

@@ -14,11 +14,16 @@ from kubectl_pytrace.cli.options import kube_options
 
 
 def age(created: str, now: Optional[datetime] = None) -> str:
-    """kubectl's AGE column: 45s, 12m, 5h, 3d."""
+    """kubectl's AGE column from a creation timestamp."""
     if not created:
         return "<unknown>"
     t = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    s = max(0, int(((now or datetime.now(timezone.utc)) - t).total_seconds()))
+    return format_age(((now or datetime.now(timezone.utc)) - t).total_seconds())
+
+
+def format_age(seconds: float) -> str:
+    """45s, 12m, 5h, 3d, as kubectl writes ages."""
+    s = max(0, int(seconds))
     if s < 120:
         return f"{s}s"
     if s < 120 * 60:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import click
 
@@ -32,9 +32,22 @@ Examples:
 """
 
 
-def read_program(program: Optional[str], program_file: Optional[str]) -> Tuple[str, str]:
-    if (program is None) == (program_file is None):
-        raise click.UsageError("give the program with exactly one of -e PROGRAM or -f FILE")
+def read_program(program: Optional[str], program_file: Optional[str], name: Optional[str] = None,
+                 params: Tuple[str, ...] = ()) -> Tuple[str, str, List[str]]:
+    """(text, the name diagnostics show, the parameters): from -e, -f or --program NAME."""
+    if sum(x is not None for x in (program, program_file, name)) != 1:
+        raise click.UsageError("give the program with exactly one of -e PROGRAM, -f FILE or --program NAME")
+    if name is not None:
+        from kubectl_pytrace import catalog
+
+        found = catalog.find(name)
+        return found.text, f"{name}.bt", found.arguments(catalog.parse_params(list(params)))
+    if params:
+        raise click.UsageError("--param goes with --program (give a file's own parameters after it: $1, --name=value)")
+    return _read_text(program, program_file) + ([],)  # type: ignore[return-value]
+
+
+def _read_text(program: Optional[str], program_file: Optional[str]) -> Tuple[str, str]:
     if program_file is None:
         return program, "stdin"  # type: ignore[return-value]
     try:
@@ -52,6 +65,9 @@ def read_program(program: Optional[str], program_file: Optional[str]) -> Tuple[s
 @click.argument("params", nargs=-1)
 @click.option("-e", "program", metavar="PROGRAM", help="Program text.")
 @click.option("-f", "program_file", type=click.Path(dir_okay=False, allow_dash=True), help="Program file.")
+@click.option("--program", "program_name", metavar="NAME", help="A program of `kubectl pytrace programs`.")
+@click.option("--param", "program_params", metavar="KEY=VALUE", multiple=True,
+              help="A parameter of the --program (repeat for several).")
 @click.option("-l", "--selector", metavar="SELECTOR", help="Trace the pods with these labels (app=web).")
 @click.option("-c", "container_or_command", metavar="NAME|CMD",
               help="The container to trace in a pod (as kubectl -c); with --local, a command to run once "
@@ -86,22 +102,24 @@ def read_program(program: Optional[str], program_file: Optional[str]) -> Tuple[s
 @click.option("--pid", "target_pid", type=int, metavar="PID",
               help="With --local: trace only the container PID is in (or PID itself if it is in none).")
 @click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
+@click.option("--unsafe", is_flag=True, help="Allow system(), signal() and override(), as bpftrace --unsafe.")
 @click.option("-v", "--verbose", is_flag=True, help="With --attach: when each step happened, and the "
               "tracers' peak memory; with --local: how the probes were attached, and how long attaching "
               "and detaching took.")
 @kube_options
-def run(target, params, program, program_file, selector, container_or_command, container, output, deadline,
+def run(target, params, program, program_file, program_name, program_params, selector, container_or_command, container, output, deadline,
         attach, merge, name, image, image_pull_policy, service_account, tracer_namespace, patch_file, ttl,
-        dry_run, local, dump, container_ids, target_pid, ns_pids, verbose, kube) -> None:
+        dry_run, local, dump, container_ids, target_pid, ns_pids, unsafe, verbose, kube) -> None:
     """Run a trace: TARGET is pod/NAME, deploy/NAME, statefulset/NAME, daemonset/NAME, job/NAME or
     node/NAME (or -l SELECTOR, or --local for this host). PARAMS are the program's $1, $2, ..."""
-    text, filename = read_program(program, program_file)
+    text, filename, preset = read_program(program, program_file, program_name, program_params)
+    params = tuple(preset) + params
     seconds = parse_duration(deadline) if deadline else None
     if local or dump is not None:
         if target is not None:
             params = (target,) + params
         _local(text, filename, params, output or "text", seconds, container_or_command, dump, container_ids,
-               target_pid, ns_pids, verbose)
+               target_pid, ns_pids, unsafe, verbose)
         return
     _no_local_flags(container_ids, target_pid)
     if container_or_command and container and container_or_command != container:
@@ -114,7 +132,7 @@ def run(target, params, program, program_file, selector, container_or_command, c
         output=output or ("yaml" if dry_run != "none" else "text"), merge=merge, attach=attach, name=name,
         image=image, pull_policy=image_pull_policy, service_account=service_account,
         tracer_namespace=tracer_namespace, patch=_read_patch(patch_file), ttl=int(parse_duration(ttl)),
-        dry_run=None if dry_run == "none" else dry_run, ns_pids=ns_pids, verbose=verbose)
+        dry_run=None if dry_run == "none" else dry_run, ns_pids=ns_pids, unsafe=unsafe, verbose=verbose)
     if spec.output == "yaml" and spec.dry_run is None:
         raise click.UsageError("-o yaml prints the objects of --dry-run; a trace's output is text or json")
     sys.exit(session.run(spec))
@@ -127,7 +145,7 @@ def _no_local_flags(container_ids, target_pid) -> None:
 
 
 def _local(text, filename, params, output, seconds, command, dump, container_ids, target_pid, ns_pids,
-           verbose=False) -> None:
+           unsafe, verbose=False) -> None:
     if output == "yaml":
         raise click.UsageError("-o yaml is for --dry-run; a trace's output is text or json")
     if container_ids and target_pid is not None:
@@ -139,11 +157,14 @@ def _local(text, filename, params, output, seconds, command, dump, container_ids
     spec = session.TraceSpec(
         text=text, filename=filename, output=output, deadline=seconds,
         command=shlex.split(command) if command else None, params=list(params),
-        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids, verbose=verbose)
+        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids, unsafe=unsafe,
+        verbose=verbose)
     if dump is not None:
         session.dump(spec, dump)
     else:
-        session.run(spec)
+        result = session.run(spec)
+        if result.exit_code:  # the program's exit(code)
+            sys.exit(result.exit_code)
 
 
 def _read_patch(path: Optional[str]):

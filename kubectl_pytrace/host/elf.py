@@ -93,18 +93,9 @@ class ELF:
         """(address, size, name) of every defined function, sorted by address."""
         if self._symbols is None:
             seen: Dict[Tuple[int, str], int] = {}
-            for _name, stype, _addr, off, size, link, entsize in self.sections:
-                if stype not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
-                    continue
-                strtab = self.sections[link][3]
-                for i in range(size // entsize):
-                    st_name, st_info, _other, st_shndx, st_value, st_size = \
-                        struct.unpack_from("<IBBHQQ", self.data, off + i * entsize)
-                    if st_info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == SHN_UNDEF or not st_value:
-                        continue
-                    name = self._str(strtab, st_name)
-                    if name:
-                        seen[(st_value, name)] = st_size
+            for name, st_info, st_value, st_size in self._symtab():
+                if st_info & 0xF in (STT_FUNC, STT_GNU_IFUNC) and name:
+                    seen[(st_value, name)] = st_size
             debug = self.debug_file()
             if debug is not None:
                 try:
@@ -187,6 +178,25 @@ class ELF:
                 self._by_name.setdefault(n, addr)
         return self._by_name.get(name)
 
+    def _symtab(self):
+        """(name, st_info, address, size) of every defined symbol of .symtab and .dynsym."""
+        for _name, stype, _addr, off, size, link, entsize in self.sections:
+            if stype not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
+                continue
+            strtab = self.sections[link][3]
+            for i in range(size // entsize):
+                st_name, st_info, _other, st_shndx, st_value, st_size = \
+                    struct.unpack_from("<IBBHQQ", self.data, off + i * entsize)
+                if st_shndx != SHN_UNDEF and st_value:
+                    yield self._str(strtab, st_name), st_info, st_value, st_size
+
+    def object_symbol(self, name: str) -> Optional[Tuple[int, int]]:
+        """(address, size) of a defined symbol of any kind (a variable too: uaddr())."""
+        for n, _info, addr, size in self._symtab():
+            if n == name:
+                return addr, size
+        return None
+
     def vaddr_to_offset(self, vaddr: int) -> int:
         """File offset of a virtual address (what uprobes attach to)."""
         for s in self.segments:
@@ -210,6 +220,21 @@ class ELF:
         if size and vaddr >= addr + size:
             return None
         return name, vaddr - addr
+
+    # ---- Go -----------------------------------------------------------------------------------
+    def go_version(self) -> Optional[str]:
+        """"go1.22.5" for a binary built by Go (from its .go.buildinfo), "go" when it is Go but the
+        version cannot be read, None for any other binary."""
+        info = self._section(".go.buildinfo")
+        if info is None:
+            names = {s for _, _, s in self.symbols()} if self.sections else set()
+            return "go" if "runtime.main" in names or self._section(".gopclntab") is not None else None
+        if not info.startswith(GO_BUILDINFO_MAGIC) or len(info) < 33:
+            return "go"
+        if info[15] & 2:  # Go 1.18 and later: the version inline, after the 32-byte header
+            n, at = _uvarint(info, 32)
+            return info[at:at + n].decode("utf-8", "replace") or "go"
+        return "go"
 
     # ---- USDT ---------------------------------------------------------------------------------
     def usdt_notes(self) -> List[USDTNote]:
@@ -237,6 +262,34 @@ class ELF:
                         sem += delta
                 out.append(USDTNote(provider.decode(), probe.decode(), pc, sem, args.decode()))
         return out
+
+
+GO_BUILDINFO_MAGIC = b"\xff Go buildinf:"
+
+
+def _uvarint(data: bytes, at: int) -> Tuple[int, int]:
+    """A Go unsigned varint at `at`: (value, the offset after it)."""
+    value = shift = 0
+    while at < len(data):
+        b = data[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    return value, at
+
+
+def go_register_abi(version: Optional[str]) -> bool:
+    """Whether a Go binary passes arguments in registers (Go 1.17 and later on amd64); a Go binary
+    whose version cannot be read is taken to be a recent one."""
+    if version is None:
+        return False
+    parts = version[2:].split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= (1, 17)
+    except (ValueError, IndexError):
+        return True
 
 
 def _crc32(path: str) -> int:

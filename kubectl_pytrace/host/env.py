@@ -10,10 +10,10 @@ import fnmatch
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from kubectl_pytrace.kernel import tracefs
+from kubectl_pytrace.kernel import sysfs, tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
 from kubectl_pytrace.host.elf import ELFError, open_elf, usdt_arg_types
-from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type, VoidT
+from kubectl_pytrace.lang.types import ArrayT, BoolT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
 PathResolver = Callable[[str], str]
 
@@ -29,6 +29,12 @@ def resolve_host_path(path: str) -> str:
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
+def enum_type(e) -> EnumT:
+    """A BTF enum as the language sees it: an integer of its size that prints as names."""
+    values = tuple((v & ((1 << (e.size * 8)) - 1), n) for n, v in e.values)
+    return EnumT(e.size * 8, e.signed, f"enum {e.name}" if e.name else "enum (anonymous)", values)
+
+
 def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
     """A BTF type as the language sees it (integers, pointers, structs by name, arrays)."""
     from kubectl_pytrace.kernel import btf as kbtf
@@ -37,12 +43,14 @@ def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
     if isinstance(t, kbtf.Int):
         return IntT(max(8, t.size * 8), t.signed or t.is_char)
     if isinstance(t, kbtf.Enum):
-        return IntT(t.size * 8, t.signed)
+        return enum_type(t)
     if isinstance(t, kbtf.Pointer):
         target = kbtf.strip(t.target)
         if isinstance(target, (kbtf.Struct, kbtf.Fwd)) and target.name:
             kw = "union" if target.is_union else "struct"
             return PtrT(StructT(f"{kw} {target.name}"), space)
+        if isinstance(target, kbtf.Struct):
+            return PtrT(StructT(anonymous_name(target)), space)
         if isinstance(target, kbtf.Void) or depth > 3:
             return PtrT(VoidT(), space)
         return PtrT(btf_type(target, space, depth + 1), space)
@@ -50,8 +58,56 @@ def btf_type(t, space: str = "kernel", depth: int = 0) -> Type:
         return ArrayT(btf_type(t.elem, space, depth + 1), t.length)
     if isinstance(t, kbtf.Struct):
         kw = "union" if t.is_union else "struct"
-        return StructT(f"{kw} {t.name}" if t.name else f"{kw} (anonymous)")
+        return StructT(f"{kw} {t.name}" if t.name else anonymous_name(t))
     return IntT(64, False)
+
+
+_ANONYMOUS: Dict[str, object] = {}  # "struct (anonymous N)" -> its kernel.btf.Struct
+
+
+def anonymous_name(t) -> str:
+    """A name for an anonymous struct or union (a member's type, a typedef's target) that the
+    environment can find it by again."""
+    key = f"{'union' if t.is_union else 'struct'} (anonymous {id(t)})"
+    _ANONYMOUS[key] = t
+    return key
+
+
+def record_type(s, cname: str) -> RecordT:
+    """A BTF struct or union as a RecordT: each member at its offset, nested structs and arrays
+    whole, the members of anonymous structs and unions in their parent's place."""
+    from kubectl_pytrace.kernel import btf as kbtf
+
+    def member_type(t):
+        t = kbtf.strip(t)
+        if isinstance(t, kbtf.Int):
+            if t.is_bool:
+                return BoolT()
+            return IntT(max(8, t.size * 8), t.signed or t.is_char)
+        if isinstance(t, kbtf.Enum):
+            return enum_type(t)
+        if isinstance(t, kbtf.Array):
+            return ArrayT(member_type(t.elem), t.length)
+        if isinstance(t, kbtf.Struct):
+            kw = "union" if t.is_union else "struct"
+            return record_type(t, f"{kw} {t.name}" if t.name else f"{kw} (anonymous)")
+        if isinstance(t, kbtf.Pointer):
+            return PtrT(VoidT())
+        return ArrayT(IntT(8, False), max(0, kbtf.sizeof(t)))  # floats, ...: bytes
+
+    def flatten(struct, base: int):
+        for m in struct.members:
+            target = kbtf.strip(m.type)
+            off = base + m.bit_offset // 8
+            if not m.name and isinstance(target, kbtf.Struct):
+                yield from flatten(target, off)
+                continue
+            if m.bitfield_size:
+                yield (m.name, member_type(m.type), base + m.bit_offset // 8, m.bit_offset % 8, m.bitfield_size)
+            else:
+                yield (m.name, member_type(m.type), off, 0, 0)
+
+    return RecordT(cname, s.size, tuple(flatten(s, 0)))
 
 
 class HostEnvironment(Environment):
@@ -64,7 +120,6 @@ class HostEnvironment(Environment):
         self._btf_path = btf_path
         self._btf = None  # kernel.btf.BTF, loaded on first use
         self.deps: set = set()  # files whose contents the compilation depended on
-        self._anon: dict = {}
         self._headers: Dict[Tuple[str, ...], object] = {}  # includes -> cheaders.HeaderMacros
         self._constants: Dict[Tuple[str, Tuple[str, ...]], Optional[int]] = {}
 
@@ -136,12 +191,28 @@ class HostEnvironment(Environment):
             return None
         return self.btf.struct(cname) is not None
 
-    def struct_field(self, cname: str, member: str) -> Optional[StructField]:
+    def _struct(self, cname: str):
+        """The BTF struct or union of a C name (an anonymous one by the name btf_type gave it);
+        None without BTF, LookupFailed when there is none."""
         if not self.has_btf():
             return None
-        struct = self._anon.get(cname) or self.btf.struct(cname)
+        struct = _ANONYMOUS.get(cname) or self.btf.struct(cname)
         if struct is None:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        return struct
+
+    def struct_size(self, cname: str) -> Optional[int]:
+        struct = self._struct(cname)
+        return None if struct is None else struct.size
+
+    def struct_record(self, cname: str) -> Optional[RecordT]:
+        struct = self._struct(cname)
+        return None if struct is None else record_type(struct, cname)
+
+    def struct_field(self, cname: str, member: str) -> Optional[StructField]:
+        struct = self._struct(cname)
+        if struct is None:
+            return None
         from kubectl_pytrace.kernel import btf as kbtf
 
         try:
@@ -151,11 +222,48 @@ class HostEnvironment(Environment):
         t = btf_type(ref.type)
         target = kbtf.strip(ref.type)
         if isinstance(target, kbtf.Struct) and not target.name:
-            # an anonymous struct/union member: remember it so `.x` on it can be resolved
-            key = f"{'union' if target.is_union else 'struct'} (anonymous {id(target)})"
-            self._anon[key] = target
-            t = StructT(key)
+            t = StructT(anonymous_name(target))  # an anonymous struct/union member
         return StructField(ref.offset, t, ref.bit_shift if ref.is_bitfield else 0, ref.bitfield_size)
+
+    def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
+        if not self.has_btf():
+            return None
+        from kubectl_pytrace.kernel import btf as kbtf
+
+        return [n[len("btf_trace_"):] for n in self.btf.names_of_kind(kbtf.TYPEDEF, "btf_trace_" + pattern)]
+
+    def raw_tracepoint_args(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if not self.has_btf():
+            return None
+        from kubectl_pytrace.kernel import btf as kbtf
+
+        # the parameters are named in the tracepoint's __bpf_trace_NAME function; its btf_trace_NAME
+        # typedef only has their types
+        proto = self.btf.func("__bpf_trace_" + name)
+        if proto is None:
+            td = self.btf.typedef("btf_trace_" + name)
+            proto = kbtf.strip(td.target) if td is not None else None
+            if isinstance(proto, kbtf.Pointer):
+                proto = kbtf.strip(proto.target)
+        if not isinstance(proto, kbtf.FuncProto):
+            raise LookupFailed(f"no tracepoint named '{name}' in the kernel's BTF (btf_trace_{name})")
+        return [(p.name or f"arg{i}", btf_type(p.type)) for i, p in enumerate(proto.params[1:])]
+
+    def iter_context(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if not self.has_btf():
+            return None
+        from kubectl_pytrace.kernel import btf as kbtf
+
+        struct = self.btf.struct(f"struct bpf_iter__{name}")
+        if struct is None:
+            raise LookupFailed(f"this kernel has no '{name}' iterator (no struct bpf_iter__{name} in its BTF)")
+        out = []
+        for m in struct.members:
+            t = kbtf.strip(m.type)
+            if not m.name and isinstance(t, kbtf.Struct) and t.members:  # union { struct task_struct *task; }
+                m = t.members[0]
+            out.append((m.name, btf_type(m.type)))
+        return out
 
     def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
         if not self.has_btf():
@@ -178,6 +286,37 @@ class HostEnvironment(Environment):
                 raise LookupFailed("not found in the kernel's BTF nor in the headers found; not found: "
                                    + ", ".join(f"<{m}>" for m in missing))
         return value
+
+    def enum_type(self, name: str, includes: Sequence[str] = ()) -> Optional[EnumT]:
+        if not self.has_btf():
+            return None
+        if includes and self._header_macros(tuple(includes)).body(name) is not None:  # type: ignore[attr-defined]
+            return None
+        e = self.btf.enum_of_value(name)
+        if e is None:
+            return None
+        return enum_type(e)
+
+    def possible_cpus(self) -> Optional[int]:
+        return sysfs.possible_cpus()
+
+    def cgroup_id(self, path: str) -> Optional[int]:
+        return sysfs.cgroup_id(path)
+
+    def enum_named(self, name: str) -> Optional[EnumT]:
+        if not self.has_btf():
+            return None
+        e = self.btf.enum(name)
+        return enum_type(e) if e is not None else None
+
+    def typedef(self, name: str) -> Optional[Type]:
+        known = super().typedef(name)
+        if known is not None or not self.has_btf():
+            return known
+        td = self.btf.typedef(name)
+        if td is None:
+            raise LookupFailed(f"no typedef named '{name}' in the kernel's BTF")
+        return btf_type(td)
 
     def _constant(self, name: str, includes: Tuple[str, ...], hide: frozenset) -> Optional[int]:
         """A #define of the included headers (as bpftrace, macros first), else a BTF enum value."""
@@ -235,6 +374,17 @@ class HostEnvironment(Environment):
         if any(c in pattern for c in "*?["):
             return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
         return [pattern] if pattern in names else []
+
+    def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
+        real = self._resolve(path)
+        try:
+            elf = open_elf(real)
+            found = elf.object_symbol(name)
+        except (ELFError, OSError) as e:
+            raise LookupFailed(f"cannot read {real}: {e}") from None
+        if found is None:
+            raise LookupFailed(f"no symbol named '{name}' in {real}")
+        return found[0], found[1], elf.is_shared
 
     def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
         try:

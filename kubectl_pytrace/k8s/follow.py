@@ -128,8 +128,6 @@ class Follower:
             tv.raw(line)
             return
         tv.record(rec)
-        if "exit" in rec and rec.get("error"):
-            t.failure = rec["error"] if rec.get("kind") != "CompileError" else rec["error"]
 
     def exit_code(self) -> int:
         code = 0
@@ -185,7 +183,8 @@ class Follower:
             if pod is None:
                 if self._job_gone(t):
                     return False
-                self._job_cannot_create(t)
+                if time.monotonic() - started > 1:  # give the Job controller a moment first
+                    self._job_cannot_create(t)
                 step = "waiting for the tracer pod"
             else:
                 t.pod = pod["metadata"]["name"]

@@ -76,7 +76,9 @@ class TraceRequest:
     deadline: Optional[float] = None
     ttl: int = DEFAULT_TTL
     ns_pids: bool = False
+    unsafe: bool = False
     patch: Optional[Any] = None  # a JSON merge patch applied to every Job (--patch)
+    command: str = "trace"  # what the tracer pods run: a trace, or `ps` (traceconfig.COMMANDS)
 
 
 # ---- rendering --------------------------------------------------------------------------------
@@ -114,8 +116,9 @@ def labels(trace: str) -> Dict[str, str]:
 def trace_config(req: TraceRequest) -> Dict[str, Any]:
     """What every tracer of the trace reads (tracer/node.py)."""
     return {"config_version": traceconfig.CONFIG_VERSION, "client_version": __version__, "name": req.name,
+            "command": req.command,
             "filename": req.filename, "params": list(req.params), "deadline": req.deadline,
-            "ns_pids": req.ns_pids,
+            "ns_pids": req.ns_pids, "unsafe": req.unsafe,
             "nodes": {node: [t.to_config() for t in ts] for node, ts in sorted(req.selection.nodes.items())}}
 
 

@@ -86,6 +86,7 @@ class TracerView:
         self.maps: Optional[List[MapDump]] = None
         self.exit: Optional[Dict[str, Any]] = None
         self.attached: Optional[int] = None
+        self.ps: Optional[List[Dict[str, Any]]] = None  # the node's BPF programs (`ps`)
 
     def label(self) -> str:
         if not self.targets:
@@ -106,12 +107,16 @@ class TracerView:
             self.view.note(self, f"Attached {self.attached} probe{'s' if self.attached != 1 else ''}")
         elif "lost" in rec and self.view.format == "text":
             self.view.note(self, f"Lost {rec['lost']} events")
+        elif "errorf" in rec and self.view.format == "text":  # errorf()/warnf(): on stderr, as bpftrace
+            self.view.note(self, f"{rec['where'][3]}: {rec.get('severity', 'ERROR')}: {rec['errorf']}")
         elif "maps" in rec:
             self.maps = maps_of(rec)
         elif "exit" in rec:
             self.exit = rec
         elif "status" in rec:
             self.view.progress(self, rec["status"])
+        elif "ps" in rec:
+            self.ps = rec["ps"]
         else:
             self.view.mark("first event", time.time())
             self.out.source = int(rec.get("src", 0))

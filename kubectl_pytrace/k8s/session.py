@@ -58,6 +58,7 @@ class ClusterTrace:
     ttl: int = m.DEFAULT_TTL
     dry_run: Optional[str] = None  # None, "client", "server"
     ns_pids: bool = False
+    unsafe: bool = False  # --unsafe: system(), signal(), override() allowed
     verbose: bool = False  # -v: where the time to the first event went, and the tracers' memory
 
 
@@ -65,7 +66,7 @@ def check(t: ClusterTrace) -> str:
     """The program compiled on the client, far from any node: errors before anything exists."""
     from kubectl_pytrace.lang import check_program
 
-    return check_program(t.program, t.filename, params=t.params)
+    return check_program(t.program, t.filename, params=t.params, unsafe=t.unsafe)
 
 
 def _request(t: ClusterTrace, selection: Selection) -> m.TraceRequest:
@@ -73,7 +74,7 @@ def _request(t: ClusterTrace, selection: Selection) -> m.TraceRequest:
         name=m.check_name(t.name) if t.name else m.new_trace_name(), program=t.program, filename=t.filename,
         selection=selection, params=list(t.params), namespace=t.tracer_namespace,
         image=t.image or m.default_image(), pull_policy=t.pull_policy, service_account=t.service_account,
-        deadline=t.deadline, ttl=t.ttl, ns_pids=t.ns_pids, patch=t.patch)
+        deadline=t.deadline, ttl=t.ttl, ns_pids=t.ns_pids, unsafe=t.unsafe, patch=t.patch)
 
 
 def _print_objects(objs: List[Dict[str, Any]], fmt: str, stdout: IO) -> None:

@@ -448,7 +448,7 @@ class BTF:
         self._types: Dict[int, Type] = {}
         self._named: Dict[str, Tuple[int, ...]] = {}
         self._name_offs: Optional[bytes] = None
-        self._enum_values: Optional[Dict[int, int]] = None
+        self._enum_values: Optional[Dict[int, Tuple[int, int]]] = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -669,6 +669,13 @@ class BTF:
 
         The name is found in the string section first; the enum records are then indexed by the
         name offsets of their values, once (no strings decoded)."""
+        found = self._enumerator(name)
+        if found is None:
+            return self._base.enum_value(name) if self._base else None
+        return found[0]
+
+    def _enumerator(self, name: str) -> Optional[Tuple[int, int]]:
+        """(value, id of its enum) of an enumerator of this BTF (not its base's), or None."""
         raw = name.encode()
         if not raw or b"\0" in raw:
             return None
@@ -678,25 +685,34 @@ class BTF:
         else:
             start = d.find(b"\0" + raw + b"\0", self._ss, self._se) + 1
         if start <= 0:
-            return self._base.enum_value(name) if self._base else None
+            return None
+        return self._enum_index().get(start - self._ss + self._str_base)
+
+    def _enum_index(self) -> Dict[int, Tuple[int, int]]:
+        """Name offset of every enumerator -> (its value, the id of its enum); built once."""
         if self._enum_values is None:
-            values: Dict[int, int] = {}
+            values: Dict[int, Tuple[int, int]] = {}
             w = self._words
-            for i in self._offs:
+            for n, i in enumerate(self._offs):
                 info = w[i + 1]
                 kind, vlen, signed = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
                 if kind == ENUM:
                     for j in range(i + 3, i + 3 + 2 * vlen, 2):
-                        values.setdefault(w[j], _signed(w[j + 1], 32) if signed else w[j + 1])
+                        values.setdefault(w[j], (_signed(w[j + 1], 32) if signed else w[j + 1], self._first_id + n))
                 elif kind == ENUM64:
                     for j in range(i + 3, i + 3 + 3 * vlen, 3):
                         v = w[j + 1] | w[j + 2] << 32
-                        values.setdefault(w[j], _signed(v, 64) if signed else v)
+                        values.setdefault(w[j], (_signed(v, 64) if signed else v, self._first_id + n))
             self._enum_values = values
-        found = self._enum_values.get(start - self._ss + self._str_base)
-        if found is None and self._base is not None:
-            return self._base.enum_value(name)
-        return found
+        return self._enum_values
+
+    def enum_of_value(self, name: str) -> Optional[Enum]:
+        """The enum an enumerator belongs to (TCP_LISTEN -> enum with name '' or 'tcp_state'...)."""
+        found = self._enumerator(name)
+        if found is None:
+            return self._base.enum_of_value(name) if self._base else None
+        t = self.type(found[1])
+        return t if isinstance(t, Enum) else None
 
     def func(self, name: str) -> Optional[FuncProto]:
         """Signature of a kernel function: btf.func('tcp_sendmsg').params[0] == Param('sk', ...)."""
@@ -705,9 +721,13 @@ class BTF:
 
     def func_names(self, pattern: str = "*") -> List[str]:
         """Sorted names of kernel functions matching a shell glob (what fentry can attach to)."""
+        return self.names_of_kind(FUNC, pattern)
+
+    def names_of_kind(self, kind: int, pattern: str = "*") -> List[str]:
+        """Sorted names of the types of one kind (FUNC, TYPEDEF...) that match a shell glob."""
         w, names = self._words, set()
         for i in self._offs:
-            if (w[i + 1] >> 24) & 0x1F == FUNC:
+            if (w[i + 1] >> 24) & 0x1F == kind:
                 n = self._string(w[i])
                 if fnmatch.fnmatchcase(n, pattern):
                     names.add(n)

@@ -46,33 +46,40 @@ def parse(text: str, filename: str = "stdin", env: Optional[Environment] = None)
 
 
 def _front_end(text: str, filename: str, env: Environment, params: List[str], has_cpid: bool,
-               predefined: Optional[Dict[str, int]], defer: bool):
-    """parse -> expand -> analyse, stopping at the first pass that reports an error (CompileError).
-    The passes are imported here, not at the top: a tracer that finds the compiled program in its
-    cache never loads the parser (lark) or the passes."""
+               predefined: Optional[Dict[str, int]], defer: bool, unsafe: bool):
+    """parse -> config -> macros -> expand -> analyse, stopping at the first pass that reports an
+    error (CompileError). The passes are imported here, not at the top: a tracer that finds the
+    compiled program in its cache never loads the parser (lark) or the passes."""
+    from kubectl_pytrace.lang.config import read_config
     from kubectl_pytrace.lang.expand import expand
+    from kubectl_pytrace.lang.macros import expand_macros
     from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
     from kubectl_pytrace.lang.semantic import analyse
 
     diags = Diagnostics(Source(text, filename))
     program = _parse(text, filename, env.predefined_macros(), diags)  # also refuses too deep nesting
     with recursion_room():
-        groups = expand(program, env, diags)
+        config = read_config(program.config, diags)
+        expand_macros(program, diags)  # before anything reads the probes' bodies
         if diags.has_errors():
             raise CompileError(diags)
-        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, defer=defer)
+        groups = expand(program, env, diags, config.missing_probes)
+        if diags.has_errors():
+            raise CompileError(diags)
+        analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, config,
+                           unsafe=unsafe, defer=defer)
         if diags.has_errors():
             raise CompileError(diags)
     return program, analysis, diags
 
 
 def check_program(text: str, filename: str = "stdin", env: Optional[Environment] = None,
-                  params: Optional[List[str]] = None) -> str:
+                  params: Optional[List[str]] = None, unsafe: bool = False) -> str:
     """Every check the environment allows, without generating code: what the kubectl plugin runs
     on the client (with Environment(), which knows nothing of the node) before it creates anything.
     Raises CompileError; returns the warnings."""
     _, _, diags = _front_end(text, filename, env or Environment(), params or [], False, {"$container_pid": 0},
-                             defer=True)
+                             defer=True, unsafe=unsafe)
     return diags.render()
 
 
@@ -88,7 +95,7 @@ def compile_program(text: str, filename: str = "stdin", env: Optional[Environmen
 
     params = params or []
     program, analysis, diags = _front_end(text, filename, env or Environment(), params, has_cpid, predefined,
-                                          defer=False)
+                                          defer=False, unsafe=bool(options and options.unsafe))
     with recursion_room():
         c = generate(analysis, options, params)
     return Compiled(program, analysis, c, diags.render())

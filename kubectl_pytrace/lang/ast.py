@@ -47,6 +47,12 @@ class Integer(Expr):
 
 
 @dataclass(eq=True)
+class Bool(Expr):
+    value: bool
+    span: Span = _span()
+
+
+@dataclass(eq=True)
 class String(Expr):
     value: bytes  # escapes already decoded; no terminating NUL
     span: Span = _span()
@@ -134,9 +140,11 @@ class Index(Expr):
 
 @dataclass(eq=True)
 class TypeName(Node):
-    base: str  # "uint32", "struct sock"
-    pointer: int = 0
+    base: str  # "uint32", "struct sock", "enum tcp_state", "pid_t", "string"
+    pointer: int = 0  # how many '*' follow the base (when there are no array suffixes)
     span: Span = _span()
+    # pointer and array suffixes in order, when arrays are involved: ("*", "[4]", ...)
+    suffixes: tuple = field(default=(), compare=True)
 
 
 @dataclass(eq=True)
@@ -149,6 +157,43 @@ class Cast(Expr):
 @dataclass(eq=True)
 class Tuple(Expr):
     elems: List[Expr]
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class Record(Expr):
+    """(a = 1, b = "x"): named fields."""
+
+    names: List[str]
+    values: List[Expr]
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class SizeOf(Expr):
+    """sizeof(TYPE) or sizeof(expr): a compile-time constant."""
+
+    type: Optional["TypeName"]
+    expr: Optional[Expr]
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class OffsetOf(Expr):
+    """offsetof(struct X, a.b): the byte offset of a member, a compile-time constant."""
+
+    type: "TypeName"
+    path: List[str]
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class BlockExpr(Expr):
+    """{ stmts; expr }: runs the statements, then has the value of the last expression (if the
+    block ends with one)."""
+
+    stmts: List["Stmt"]
+    value: Optional[Expr]
     span: Span = _span()
 
 
@@ -170,6 +215,8 @@ class Stmt(Node):
 class Block(Node):
     stmts: List[Stmt]
     span: Span = _span()
+    # the last statement is an expression without its ';': the block's value (macro bodies)
+    trailing: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(eq=True)
@@ -215,6 +262,45 @@ class While(Stmt):
 
 
 @dataclass(eq=True)
+class For(Stmt):
+    """for ($i : start..end) { } (end exclusive), or for ($kv : @map) { } (map iteration: $kv is
+    (key, value), or ((k1, k2...), value))."""
+
+    var: Var
+    start: Optional[Expr]  # None: map iteration
+    end: Optional[Expr]
+    map: Optional[Map]
+    body: Block
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class Let(Stmt):
+    """let $x; let $x = v; let $x: T = v; declares $x in the enclosing block."""
+
+    target: Var
+    type: Optional[TypeName]
+    value: Optional[Expr]
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class Discard(Stmt):
+    """_ = expr; evaluates expr and drops its value."""
+
+    expr: Expr
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class BlockStmt(Stmt):
+    """{ ... } as a statement: a scope of its own."""
+
+    body: Block
+    span: Span = _span()
+
+
+@dataclass(eq=True)
 class Return(Stmt):
     span: Span = _span()
 
@@ -246,10 +332,55 @@ class Probe(Node):
 
 
 @dataclass(eq=True)
+class ConfigItem(Node):
+    key: str
+    value: object  # str, int or bool
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class MapDecl(Node):
+    """let @m = lruhash(100); before the probes."""
+
+    name: str
+    kind: str  # hash lruhash percpuhash percpulruhash
+    max_entries: int
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class MacroParam(Node):
+    kind: str  # "var" ($x: a variable, by reference), "map" (@m), "expr" (x: an expression)
+    name: str
+    span: Span = _span()
+
+
+@dataclass(eq=True)
+class MacroDef(Node):
+    name: str
+    params: List[MacroParam]
+    body: Block
+    span: Span = _span()
+    name_span: Span = _span()
+
+
+@dataclass(eq=True)
+class CDefinition(Node):
+    """A C struct/union/enum definition written in the program (c_definitions.py reads it)."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(eq=True)
 class Program(Node):
     probes: List[Probe]
     span: Span = _span()
     includes: List[str] = field(default_factory=list)  # headers named by #include, as written
+    config: List[ConfigItem] = field(default_factory=list)
+    map_decls: List[MapDecl] = field(default_factory=list)
+    macros: List[MacroDef] = field(default_factory=list)
+    c_definitions: List[CDefinition] = field(default_factory=list)
 
 
 Lvalue = Union[Map, Var]
@@ -284,14 +415,16 @@ def dump(node: Node, indent: int = 0) -> str:
         scalars = []
         kids: List[Node] = []
         for f in fields(node):  # type: ignore[arg-type]
-            if f.name in ("span", "name_span"):
+            if not f.compare:  # spans, Block.trailing
                 continue
             v = getattr(node, f.name)
             if isinstance(v, Node):
                 kids.append(v)
             elif isinstance(v, list):
                 kids.extend(x for x in v if isinstance(x, Node))
-            elif v is not None:
+                if v and not any(isinstance(x, Node) for x in v):
+                    scalars.append(".".join(map(str, v)))
+            elif v is not None and v != ():
                 scalars.append(repr(v) if isinstance(v, bytes) else str(v))
         out.append("  " * level + type(node).__name__ + (" " + " ".join(scalars) if scalars else ""))
         stack.extend((k, level + 1) for k in reversed(kids))

@@ -16,21 +16,22 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from kubectl_pytrace.lang import ast
+from kubectl_pytrace.lang import abi, ast
+from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.env import StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
 )
 from kubectl_pytrace.lang.probes import ProbeSpec, parse_attach_point
 from kubectl_pytrace.lang.program import (
-    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, FUNCS_MAP, LOST_MAP,
+    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, FUNCS_MAP, LOST_MAP, MAP_MAX_ENTRIES,
     STACK_MAP_ENTRIES, STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
 )
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
 from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
 from kubectl_pytrace.lang.types import (
-    AggT, ArrayT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
+    INT64, WORD_TYPES, AggT, ArrayT, RecordT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
 )
 
@@ -39,6 +40,13 @@ from kubectl_pytrace.lang.types import (
 REG_PARAMS = (14, 13, 12, 11, 9, 8)
 REG_RC = 10
 REG_SP = 19
+REG_IP = 16
+REG_CS = 17
+FUNC_MARKER = 0x7079666200000000  # a callback's address (bcc_compile.py links it)
+MAP_MARKER = 0x70796D6100000000  # a map's fd, where BCC's method syntax does not apply
+# probes that fire for no task of the target: BEGIN/END, and interval's timer (it runs on whatever
+# task a CPU happens to run); every other probe is scoped to the target containers (scope.py)
+UNSCOPED = ("BEGIN", "END", "interval")
 JOIN_MAX_ARGS = 16  # bpftrace 0.17's join(): 16 strings of at most 1023 bytes (measured)
 JOIN_ARG_SIZE = 1024
 
@@ -48,6 +56,8 @@ def ctype(t: Type, tuples: "TupleTypes") -> str:
         return tuples.name(t)
     if isinstance(t, BufT):
         return tuples.buffer(t)
+    if isinstance(t, RecordT):
+        return tuples.raw(t.size)
     return scalar_ctype(t)
 
 
@@ -58,7 +68,7 @@ def decl(t: Type, name: str, tuples: "TupleTypes") -> str:
 
 
 def zero_init(t: Type) -> str:
-    if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+    if isinstance(t, WORD_TYPES):
         return " = 0;"
     return " = {};"
 
@@ -76,6 +86,14 @@ class TupleTypes:
             self.names[t] = f"struct pytrace_buf_{t.size}"
             self.defs.append(f"struct pytrace_buf_{t.size} {{ u64 len; u8 data[{pad8(t.size)}]; }};")
         return self.names[t]
+
+    def raw(self, size: int) -> str:
+        """A C struct's bytes (RecordT)."""
+        key = ("raw", size)
+        if key not in self.names:
+            self.names[key] = f"struct pytrace_raw_{size}"  # type: ignore[index]
+            self.defs.append(f"struct pytrace_raw_{size} {{ u8 b[{pad8(size)}]; }};")
+        return self.names[key]  # type: ignore[index]
 
     def name(self, t: TupleT) -> str:
         if t not in self.names:
@@ -100,6 +118,19 @@ class Buf:
 
 
 @dataclass
+class NameTable:
+    """A table of names (errno messages, system calls, signals) the program carries in a map."""
+
+    cname: str
+    entries: Dict[int, str]
+    unknown: str
+
+    @property
+    def size(self) -> int:
+        return max(self.entries) + 1
+
+
+@dataclass
 class Lit:
     """A string literal (never copied into C text: stored byte by byte where needed)."""
 
@@ -121,6 +152,10 @@ class FunctionGen:
         self.indent = 1
         self.ntmp = 0
         self.scoped = False  # pytrace_src is set (a probe scoped to containers)
+        self.vars_struct: Optional[str] = None  # "V": variables live in a struct (functions with loops)
+        self.vars_type = ""
+        self.in_callback = False
+        self.loop_kinds: List[str] = []  # innermost last: "while" (a C loop) or "callback"
 
     # ---- emission helpers ---------------------------------------------------------------------
     def emit(self, line: str):
@@ -159,20 +194,115 @@ class FunctionGen:
     # ---- function ------------------------------------------------------------------------------
     def generate(self) -> str:
         fn = self.fn
-        for var, t in fn.vars.items():
-            if var in self.gen.analysis.predefined:
-                self.emit(f"{decl(t, 'v_' + var[1:], self.gen.tuples)} = {self.gen.analysis.predefined[var]}LL;")
-            else:
-                self.emit(decl(t, "v_" + var[1:], self.gen.tuples) + zero_init(t))
-        if fn.provider not in ("BEGIN", "END"):
+        if any(isinstance(n, ast.For) for n in fn.probe.walk()):
+            # a loop body runs in a callback of its own: the variables go into a struct that the
+            # callbacks reach through a pointer
+            struct = f"struct pytrace_vars_{fn.index}"
+            members = [decl(slot.type, slot.cname, self.gen.tuples) + ";" for slot in fn.slots.values()
+                       if slot.type is not None]
+            self.gen.var_structs.append(f"{struct} {{ {' '.join(members) or 'u64 unused;'} }};")
+            self.emit(f"{struct} __vars = {{}};")
+            self.emit(f"{struct} *V = &__vars;")
+            self.vars_struct = "V"
+            self.vars_type = struct
+            for slot in fn.slots.values():
+                if slot.predefined is not None and slot.type is not None:
+                    self.emit(f"V->{slot.cname} = {slot.predefined}LL;")
+        else:
+            for slot in fn.slots.values():
+                t = slot.type
+                if t is None:
+                    continue  # declared (let $x;) and never given a value: nothing reads it
+                if slot.predefined is not None:
+                    self.emit(f"{decl(t, slot.cname, self.gen.tuples)} = {slot.predefined}LL;")
+                else:
+                    self.emit(decl(t, slot.cname, self.gen.tuples) + zero_init(t))
+        if fn.provider not in UNSCOPED:
             self.task_filter()
+        if fn.provider == "iter":  # the iterator's last call, after the last object, has none
+            self.emit("if (!((u64 *)ctx)[1]) return 0;")
         if fn.probe.predicate is not None:
             cond = self.int_value(fn.probe.predicate)
             self.emit(f"if (!({cond})) return 0;")
         self.block(fn.probe.block)
         self.emit("return 0;")
         body = "\n".join(self.lines)
+        if fn.provider in ("BEGIN", "END"):
+            # inlined into the one BEGIN (END) program, which runs every such probe in order
+            return f"static __always_inline int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
         return f"int {self.name}({self.ctx_type}ctx)\n{{\n{body}\n}}\n"
+
+    # ---- for loops: callbacks of bpf_loop / bpf_for_each_map_elem ---------------------------------
+    def stmt_For(self, s: ast.For):
+        """The body becomes a callback function (bcc_compile.py links it): it reaches the probe's
+        variables through V and its context through ctx, both in the loop's own struct L, and
+        ends the loop (break: return 1), skips (continue: return 0) or asks the caller to return
+        (L->ret)."""
+        k = len(self.gen.callbacks)
+        cb = f"pytrace_cb_{k}"
+        lstruct = f"struct pytrace_loop_{k}"
+        self.gen.callbacks.append(cb)
+        slot = self.slot(s.var)
+        info = self.fn.loops.get(id(s))
+        self.gen.loop_structs.append(f"{lstruct} {{ {self.vars_type} *V; void *ctx; s64 start; u64 ret; }};")
+        with self.nested("{"):
+            start = "0"
+            if info is None:
+                lo, hi = self.int_value(s.start), self.int_value(s.end)  # type: ignore[arg-type]
+                start, n = self.tmp("lo"), self.tmp("n")
+                self.emit(f"s64 {start} = (s64)({lo});")
+                self.emit(f"s64 {n} = (s64)({hi}) - {start};")
+            loop = self.tmp("loop")
+            self.emit(f"{lstruct} {loop} = {{ .V = V, .ctx = (void *)ctx, .start = {start} }};")
+            if info is None:
+                self.emit(f"if ({n} > 0) bpf_loop({n}, (void *){FUNC_MARKER | k:#x}ULL, &{loop}, 0);")
+            else:
+                ref = self.gen.map_ref(info)
+                self.emit(f"bpf_for_each_map_elem((void *){MAP_MARKER | ref:#x}ULL, (void *){FUNC_MARKER | k:#x}ULL, "
+                          f"&{loop}, 0);")
+            self.emit(f"if ({loop}.ret) {self.return_stmt()}")
+        saved = (self.lines, self.indent, self.in_callback)
+        self.lines, self.indent, self.in_callback = [], 1, True
+        self.loop_kinds.append("callback")
+        try:
+            # the helper's arguments, still in r2..r4 (this function has one parameter: BCC rewrites
+            # those with more): one asm stores them on the stack before it loads its outputs, so
+            # whichever registers the outputs get, no argument is overwritten before it is read
+            # (the parameter itself is never used: clang would copy it to a free register, maybe r2,
+            # before the asm)
+            if info is None:
+                self.emit("u64 __i, __l;")
+                self.emit('asm volatile("*(u64 *)(r10 - 8) = r1\\n\\t*(u64 *)(r10 - 16) = r2\\n\\t'
+                          '%0 = *(u64 *)(r10 - 8)\\n\\t%1 = *(u64 *)(r10 - 16)" : "=r"(__i), "=r"(__l) :: "memory");')
+            else:
+                self.emit("u64 __key, __value, __l;")
+                self.emit('asm volatile("*(u64 *)(r10 - 8) = r2\\n\\t*(u64 *)(r10 - 16) = r3\\n\\t'
+                          '*(u64 *)(r10 - 24) = r4\\n\\t%0 = *(u64 *)(r10 - 8)\\n\\t%1 = *(u64 *)(r10 - 16)\\n\\t'
+                          '%2 = *(u64 *)(r10 - 24)" : "=r"(__key), "=r"(__value), "=r"(__l) :: "memory");')
+            self.emit(f"{lstruct} *L = ({lstruct} *)__l;")
+            self.emit(f"{self.vars_type} *V = L->V;")
+            self.emit(f"{self.ctx_type}ctx = ({self.ctx_type})L->ctx;")
+            var = self.var_ref(slot)
+            if info is None:
+                self.emit(f"{var} = L->start + (s64)__i;")
+            else:
+                spec = self.gen.maps[info.name]
+                ksize = spec.key.size if spec.key else 8
+                self.emit(f"__builtin_memcpy(&{var}.e0, (void *)__key, {ksize});")
+                self.emit(f"__builtin_memcpy(&{var}.e1, (void *)__value, sizeof({var}.e1));")
+            self.block(s.body)
+            self.emit("return 0;")
+            body = "\n".join(self.lines)
+        finally:
+            self.loop_kinds.pop()
+            self.lines, self.indent, self.in_callback = saved
+        self.gen.callback_defs.append(f"int {cb}(void *arg)\n{{\n{body}\n}}\n")
+
+    def return_stmt(self) -> str:
+        """What `return` is here: in a loop's callback, end the loop and tell its caller."""
+        if self.in_callback:
+            return "{ L->ret = 1; return 1; }"
+        return "return 0;"
 
     def task_filter(self):
         """Leave unless the task is in a target container; pytrace_src says which (scope.py)."""
@@ -193,13 +323,55 @@ class FunctionGen:
     def stmt_ExprStmt(self, s: ast.ExprStmt):
         with self.nested("{"):
             v = self.value(s.expr)
-            if isinstance(v, str) and not isinstance(s.expr, ast.Call):
+            if isinstance(v, str) and v != "0":  # delete(...) has its effect in the expression
                 self.emit(f"(void)({v});")
+
+    def slot(self, v: ast.Var):
+        return self.fn.slots[self.fn.var_refs[id(v)]]
+
+    def var_ref(self, slot) -> str:
+        """The C lvalue of a variable (in a loop body's callback: through the variables' struct)."""
+        return slot.cname if self.vars_struct is None else f"{self.vars_struct}->{slot.cname}"
 
     def stmt_AssignVar(self, s: ast.AssignVar):
         with self.nested("{"):
-            t = self.fn.vars[s.target.name]
-            self.store("v_" + s.target.name[1:], t, s.value)
+            slot = self.slot(s.target)
+            self.store(self.var_ref(slot), slot.type, s.value)
+
+    def stmt_Let(self, s: ast.Let):
+        if s.value is None:
+            return  # every variable starts zeroed
+        with self.nested("{"):
+            slot = self.slot(s.target)
+            self.store(self.var_ref(slot), slot.type, s.value)
+
+    def stmt_Discard(self, s: ast.Discard):
+        with self.nested("{"):
+            v = self.value(s.expr)
+            if isinstance(v, str):
+                self.emit(f"(void)({v});")
+
+    def stmt_BlockStmt(self, s: ast.BlockStmt):
+        with self.nested("{"):
+            self.block(s.body)
+
+    def expr_BlockExpr(self, e: ast.BlockExpr) -> Value:
+        t = self.type(e)
+        if isinstance(t, VoidT):
+            with self.nested("{"):
+                for st in e.stmts:
+                    getattr(self, "stmt_" + type(st).__name__)(st)
+                if e.value is not None:
+                    self.value(e.value)
+            return "0"
+        out = self.declare(t, "blk")
+        with self.nested("{"):
+            for st in e.stmts:
+                getattr(self, "stmt_" + type(st).__name__)(st)
+            self.store(out, t, e.value)  # type: ignore[arg-type]
+        if isinstance(t, WORD_TYPES):
+            return out
+        return Buf(out, t)
 
     def stmt_AssignMap(self, s: ast.AssignMap):
         info = self.gen.analysis.maps[s.target.name]
@@ -228,19 +400,23 @@ class FunctionGen:
                 self.block(s.body)
 
     def stmt_While(self, s: ast.While):
-        with self.nested("while (1) {"):
-            cond = self.int_value(s.cond)
-            self.emit(f"if (!({cond})) break;")
-            self.block(s.body)
+        self.loop_kinds.append("while")
+        try:
+            with self.nested("while (1) {"):
+                cond = self.int_value(s.cond)
+                self.emit(f"if (!({cond})) break;")
+                self.block(s.body)
+        finally:
+            self.loop_kinds.pop()
 
     def stmt_Return(self, s: ast.Return):
-        self.emit("return 0;")
+        self.emit(self.return_stmt())
 
     def stmt_Break(self, s: ast.Break):
-        self.emit("break;")
+        self.emit("break;" if self.loop_kinds[-1] == "while" else "return 1;")
 
     def stmt_Continue(self, s: ast.Continue):
-        self.emit("continue;")
+        self.emit("continue;" if self.loop_kinds[-1] == "while" else "return 0;")
 
     # ---- storing values -----------------------------------------------------------------------
     def store(self, dest: str, dtype: Type, e: ast.Expr):
@@ -253,17 +429,23 @@ class FunctionGen:
                 self.store(f"{dest}.e{i}", et, elem)
             return
         v = self.value(e)
+        if isinstance(dtype, RecordT) and isinstance(v, str):  # a struct in memory: copy its bytes
+            space = self.fn.records[id(e)][1] if id(e) in self.fn.records else "kernel"
+            self.emit(f"bpf_probe_read_{space}(&{dest}, {dtype.size}, (void *)({v}));")
+            return
         self.store_value(dest, dtype, v)
 
     def store_value(self, dest: str, dtype: Type, v: Value):
-        if isinstance(dtype, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(dtype, IntT) and dtype.bits < 64:  # a variable declared uint8, ...
+            self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({int_ctype(dtype)})({v});")
+        elif isinstance(dtype, WORD_TYPES):
             self.emit(f"{dest} = ({ctype(dtype, self.gen.tuples)})({v});")
         elif isinstance(dtype, StrT):
             self.copy_string(dest, dtype.size, v)
         elif isinstance(dtype, TupleT):
             assert isinstance(v, Buf) and isinstance(v.type, TupleT)
             for i, (dt, st) in enumerate(zip(dtype.elems, v.type.elems)):
-                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT, BufT)) \
+                inner: Value = f"{v.ref}.e{i}" if not isinstance(st, (StrT, TupleT, StackT, UsymT, InetT, BufT, RecordT)) \
                     else Buf(f"{v.ref}.e{i}", st)
                 self.store_value(f"{dest}.e{i}", dt, inner)
         else:  # stacks, usym, inet: same layout
@@ -299,9 +481,9 @@ class FunctionGen:
         if len(c.args) == 2 and not isinstance(c.args[1], ast.Integer):
             n = self.int_value(c.args[1])
             ln = self.tmp("len")
-            self.emit(f"u64 {ln} = ({n}) + 1;")
+            self.emit(f"u64 {ln} = ({n});")  # bytes with the NUL, as bpftrace 0.27
             self.emit(f"if ({ln} > {size}) {ln} = {size};")
-            self.emit(f"bpf_probe_read_{space}_str(&{dest}, {ln} & {pad8(size) * 2 - 1}, (void *)({ptr}));")
+            self.emit(f"if ({ln}) bpf_probe_read_{space}_str(&{dest}, {ln} & {pad8(size) * 2 - 1}, (void *)({ptr}));")
             return
         self.emit(f"bpf_probe_read_{space}_str(&{dest}, {size}, (void *)({ptr}));")
 
@@ -319,8 +501,18 @@ class FunctionGen:
             return key
         self.emit(f"struct {spec.cname}_key {key} = {{}};")
         if info.key is not None:
-            for i, (k, kt) in enumerate(zip(m.keys, info.key.elems)):
-                self.store(f"{key}.k{i}", kt, k)
+            kts = info.key.elems
+            if len(m.keys) == 1 and len(kts) != 1 or (len(m.keys) == 1 and isinstance(self.type(m.keys[0]), TupleT)
+                                                       and not isinstance(kts[0], TupleT)):
+                # one tuple for several keys (@m[$key] with $key = (a, b))
+                v = self.value(m.keys[0])
+                assert isinstance(v, Buf) and isinstance(v.type, TupleT)
+                for i, (kt, et) in enumerate(zip(kts, v.type.elems)):
+                    inner: Value = f"{v.ref}.e{i}" if isinstance(et, WORD_TYPES) else Buf(f"{v.ref}.e{i}", et)
+                    self.store_value(f"{key}.k{i}", kt, inner)
+            else:
+                for i, (k, kt) in enumerate(zip(m.keys, kts)):
+                    self.store(f"{key}.k{i}", kt, k)
         if bucket is not None:
             self.emit(f"{key}.bucket = {bucket};")
         return key
@@ -335,7 +527,7 @@ class FunctionGen:
         bucket = None
         if agg.kind == "hist":
             bucket = self.tmp("b")
-            self.emit(f"u64 {bucket} = pytrace_log2_bucket({v});")
+            self.emit(f"u64 {bucket} = pytrace_log2_bucket({v}, {agg.bits});")
         elif agg.kind == "lhist":
             lo, hi, step = agg.lhist  # type: ignore[misc]
             bucket = self.tmp("b")
@@ -361,28 +553,55 @@ class FunctionGen:
                 self.emit(f"{p}->count += 1;")
 
     def min_max(self, cmap: str, key: str, agg: AggT, v: str):
-        """bpftrace 0.17's min()/max(): a per-CPU slot that starts at 0 and only grows; min()
-        stores 0xffffffff - value. So max() of a negative value on a new key stores nothing (0 does), and
-        user space prints max(slots) for max, 0xffffffff - max(slots) for min."""
-        p, cur, new = self.tmp("p"), self.tmp("cur"), self.tmp("new")
-        self.emit(f"s64 *{p} = {cmap}.lookup(&{key});")
-        self.emit(f"s64 {cur} = {p} ? *{p} : 0;")
-        value = f"(0xffffffffLL - (s64){v})" if agg.kind == "min" else f"(s64){v}"
-        self.emit(f"s64 {new} = {value};")
-        with self.nested(f"if ({new} >= {cur}) {{"):
-            self.emit(f"if ({p}) *{p} = {new}; else {cmap}.update(&{key}, &{new});")
+        """min()/max() as bpftrace 0.27: each CPU's slot holds a value and whether it is set;
+        user space takes the min/max of the set slots."""
+        p, new = self.tmp("p"), self.tmp("new")
+        c = "s64" if agg.signed else "u64"
+        op = "<" if agg.kind == "min" else ">"
+        self.emit(f"struct pytrace_minmax *{p} = {cmap}.lookup(&{key});")
+        with self.nested(f"if (!{p}) {{"):
+            self.emit(f"struct pytrace_minmax {new} = {{ .value = (s64){v}, .set = 1 }};")
+            self.emit(f"{cmap}.update(&{key}, &{new});")
+        with self.nested(f"else if (!{p}->set || ({c}){v} {op} ({c}){p}->value) {{"):
+            self.emit(f"{p}->value = (s64){v};")
+            self.emit(f"{p}->set = 1;")
 
     def map_read(self, m: ast.Map) -> Value:
         info = self.gen.analysis.maps[m.name]
         key = self.map_key(m, info)
         p = self.tmp("p")
         t: Type = info.value  # type: ignore[assignment]
+        if isinstance(t, AggT):
+            return self.aggregation_read(m, info, key)
         self.emit(f"{self.ctype_ptr(t)} *{p} = {self.gen.map_cname(info)}.lookup(&{key});")
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(t, WORD_TYPES):
             return f"({p} ? *{p} : 0)"
         out = self.declare(t, "mv")
         self.emit(f"if ({p}) __builtin_memcpy(&{out}, {p}, sizeof({out}));")
         return Buf(out, t)
+
+    def aggregation_read(self, m: ast.Map, info: MapInfo, key: str) -> Value:
+        """count(), sum(), avg(), min(), max(): every CPU's slot combined (bpf_map_lookup_percpu_elem)."""
+        agg: AggT = info.value  # type: ignore[assignment]
+        ref = self.gen.map_ref(info)
+        vt = agg_value_ctype(agg)
+        acc, n, cpu, p = self.tmp("acc"), self.tmp("n"), self.tmp("cpu"), self.tmp("p")
+        self.emit(f"s64 {acc} = 0;")
+        self.emit(f"u64 {n} = 0;")
+        with self.nested(f"for (u32 {cpu} = 0; {cpu} < {self.fn.constants[id(m)]}; {cpu}++) {{"):
+            self.emit(f"{vt} *{p} = pytrace_lookup_percpu((void *){MAP_MARKER | ref:#x}ULL, &{key}, {cpu});")
+            self.emit(f"if (!{p}) break;")
+            if agg.kind in ("count", "sum"):
+                self.emit(f"{acc} += (s64)*{p};")
+            elif agg.kind == "avg":
+                self.emit(f"{acc} += {p}->total;")
+                self.emit(f"{n} += {p}->count;")
+            else:
+                better = "<" if agg.kind == "min" else ">"
+                self.emit(f"if ({p}->set && (!{n} || {p}->value {better} {acc})) {{ {acc} = {p}->value; {n} = 1; }}")
+        if agg.kind == "avg":
+            return f"pytrace_sdiv({acc}, (s64){n})"
+        return acc
 
     def ctype_ptr(self, t: Type) -> str:
         if isinstance(t, StrT):
@@ -405,6 +624,14 @@ class FunctionGen:
         if e.value >= 1 << 63:
             return f"((u64){e.value}ULL)"
         return f"((s64){e.value}LL)"
+
+    def expr_SizeOf(self, e: ast.SizeOf) -> Value:
+        return self.constant(self.fn.constants[id(e)])
+
+    expr_OffsetOf = expr_SizeOf
+
+    def expr_Bool(self, e: ast.Bool) -> Value:
+        return "((u64)1)" if e.value else "((u64)0)"
 
     def expr_String(self, e: ast.String) -> Value:
         return Lit(e.value)
@@ -445,10 +672,13 @@ class FunctionGen:
             "pid": "(bpf_get_current_pid_tgid() >> 32)",
             "tid": "(bpf_get_current_pid_tgid() & 0xffffffff)",
             "uid": "(bpf_get_current_uid_gid() & 0xffffffff)",
+            "username": "(bpf_get_current_uid_gid() & 0xffffffff)",
             "gid": "(bpf_get_current_uid_gid() >> 32)",
             "cpu": "((u64)bpf_get_smp_processor_id())",
-            "nsecs": "bpf_ktime_get_ns()",
-            "elapsed": f"(bpf_ktime_get_ns() - pytrace_config_get({CONFIG_START_NS}))",
+            "nsecs": "bpf_ktime_get_boot_ns()",  # bpftrace 0.27: the boot clock (0.17: monotonic)
+            "jiffies": "bpf_jiffies64()",
+            "numaid": "((u64)bpf_get_numa_node_id())",
+            "elapsed": f"(bpf_ktime_get_ns() - pytrace_config_get({CONFIG_START_NS}))",  # monotonic: the start is
             "cgroup": "bpf_get_current_cgroup_id()",
             "rand": "((u64)bpf_get_prandom_u32())",
             "cpid": f"pytrace_config_get({CONFIG_CPID})",
@@ -467,7 +697,21 @@ class FunctionGen:
         if name == "func":
             if self.fn.cookie:
                 return self.func_by_cookie(self.type(e))
+            if isinstance(self.type(e), KsymT):
+                if id(e) in self.fn.constants:
+                    return self.constant(self.fn.constants[id(e)])
+                return "((u64)bpf_get_func_ip(ctx))"
             return Lit(self.fn.specs[0].func.encode())
+        if name == "ncpus":
+            return self.constant(self.fn.constants[id(e)])
+        if name == "usermode":
+            return f"((u64)((PYTRACE_REG(ctx, {REG_CS}) & 3) == 3))"
+        if name in ("ppid", "pcomm"):
+            parent, member = self.fn.fields[id(e)]
+            task = self.tmp("task")
+            self.emit(f"u64 {task} = 0;")
+            self.emit(f"bpf_probe_read_kernel(&{task}, 8, (void *)((u64)bpf_get_current_task() + {parent.offset}));")
+            return self.read_memory(f"({task} + {member.offset})", member.type, "kernel")
         if name in ("kstack", "ustack"):
             return self.stack(StackT(name == "kstack"))
         if name == "args":
@@ -484,6 +728,10 @@ class FunctionGen:
             space = "user" if self.fn.user_space else "kernel"
             self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
             return out
+        if name == "ctx":
+            return "((u64)ctx)"
+        if name.startswith("arg") and self.fn.provider == "rawtracepoint":
+            return f"((u64 *)ctx)[{int(name[3:])}]"
         if name.startswith("arg"):
             n = int(name[3:])
             if self.fn.provider == "usdt":
@@ -518,11 +766,11 @@ class FunctionGen:
         return Buf(out, t)
 
     def expr_Var(self, e: ast.Var) -> Value:
-        t = self.fn.vars[e.name]
-        name = "v_" + e.name[1:]
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        slot = self.slot(e)
+        name = self.var_ref(slot)
+        if isinstance(slot.type, WORD_TYPES):
             return name
-        return Buf(name, t)
+        return Buf(name, slot.type)
 
     def expr_Map(self, e: ast.Map) -> Value:
         return self.map_read(e)
@@ -554,15 +802,24 @@ class FunctionGen:
                 self.emit(f"{out} = ({right}) != 0;")
             return out
         left, right = self.int_value(e.left), self.int_value(e.right)
+        scale = self.fn.constants.get(id(e), 1)  # pointer + n: n elements
+        if scale != 1:
+            if isinstance(lt, PtrT):
+                right = f"((u64)({right}) * {scale})"
+            else:
+                left = f"((u64)({left}) * {scale})"
         signed = getattr(lt, "signed", False) and getattr(rt, "signed", False)
         c = "s64" if signed else "u64"
         if op in ("==", "!=", "<", ">", "<=", ">="):
             return f"((s64)(({c})({left}) {op} ({c})({right})))"
         if op in ("/", "%"):
-            # bpftrace 0.17 divides unsigned whatever the operands' types (-7 / 2 is
-            # 9223372036854775804); a zero divisor gives 0, as BPF defines it
+            # signed operands divide signed, truncating toward zero (-7 / 2 is -3, -7 % 2 is -1),
+            # as bpftrace 0.27 (0.17 divided unsigned); a zero divisor gives 0
             r = self.tmp("div")
             self.emit(f"u64 {r} = (u64)({right});")
+            if signed:
+                fn = "pytrace_sdiv" if op == "/" else "pytrace_smod"
+                return f"((s64){fn}((s64)({left}), (s64){r}))"
             return f"(({c})({r} ? (u64)({left}) {op} {r} : 0))"
         if op in ("<<", ">>"):
             return f"(({c})(({c})({left}) {op} (({right}) & 63)))"
@@ -650,7 +907,7 @@ class FunctionGen:
     def expr_Cond(self, e: ast.Cond) -> Value:
         cond = self.int_value(e.cond)
         t = self.type(e)
-        if isinstance(t, (IntT, PtrT, KsymT, ProbeT)):
+        if isinstance(t, WORD_TYPES):
             with self.capture() as pre_a:
                 a = self.int_value(e.then)
             with self.capture() as pre_b:
@@ -676,7 +933,11 @@ class FunctionGen:
     def expr_IncDec(self, e: ast.IncDec) -> Value:
         delta = "+ 1" if e.op == "++" else "- 1"
         if isinstance(e.target, ast.Var):
-            name = "v_" + e.target.name[1:]
+            name = self.var_ref(self.slot(e.target))
+            step = self.fn.constants.get(id(e), 1)  # a pointer moves by its element's size
+            if step != 1:
+                sign = "+" if e.op == "++" else "-"
+                return f"({name} {sign}= {step})" if e.prefix else f"(({name} {sign}= {step}) {'-' if sign == '+' else '+'} {step})"
             return f"({e.op}{name})" if e.prefix else f"({name}{e.op})"
         m: ast.Map = e.target  # type: ignore[assignment]
         info = self.gen.analysis.maps[m.name]
@@ -704,10 +965,17 @@ class FunctionGen:
             assert isinstance(base, Buf)
             i = int(e.name)
             et = base_t.elems[i]
-            if isinstance(et, (IntT, PtrT, KsymT, ProbeT)):
+            if isinstance(et, WORD_TYPES):
                 return f"{base.ref}.e{i}"
             return Buf(f"{base.ref}.e{i}", et)
         ref = self.fn.fields[id(e)]
+        if isinstance(base_t, RecordT):  # (name, type, offset, bit, width) of a copied struct
+            rec = self.value(e.expr)
+            assert isinstance(rec, Buf)
+            _, mt, off, bit, width = ref  # type: ignore[misc]
+            if isinstance(mt, RecordT):
+                return Buf(f"(*({self.gen.tuples.raw(mt.size)} *)((u8 *)&{rec.ref} + {off}))", mt)
+            return self.read_memory(f"((u64)&{rec.ref} + {off})", mt, "kernel", (bit, width))
         if isinstance(ref, TracepointField):
             return self.tracepoint_field(ref)
         if isinstance(ref, tuple):  # kfunc argument (index, type)
@@ -715,7 +983,7 @@ class FunctionGen:
             return self.as_c(f"((u64 *)ctx)[{i}]", t if isinstance(t, IntT) else IntT(64, False))
         assert isinstance(ref, StructField)
         base = self.int_value(e.expr)
-        space = base_t.space if isinstance(base_t, PtrT) else "kernel"
+        space = base_t.space if isinstance(base_t, (PtrT, StructT)) else "kernel"
         return self.read_memory(f"(({base}) + {ref.offset})", ref.type, space, (ref.bit_offset, ref.bit_size))
 
     def tracepoint_field(self, f: TracepointField) -> Value:
@@ -733,12 +1001,39 @@ class FunctionGen:
 
     def expr_Index(self, e: ast.Index) -> Value:
         base_t = self.type(e.expr)
-        base = self.int_value(e.expr)
-        idx = self.int_value(e.index)
         elem = self.type(e)
+        if isinstance(base_t, TupleT):
+            base = self.value(e.expr)
+            assert isinstance(base, Buf)
+            i = self.fn.constants[id(e)]
+            if isinstance(elem, WORD_TYPES):
+                return f"{base.ref}.e{i}"
+            return Buf(f"{base.ref}.e{i}", elem)
+        v = self.value(e.expr)
+        if isinstance(v, Lit):  # "/"[0]
+            from kubectl_pytrace.lang.semantic import const_value
+
+            k = const_value(e.index)
+            if k is not None:
+                data = v.data + b"\0"
+                byte = data[k] if 0 <= k < len(data) else 0
+                return self.constant(byte - 256 if byte >= 128 else byte)
+            t = StrT(len(v.data) + 1)
+            buf = self.declare(t, "lit")
+            self.copy_string(buf, t.size, v)
+            v = Buf(buf, t)
+        idx = self.int_value(e.index)
+        if isinstance(v, Buf):  # a string, or a char array already read: its bytes are here
+            n = v.type.size if isinstance(v.type, StrT) else sizeof(v.type)
+            i, out = self.tmp("i"), self.tmp("ch")
+            self.emit(f"u64 {i} = (u64)({idx});")
+            self.emit(f"s64 {out} = 0;")
+            self.emit(f"if ({i} < {n}) {out} = ((s8 *)&{v.ref})[{i}];")
+            return self.as_c(f"({int_ctype(elem)}){out}", elem) if isinstance(elem, IntT) else out
+        assert isinstance(v, str)
         size = sizeof(elem) if not isinstance(elem, IntT) else max(1, elem.bits // 8)
         space = self.space_of(base_t)
-        return self.read_memory(f"(({base}) + ({idx}) * {size})", elem, space)
+        return self.read_memory(f"(({v}) + ({idx}) * {size})", elem, space)
 
     # ---- calls --------------------------------------------------------------------------------
     def expr_Call(self, c: ast.Call) -> Value:
@@ -763,6 +1058,20 @@ class FunctionGen:
         return "0"
 
     call_cat = call_printf
+    call_system = call_printf
+
+    def call_signal(self, c: ast.Call) -> Value:
+        sig = self.fn.constants.get(id(c))
+        self.emit(f"bpf_send_signal((u32)({sig if sig is not None else self.int_value(c.args[0])}));")
+        return "0"
+
+    def call_override(self, c: ast.Call) -> Value:
+        self.emit(f"bpf_override_return(ctx, (u64)({self.int_value(c.args[0])}));")
+        return "0"
+
+    def record_type(self, e: ast.Expr) -> RecordT:
+        """The RecordT the semantic pass gave a struct expression stored or printed whole."""
+        return self.fn.records[id(e)][0]
 
     def event_type(self, t: Type) -> Type:
         if is_char_array(t):
@@ -779,7 +1088,10 @@ class FunctionGen:
             ev = self.gen.new_event("print_map", [], map=a.name, top=top, div=div)
             self.send(ev, [])
             return "0"
-        items = [("a0", self.event_type(self.type(a)), a)]
+        t = self.type(a)
+        if id(a) in self.fn.records:  # a struct, copied whole (its bytes)
+            t = self.record_type(a)
+        items = [("a0", self.event_type(t), a)]
         ev = self.gen.new_event("print_value", items)
         self.send(ev, items)
         return "0"
@@ -818,11 +1130,144 @@ class FunctionGen:
         self.emit("else pytrace_lost_event();")
         return "0"
 
+    def call_getopt(self, c: ast.Call) -> Value:
+        value = self.fn.constants[id(c)]
+        if isinstance(value, bytes):
+            return Lit(value)
+        return self.constant(value)
+
+    def call_nsecs(self, c: ast.Call) -> Value:
+        mode = self.fn.formats[id(c)]
+        if mode == "monotonic":
+            return "((u64)bpf_ktime_get_ns())"
+        if mode in ("tai", "sw_tai"):  # sw_tai: the kernel's own TAI clock here (bpftrace computes it)
+            return "((u64)bpf_ktime_get_tai_ns())"
+        return "((u64)bpf_ktime_get_boot_ns())"
+
+    def call_strftime(self, c: ast.Call) -> Value:
+        t = self.type(c)
+        out = self.declare(t, "ts")
+        self.emit(f"{out}.mode = {2 if self.fn.formats[id(c)] == 'tai' else 1};")
+        self.emit(f"{out}.nsecs = (u64)({self.int_value(c.args[1])});")
+        return Buf(out, t)
+
     def call_exit(self, c: ast.Call) -> Value:
-        ev = self.gen.new_event("exit", [])
-        self.send(ev, [], flags="BPF_RB_FORCE_WAKEUP")
-        self.emit("return 0;")
+        items = [("code", INT64, c.args[0])] if c.args else []  # exit(code): the process's status
+        ev = self.gen.new_event("exit", items)
+        self.send(ev, items, flags="BPF_RB_FORCE_WAKEUP")
+        self.emit(self.return_stmt())
         return "0"
+
+    def call_errorf(self, c: ast.Call) -> Value:
+        items = [(f"a{i}", self.event_type(self.type(a)), a) for i, a in enumerate(c.args[1:])]
+        ev = self.gen.new_event(c.name, items, fmt=self.fn.formats[id(c)], where=self.fn.locations[id(c)])
+        self.send(ev, items)
+        return "0"
+
+    call_warnf = call_errorf
+
+    def call_assert(self, c: ast.Call) -> Value:
+        cond = self.int_value(c.args[0])
+        msg = c.args[1].value.decode("utf-8", "surrogateescape").replace("%", "%%")  # type: ignore[attr-defined]
+        with self.nested(f"if (!({cond})) {{"):
+            ev = self.gen.new_event("errorf", [], fmt=printf_format.parse_format("assert failed: " + msg),
+                                    where=self.fn.locations[id(c)])
+            self.send(ev, [])
+            items = [("code", INT64, ast.Integer(1, c.span))]
+            ev = self.gen.new_event("exit", items)
+            self.send(ev, items, flags="BPF_RB_FORCE_WAKEUP")
+            self.emit(self.return_stmt())
+        return "0"
+
+    def call_static_assert(self, c: ast.Call) -> Value:
+        return "0"  # checked when compiling
+
+    def call_len(self, c: ast.Call) -> Value:
+        a = c.args[0]
+        info = self.fn.loops.get(id(c))
+        if info is not None:
+            # bpf_for_each_map_elem returns how many elements it visited; the callback visits all
+            ref = self.gen.map_ref(info)  # type: ignore[arg-type]
+            k = self.gen.count_callback()
+            return f"((s64)bpf_for_each_map_elem((void *){MAP_MARKER | ref:#x}ULL, (void *){FUNC_MARKER | k:#x}ULL, 0, 0))"
+        t: StackT = self.type(a)  # type: ignore[assignment]
+        self.gen.uses_frames = True
+        zero, frames, n = self.tmp("zero"), self.tmp("frames"), self.tmp("nframes")
+        self.emit(f"u32 {zero} = 0;")
+        self.emit(f"struct pytrace_frames *{frames} = pytrace_frames_scratch.lookup(&{zero});")
+        self.emit(f"s64 {n} = 0;")
+        flags = "0" if t.kernel else "BPF_F_USER_STACK"
+        self.emit(f"if ({frames}) {n} = bpf_get_stack(ctx, {frames}, {min(t.limit, 127) * 8}, {flags});")
+        return f"((s64)({n} > 0 ? (u64){n} / 8 : 0))"
+
+    def string_ref(self, e: ast.Expr) -> Tuple[str, int, Optional[str]]:
+        """(address, capacity, space) of a string argument: a string or char array on the stack
+        (space None), or a pointer read from memory up to the default string size."""
+        t = self.type(e)
+        v = self.value(e)
+        if isinstance(v, Lit):
+            buf = self.declare(StrT(len(v.data) + 1), "lit")
+            self.copy_string(buf, len(v.data) + 1, v)
+            return f"&{buf}", len(v.data) + 1, None
+        if isinstance(v, Buf):
+            return f"&{v.ref}", sizeof(v.type) if isinstance(v.type, StrT) else v.type.length, None  # type: ignore[attr-defined]
+        return f"(void *)({v})", self.gen.analysis.config.max_strlen, self.space_of(t)
+
+    def call_strlen(self, c: ast.Call) -> Value:
+        addr, size, space = self.string_ref(c.args[0])
+        if space is not None:  # a pointer: read the string first
+            buf = self.declare(StrT(size), "s")
+            self.emit(f"bpf_probe_read_{space}_str(&{buf}, {size}, {addr});")
+            addr = f"&{buf}"
+        n = self.tmp("len")
+        self.emit(f"u64 {n} = 0;")
+        self.emit(f"for (; {n} < {size} && ((char *){addr})[{n}]; {n}++) {{}}")
+        return n
+
+    def read_string(self, e: ast.Expr) -> Tuple[str, int]:
+        addr, size, space = self.string_ref(e)
+        if space is not None:
+            buf = self.declare(StrT(size), "s")
+            self.emit(f"bpf_probe_read_{space}_str(&{buf}, {size}, {addr});")
+            return f"&{buf}", size
+        return addr, size
+
+    def call_strstr(self, c: ast.Call) -> Value:
+        (h, hsize), (n, nsize) = self.read_string(c.args[0]), self.read_string(c.args[1])
+        out, i, j = self.tmp("at"), self.tmp("i"), self.tmp("j")
+        hs, ns = f"((char *){h})", f"((char *){n})"
+        self.emit(f"s64 {out} = {ns}[0] ? -1 : 0;")  # an empty needle is at 0
+        with self.nested(f"for (u32 {i} = 0; {out} < 0 && {i} < {hsize} && {hs}[{i}]; {i}++) {{"):
+            self.emit(f"u32 {j} = 0;")
+            self.emit(f"for (; {j} < {nsize} && {ns}[{j}] && {i} + {j} < {hsize} && {hs}[{i} + {j}] == {ns}[{j}]; "
+                      f"{j}++) {{}}")
+            self.emit(f"if ({j} == {nsize} || !{ns}[{j}]) {out} = {i};")
+        if c.name == "strcontains":
+            return f"((s64)({out} >= 0))"
+        return out
+
+    call_strcontains = call_strstr
+
+    def call_memcmp(self, c: ast.Call) -> Value:
+        sides = []
+        for a in c.args[:2]:
+            v = self.value(a)
+            if isinstance(v, Buf):
+                sides.append(f"((s8 *)&{v.ref})")
+            elif isinstance(v, Lit):
+                buf = self.declare(StrT(len(v.data) + 1), "lit")
+                self.copy_string(buf, len(v.data) + 1, v)
+                sides.append(f"((s8 *)&{buf})")
+            else:
+                word = self.tmp("w")
+                self.emit(f"u64 {word} = (u64)({v});")
+                sides.append(f"((s8 *)&{word})")
+        n = self.fn.constants[id(c)]
+        out, i = self.tmp("cmp"), self.tmp("i")
+        self.emit(f"s64 {out} = 0;")
+        self.emit(f"for (u32 {i} = 0; {i} < {n}; {i}++) {{ if ({sides[0]}[{i}] != {sides[1]}[{i}]) "
+                  f"{{ {out} = (s64){sides[0]}[{i}] - (s64){sides[1]}[{i}]; break; }} }}")
+        return out
 
     def call_clear(self, c: ast.Call) -> Value:
         ev = self.gen.new_event("clear", [], map=c.args[0].name)  # type: ignore[attr-defined]
@@ -835,16 +1280,13 @@ class FunctionGen:
         return "0"
 
     def call_delete(self, c: ast.Call) -> Value:
-        m: ast.Map = c.args[0]  # type: ignore[assignment]
+        m: ast.Map = c.map_access  # type: ignore[attr-defined]
         info = self.gen.analysis.maps[m.name]
-        if isinstance(info.value, AggT) and info.value.kind in ("hist", "lhist"):
-            raise NotImplementedError  # rejected by the semantic pass
         key = self.map_key(m, info)
-        self.emit(f"{self.gen.map_cname(info)}.delete(&{key});")
-        return "0"
+        return f"((s64)({self.gen.map_cname(info)}.delete(&{key}) == 0))"
 
     def call_has_key(self, c: ast.Call) -> Value:
-        m: ast.Map = c.args[0]  # type: ignore[assignment]
+        m: ast.Map = c.map_access  # type: ignore[attr-defined]
         info = self.gen.analysis.maps[m.name]
         key = self.map_key(m, info)
         return f"((s64)({self.gen.map_cname(info)}.lookup(&{key}) != 0))"
@@ -862,18 +1304,93 @@ class FunctionGen:
         self.read_str_into(out, t.size, c)
         return Buf(out, t)
 
+    def call_strerror(self, c: ast.Call) -> Value:
+        """The name from the program's table (filled by pytrace_init), else the table's
+        "unknown" text."""
+        table = self.gen.name_table(c.name)
+        n = self.int_value(c.args[0])
+        out = self.declare(StrT(64), "name")
+        idx, entry = self.tmp("idx"), self.tmp("entry")
+        self.emit(f"s64 {idx} = (s32)({n});")
+        if c.name == "strerror":
+            self.emit(f"if ({idx} < 0) {idx} = -{idx};  /* -EINTR is EINTR */")
+        self.emit(f"struct pytrace_name *{entry} = 0;")
+        with self.nested(f"if ({idx} >= 0 && {idx} < {table.size}) {{"):
+            key = self.tmp("key")
+            self.emit(f"u32 {key} = {idx};")
+            self.emit(f"{entry} = {table.cname}.lookup(&{key});")
+        with self.nested(f"if ({entry} && {entry}->s[0]) {{", "} else {"):
+            self.emit(f"__builtin_memcpy(&{out}, {entry}->s, 64);")
+        self.indent += 1
+        self.copy_string(out, 64, Lit(table.unknown.encode()))
+        self.indent -= 1
+        self.emit("}")
+        return Buf(out, StrT(64))
+
+    call_syscall_name = call_strerror
+    call_signal_name = call_strerror
+
+    def call_pid(self, c: ast.Call) -> Value:
+        if c.args[0].name == "init":  # type: ignore[attr-defined]
+            shift = " >> 32" if c.name == "pid" else " & 0xffffffff"
+            return f"((u64)(bpf_get_current_pid_tgid(){shift}))"
+        return self.expr_Builtin(ast.Builtin(c.name, c.span))
+
+    call_tid = call_pid
+
+    def call_kptr(self, c: ast.Call) -> Value:
+        return self.int_value(c.args[0])
+
+    call_uptr = call_kptr
+
+    def call_reg(self, c: ast.Call) -> Value:
+        return f"PYTRACE_REG(ctx, {self.fn.constants[id(c)]})"
+
+    def call_uaddr(self, c: ast.Call) -> Value:
+        addr, here = self.fn.constants[id(c)]  # type: ignore[misc]
+        if here is None:
+            return self.constant(addr)
+        return f"((u64)(PYTRACE_REG(ctx, {REG_IP}) - {here}ULL + {addr}ULL))"
+
+    def call_cgroup_path(self, c: ast.Call) -> Value:
+        return self.int_value(c.args[0])
+
+    def call_macaddr(self, c: ast.Call) -> Value:
+        out = self.tmp("mac")
+        self.emit(f"u64 {out} = 0;")
+        v = self.value(c.args[0])
+        if isinstance(v, Buf):
+            self.emit(f"__builtin_memcpy(&{out}, &{v.ref}, 6);")
+        else:
+            space = self.space_of(self.type(c.args[0]))
+            self.emit(f"bpf_probe_read_{space}(&{out}, 6, (void *)({v}));")
+        return out
+
     def call_kaddr(self, c: ast.Call) -> Value:
         return self.constant(self.fn.constants[id(c)])
+
+    call_cgroupid = call_kaddr
 
     def call_buf(self, c: ast.Call) -> Value:
         t: BufT = self.type(c)  # type: ignore[assignment]
         out = self.declare(t, "buf")
         at = self.type(c.args[0])
         v = self.value(c.args[0])
-        if isinstance(v, Buf):  # a char array, already read
+        if isinstance(v, Lit):  # buf("abc", 2)
+            data = v.data[:t.size]
+            self.emit(f"{out}.len = {len(data)};")
+            for i, b in enumerate(data):
+                self.emit(f"{out}.data[{i}] = {b};")
+            return Buf(out, t)
+        if isinstance(v, Buf):  # a char array or a string, already read
             n = min(t.size, sizeof(v.type))
-            self.emit(f"{out}.len = {n};")
             self.emit(f"__builtin_memcpy(&{out}.data, &{v.ref}, {n});")
+            if len(c.args) == 2 and ast.const_int(c.args[1]) is None:  # buf($s, $n)
+                ln = self.tmp("n")
+                self.emit(f"u64 {ln} = (u64)({self.int_value(c.args[1])});")
+                self.emit(f"{out}.len = {ln} < {n} ? {ln} : {n};")
+            else:
+                self.emit(f"{out}.len = {n};")
             return Buf(out, t)
         assert isinstance(v, str)
         addr = v
@@ -947,6 +1464,63 @@ class Generator:
         self.probe_names: List[str] = []
         self.uses_stacks = False
         self.func_name_size = 0  # FUNCS_MAP's value size, when a function reads `func` by cookie
+        self.callbacks: List[str] = []  # loop bodies, in marker order
+        self.callback_defs: List[str] = []
+        self.var_structs: List[str] = []
+        self.loop_structs: List[str] = []
+        self.map_refs: Dict[str, int] = {}  # map C name -> marker id
+        self.name_tables: Dict[str, NameTable] = {}
+        self.count_cb: Optional[int] = None
+        self.uses_frames = False
+
+    def count_callback(self) -> int:
+        """A bpf_for_each_map_elem callback that visits every element (len(@map))."""
+        if self.count_cb is None:
+            self.count_cb = len(self.callbacks)
+            self.callbacks.append("pytrace_cb_visit")
+            # begins by saving its arguments, as bcc_compile.link() checks of every callback
+            self.callback_defs.append(
+                "int pytrace_cb_visit(void *arg)\n{\n"
+                '    asm volatile("*(u64 *)(r10 - 8) = r1" ::: "memory");\n'
+                "    return 0;\n}\n")
+        return self.count_cb
+
+    def name_table(self, function: str) -> "NameTable":
+        """The table a strerror(), syscall_name() or signal_name() reads: an array map that the
+        program's pytrace_init fills before any probe is attached."""
+        if function not in self.name_tables:
+            entries, unknown = {"strerror": (abi.ERRNOS, abi.UNKNOWN_ERROR),
+                                "syscall_name": (abi.SYSCALLS, abi.UNKNOWN_SYSCALL),
+                                "signal_name": (abi.SIGNALS, abi.UNKNOWN_SIGNAL)}[function]
+            self.name_tables[function] = NameTable(f"pytrace_names_{function}", entries, unknown)
+        return self.name_tables[function]
+
+    def name_tables_c(self) -> Tuple[List[str], str]:
+        """The tables' maps and the function that fills them."""
+        decls = ["struct pytrace_name { char s[64]; };"]
+        body = ["int pytrace_init(void *ctx)", "{", "    struct pytrace_name v = {};", "    u64 *w = (u64 *)&v;",
+                "    u32 k;"]
+        for t in self.name_tables.values():
+            decls.append(f"BPF_ARRAY({t.cname}, struct pytrace_name, {t.size});")
+            longest = 0
+            for i, name in sorted(t.entries.items()):
+                data = name.encode()[:63].ljust(64, b"\0")
+                words = [int.from_bytes(data[j:j + 8], "little") for j in range(0, 64, 8)]
+                n = max(j + 1 for j, w in enumerate(words) if w) if any(words) else 0
+                # the words after this name's are zero if no earlier name reached them
+                stores = [f"w[{j}] = {w:#x}ULL;" for j, w in enumerate(words[:max(n, longest)])]
+                longest = n
+                body.append(f"    k = {i}; {' '.join(stores)}")
+                body.append(f"    {t.cname}.update(&k, &v);")
+            body.append("    __builtin_memset(&v, 0, sizeof(v));")
+        body += ["    return 0;", "}", ""]
+        return decls, "\n".join(body)
+
+    def map_ref(self, info: MapInfo) -> int:
+        cname = self.map_cname(info)
+        if cname not in self.map_refs:
+            self.map_refs[cname] = len(self.map_refs)
+        return self.map_refs[cname]
 
     def map_cname(self, info: MapInfo) -> str:
         return f"map_{info.index}"
@@ -970,6 +1544,8 @@ class Generator:
     def map_specs(self) -> List[str]:
         out = []
         n = self.options.map_max_entries
+        if self.analysis.config.max_map_keys != MAP_MAX_ENTRIES:
+            n = self.analysis.config.max_map_keys
         for info in self.analysis.maps.values():
             cname = self.map_cname(info)
             value: Type = info.value  # type: ignore[assignment]
@@ -985,14 +1561,19 @@ class Generator:
                 ktype = f"struct {cname}_key"
             else:
                 ktype = "u64"
-            entries = n * 64 if bucketed else n
+            size = info.decl.max_entries if info.decl is not None else n
+            entries = size * 64 if bucketed else size
+            lru = info.decl is not None and "lru" in info.decl.kind  # let @m = lruhash(N)
             if isinstance(value, AggT):
-                out.append(f"BPF_PERCPU_HASH({cname}, {ktype}, {agg_value_ctype(value)}, {entries});")
-            elif isinstance(value, StrT):
-                out.append(f"typedef char {cname}_value[{pad8(value.size)}];")
-                out.append(f"BPF_HASH({cname}, {ktype}, {cname}_value, {entries});")
+                table = "lru_percpu_hash" if lru else "percpu_hash"
+                out.append(f'BPF_TABLE("{table}", {ktype}, {agg_value_ctype(value)}, {cname}, {entries});')
             else:
-                out.append(f"BPF_HASH({cname}, {ktype}, {ctype(value, self.tuples)}, {entries});")
+                if isinstance(value, StrT):
+                    out.append(f"typedef char {cname}_value[{pad8(value.size)}];")
+                    vtype = f"{cname}_value"
+                else:
+                    vtype = ctype(value, self.tuples)
+                out.append(f'BPF_TABLE("{"lru_hash" if lru else "hash"}", {ktype}, {vtype}, {cname}, {entries});')
         return out
 
     def generate(self) -> CProgram:
@@ -1011,13 +1592,35 @@ class Generator:
             parts.append(f"BPF_ARRAY({FUNCS_MAP}, struct pytrace_func_name, {len(self.probe_names)});")
         parts += map_decls
         parts.append(PRELUDE_HELPERS)
+        if self.name_tables:
+            decls, init = self.name_tables_c()
+            parts += decls
+            functions.append(init)
+            # filled first, before the program's own probes are attached
+            attachments.insert(0, AttachSpec(ProbeSpec("INIT"), "pytrace_init", -1, internal=True))
         if self.options.scope is not None:
             parts.append(scope_c.prelude(self.options.scope))
+        parts += self.callback_parts()
         text = "\n".join(parts) + "\n" + "\n".join(functions)
         begin = next((x.fn_name for x in attachments if x.spec.provider == "BEGIN"), None)
         end = next((x.fn_name for x in attachments if x.spec.provider == "END"), None)
+        cfg = a.config
         return CProgram(text, attachments, self.events, self.maps, self.probe_names, begin, end,
-                        self.uses_stacks, a.uses_elapsed, a.uses_cpid, self.options.kprobe_mode)
+                        self.uses_stacks, a.uses_elapsed, a.uses_cpid, self.options.kprobe_mode,
+                        print_maps_on_exit=cfg.print_maps_on_exit, str_trunc_trailer=cfg.str_trunc_trailer,
+                        max_cat_bytes=cfg.max_cat_bytes)
+
+    def callback_parts(self) -> List[str]:
+        """What for loops and map walks need: the frames scratch, the callbacks and their structs."""
+        parts = []
+        if self.uses_frames:
+            parts.append("struct pytrace_frames { u64 ip[127]; };")
+            parts.append("BPF_PERCPU_ARRAY(pytrace_frames_scratch, struct pytrace_frames, 1);")
+        if self.callbacks or self.map_refs:
+            refs = ",".join(f"{i}:{name}" for name, i in self.map_refs.items())
+            parts.append(f"/* pytrace-link callbacks={','.join(self.callbacks)} map_refs={refs} */")
+            parts += self.var_structs + self.loop_structs + [""] + self.callback_defs
+        return parts
 
     def internal_attachments(self) -> List[AttachSpec]:
         """The runtime's own probes, attached first: the cached scope verdict is only trusted once
@@ -1032,16 +1635,26 @@ class Generator:
     def probe_functions(self, attachments: List[AttachSpec]) -> List[str]:
         """One C function per ProbeFunction; its attachments are appended to `attachments`."""
         functions = []
+        specials: Dict[str, Tuple[ProbeSpec, List[str]]] = {}
         for fn in self.analysis.functions:
             if not fn.attach:
                 continue  # every attach point of the probe was skipped (expand.py)
             name = f"probe_{fn.index}"
             functions.append(FunctionGen(self, fn, name, self.context_type(fn)).generate())
+            if fn.provider in ("BEGIN", "END"):
+                specials.setdefault(fn.provider, (fn.specs[0], []))[1].append(name)
+                continue
             aps = fn.probe.attach_points
             optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
             for spec in fn.specs:
                 attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional,
                                               by_cookie=fn.cookie))
+        for prov, (spec, names) in specials.items():
+            # bpftrace 0.27 runs every BEGIN (END) probe, in the order of the program
+            entry = "pytrace_" + prov.lower()
+            calls = "".join(f"    {n}(ctx);\n" for n in names)
+            functions.append(f"int {entry}(void *ctx)\n{{\n{calls}    return 0;\n}}\n")
+            attachments.append(AttachSpec(spec, entry, self.probe_id(spec)))
         return functions
 
     def context_type(self, fn: ProbeFunction) -> str:
@@ -1067,27 +1680,48 @@ static __always_inline void pytrace_lost_event(void)
     if (n) *n += 1;
 }}
 
+/* bpf_map_lookup_percpu_elem, for the map a marker names (bcc_compile.py) */
+static void *(*pytrace_lookup_percpu)(void *map, const void *key, u32 cpu) = (void *)195;
+
 static __always_inline u64 pytrace_config_get(u32 i)
 {{
     u64 *v = {CONFIG_MAP}.lookup(&i);
     return v ? *v : 0;
 }}
 
-/* hist() buckets: 0 for negatives, 1 for 0, k+2 for [2^k, 2^(k+1)); like bpftrace 0.17,
-   whose log2 looks at 32 bits, every value from 2^31 up lands in [2G, 4G) */
-static __always_inline u64 pytrace_log2_bucket(s64 v)
+/* signed division without BPF's sdiv (cpu v4): on magnitudes, C's signs */
+static __always_inline s64 pytrace_sdiv(s64 a, s64 b)
+{{
+    if (!b) return 0;
+    u64 ua = a < 0 ? -(u64)a : (u64)a, ub = b < 0 ? -(u64)b : (u64)b;
+    u64 q = ua / ub;
+    return ((a < 0) != (b < 0)) ? -(s64)q : (s64)q;
+}}
+
+static __always_inline s64 pytrace_smod(s64 a, s64 b)
+{{
+    if (!b) return 0;
+    u64 ua = a < 0 ? -(u64)a : (u64)a, ub = b < 0 ? -(u64)b : (u64)b;
+    u64 r = ua % ub;
+    return a < 0 ? -(s64)r : (s64)r;
+}}
+
+/* hist(v, k) buckets, as bpftrace 0.27: 0 for negatives, v + 1 below 2^k, then each
+   power of 2 split in 2^k: 1 + ((l - k + 1) << k | the k bits after the leading 1) */
+static __always_inline u64 pytrace_log2_bucket(s64 v, u64 k)
 {{
     if (v < 0) return 0;
-    if (v == 0) return 1;
-    if (v >= 0x80000000LL) return 33;
-    u64 n = v, r = 0;
-    if (n >> 32) {{ n >>= 32; r += 32; }}
-    if (n >> 16) {{ n >>= 16; r += 16; }}
-    if (n >> 8) {{ n >>= 8; r += 8; }}
-    if (n >> 4) {{ n >>= 4; r += 4; }}
-    if (n >> 2) {{ n >>= 2; r += 2; }}
-    if (n >> 1) {{ r += 1; }}
-    return r + 2;
+    u64 mask = (1ULL << k) - 1;
+    if ((u64)v <= mask) return (u64)v + 1;
+    u64 n = v, l = 0;
+    if (n >> 32) {{ n >>= 32; l += 32; }}
+    if (n >> 16) {{ n >>= 16; l += 16; }}
+    if (n >> 8) {{ n >>= 8; l += 8; }}
+    if (n >> 4) {{ n >>= 4; l += 4; }}
+    if (n >> 2) {{ n >>= 2; l += 2; }}
+    if (n >> 1) {{ l += 1; }}
+    l -= k;
+    return ((l + 1) << k) + (((u64)v >> l) & mask) + 1;
 }}
 """
 

@@ -12,7 +12,7 @@ Columns are 1-based and the end column is inclusive (the underline covers column
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 from kubectl_pytrace.errors import UserError
 
 
@@ -49,6 +49,23 @@ class Span:
 NO_SPAN = Span(0, 0)
 
 
+def location(source: Source, span: Span, exclusive: bool = False) -> Tuple[int, int, int, str]:
+    """(line, column, last column on that line, "file:line:col-last") of a span. exclusive: the
+    range ends one past the last column, as bpftrace heads its messages (errorf() at run time
+    prints so; the compiler's own diagnostics keep the last column)."""
+    line, col = source.line_col(span.start)
+    end = max(span.end, span.start + 1)
+    end_line, end_col = source.line_col(end - 1)
+    if end_line != line:  # only the first line of a multi-line span
+        end_col = len(source.line_text(line))
+    head = f"{source.filename}:{line}:{col}"
+    if exclusive and span.end > span.start:  # bpftrace's own range ends after the last column
+        head += f"-{end_col + 1}"
+    elif not exclusive and end_col > col:
+        head += f"-{end_col}"
+    return line, col, end_col, head
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     message: str
@@ -57,15 +74,8 @@ class Diagnostic:
     hint: Optional[str] = None
 
     def render(self, source: Source) -> str:
-        line, col = source.line_col(self.span.start)
-        end = max(self.span.end, self.span.start + 1)
-        end_line, end_col = source.line_col(end - 1)
-        if end_line != line:  # underline only the first line of a multi-line span
-            end_col = len(source.line_text(line))
+        line, col, end_col, head = location(source, self.span)
         text = source.line_text(line)
-        head = f"{source.filename}:{line}:{col}"
-        if end_col > col:
-            head += f"-{end_col}"
         out = [f"{head}: {self.severity}: {self.message}", text]
         width = max(1, end_col - col + 1)
         # keep tabs so the underline lines up under the source line

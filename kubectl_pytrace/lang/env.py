@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
 from kubectl_pytrace.lang.types import (
-    ArrayT, IntT, PtrT, StructT, Type, VoidT,
+    ArrayT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT,
 )
 
 
@@ -59,6 +59,28 @@ class Environment:
         message a hint) when the answer is "no" for a reason worth telling (a header not found)."""
         return None
 
+    def enum_type(self, name: str, includes: Sequence[str] = ()) -> Optional["EnumT"]:
+        """The enum type of a kernel constant that is a BTF enumerator (not a header #define): its
+        values then print as their names (`@s[TCP_LISTEN]` prints `@s[TCP_LISTEN]`)."""
+        return None
+
+    def possible_cpus(self) -> Optional[int]:
+        """How many CPUs the kernel may run (ncpus)."""
+        return None
+
+    def enum_named(self, name: str) -> Optional["EnumT"]:
+        """`enum tcp_state` (by its name, without the keyword) from BTF."""
+        return None
+
+    def typedef(self, name: str) -> Optional[Type]:
+        """A type named by a C typedef (pid_t, u64, uint64_t), resolved to a language type; None
+        when unknown; LookupFailed (with a hint) when the answer is no."""
+        return _C_TYPEDEFS.get(name)
+
+    def cgroup_id(self, path: str) -> Optional[int]:
+        """cgroupid("/sys/fs/cgroup/..."): the cgroup's id; LookupFailed when the path does not exist."""
+        return None
+
     def kernel_symbol(self, name: str) -> Optional[int]:
         """The address of a kernel symbol (kaddr("avenrun")); LookupFailed when it does not exist."""
         return None
@@ -75,6 +97,15 @@ class Environment:
     def struct_exists(self, cname: str) -> Optional[bool]:
         return None
 
+    def struct_size(self, cname: str) -> Optional[int]:
+        """sizeof(struct X) from BTF; None when unknown."""
+        return None
+
+    def struct_record(self, cname: str) -> Optional["RecordT"]:
+        """Every member of a struct or union, at its offset (to copy and print it whole); None
+        when unknown, LookupFailed when it does not exist."""
+        return None
+
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
         """Raises LookupFailed when the struct or member does not exist."""
         return None
@@ -85,12 +116,31 @@ class Environment:
     def kernel_function_args(self, func: str) -> Optional[Tuple[List[Tuple[str, Type]], Type]]:
         return None
 
+    def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
+        """Names of the kernel's tracepoints that match a glob, for rawtracepoint: (from BTF)."""
+        return None
+
+    def raw_tracepoint_args(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        """A raw tracepoint's arguments (its btf_trace_NAME prototype after the first, the
+        tracepoint's private data); LookupFailed when the kernel has no such tracepoint."""
+        return None
+
+    def iter_context(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        """The members of struct bpf_iter__NAME (meta, task, file...), what an iter:NAME probe's
+        ctx points to; LookupFailed when the kernel has no such iterator."""
+        return None
+
     def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
         return None
 
     def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
         """A library `path` loads that defines function `name` (pthread_create: in libc.so.6 since
         glibc 2.34, no longer in libpthread.so.0), for the message when `path` does not."""
+        return None
+
+    def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
+        """(address, size, whether the binary is position independent) of a symbol (a variable
+        too) of a binary; LookupFailed when it has none of that name."""
         return None
 
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
@@ -113,6 +163,13 @@ _INT_NAMES = {
     "ssize_t": (64, True), "pid_t": (32, True), "uid_t": (32, False), "gid_t": (32, False),
     "umode_t": (16, False), "loff_t": (64, True), "dev_t": (32, False),
 }
+
+
+# Integer typedefs bpftrace knows without BTF (and the C names of fixed-width integers)
+_C_TYPEDEFS: Dict[str, Type] = {n: IntT(b, sgn) for n, (b, sgn) in {
+    "uint8_t": (8, False), "uint16_t": (16, False), "uint32_t": (32, False), "uint64_t": (64, False),
+    "int8_t": (8, True), "int16_t": (16, True), "int32_t": (32, True), "int64_t": (64, True),
+}.items()}
 
 
 def ctype_to_type(ctype: str, size: int, signed: bool, space: str = "kernel",

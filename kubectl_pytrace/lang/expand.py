@@ -42,6 +42,7 @@ class ProbeGroup:
     usdt_args: Optional[List[Type]] = None
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
     cookie: bool = False  # `probe` and `func` come from the attachment's cookie (several specs)
+    iter_ctx: Optional[List[Tuple[str, Type]]] = None  # iter:NAME: the members ctx points to
 
 
 def kprobe_mode(env: Environment) -> str:
@@ -71,14 +72,9 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
             raise _Skipped(f"no {what} '{spec.func}' in {spec.target}{also}")
         return [spec.with_match(func=s) for s in syms]
     if p in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
-        if not spec.is_wildcard:
-            return [spec]
-        funcs = env.kernel_functions(spec.func)
-        if funcs is None:
-            return [spec]
-        if not funcs:
-            raise _Skipped(f"no kernel functions match '{spec.func}'")
-        return [spec.with_match(func=f) for f in funcs]
+        return _wildcard(spec, env.kernel_functions, "kernel functions")
+    if p == "rawtracepoint":
+        return _wildcard(spec, env.raw_tracepoints, "tracepoints")
     if p == "usdt":
         probes = env.usdt_probes(spec.target)
         if probes is None:
@@ -92,6 +88,18 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
     return [spec]
 
 
+def _wildcard(spec: ProbeSpec, names_matching, what: str) -> List[ProbeSpec]:
+    """One probe per name matching a wildcard attach point (kernel functions, tracepoints)."""
+    if not spec.is_wildcard:
+        return [spec]
+    names = names_matching(spec.func)
+    if names is None:
+        return [spec]
+    if not names:
+        raise _Skipped(f"no {what} match '{spec.func}'")
+    return [spec.with_match(func=n) for n in names]
+
+
 def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args: bool) -> ProbeGroup:
     """A group with the per-function facts the type checker needs."""
     g = ProbeGroup(probe, specs)
@@ -101,6 +109,15 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
         g.tp_fields = None if fields is None else {f.name: f for f in fields}
     elif spec.provider == "usdt":
         g.usdt_args = env.usdt_args(spec.target, spec.ns, spec.func)
+    elif spec.provider == "rawtracepoint":  # arguments in a u64 array, named and typed by BTF
+        try:
+            g.kfunc_args = env.raw_tracepoint_args(spec.func)
+        except LookupFailed:
+            if not spec.target or spec.target == "vmlinux":
+                raise
+            g.kfunc_args = None  # a module's tracepoint: argN only
+    elif spec.provider == "iter":
+        g.iter_ctx = env.iter_context(spec.func)  # raises when the kernel has no such iterator
     elif spec.is_fentry(kprobe_mode(env)):  # arguments and the return value sit in an array
         try:                                # whose layout BTF gives
             proto = env.kernel_function_args(spec.func)
@@ -123,7 +140,9 @@ class _Skipped(LookupFailed):
     """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
 
 
-def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[ProbeGroup]:
+def expand(program: ast.Program, env: Environment, diags: Diagnostics,
+           missing_probes: Optional[str] = None) -> List[ProbeGroup]:
+    """missing_probes: the config's (error, warn, ignore), or None for bpftrace 0.17's rules."""
     groups: List[ProbeGroup] = []
     skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
     for probe in program.probes:
@@ -137,10 +156,20 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[P
                 spec = parse_attach_point(ap.raw)
                 concrete = _expand(spec, env)
             except _Skipped as err:
+                if missing_probes == "error":
+                    diags.error(f"{ap.raw}: {err}", ap.span)
+                    continue
                 skipped.append((f"{ap.raw}: {err}", ap.span))
                 first_skipped = first_skipped or spec
                 continue
-            except (AttachPointError, LookupFailed) as err:
+            except AttachPointError as err:
+                diags.error(f"{ap.raw}: {err}", ap.span)
+                continue
+            except LookupFailed as err:
+                if missing_probes in ("warn", "ignore"):
+                    skipped.append((f"{ap.raw}: {err}", ap.span))
+                    first_skipped = first_skipped or spec
+                    continue
                 diags.error(f"{ap.raw}: {err}", ap.span)
                 continue
             for c in concrete:
@@ -164,14 +193,11 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics) -> List[P
             groups.append(ProbeGroup(probe, [first_skipped], attach=False))
     if skipped and not diags.has_errors():
         if any(g.attach for g in groups):
+            how = "skipped (missing_probes = warn)" if missing_probes == "warn" else "skipped, as bpftrace 0.17 does"
             for message, span in skipped:
-                diags.warning(f"{message}: skipped, as bpftrace 0.17 does", span)  # type: ignore[arg-type]
+                if missing_probes != "ignore":
+                    diags.warning(f"{message}: {how}", span)  # type: ignore[arg-type]
         else:
             for message, span in skipped:  # nothing at all to attach: each is why
                 diags.error(message, span)  # type: ignore[arg-type]
-    begin = [g for g in groups if g.specs[0].provider == "BEGIN"]
-    end = [g for g in groups if g.specs[0].provider == "END"]
-    if len(begin) > 1 or len(end) > 1:
-        which = "BEGIN" if len(begin) > 1 else "END"
-        diags.error(f"more than one {which} probe", (begin if len(begin) > 1 else end)[1].probe.span)
     return groups

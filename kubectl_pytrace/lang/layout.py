@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from kubectl_pytrace.lang.types import (
-    AggT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, TupleT, Type, UsymT,
+    AggT, ArrayT, BufT, CgroupPathT, InetT, IntT, KsymT, MacT, ProbeT, PtrT, RecordT, StackT, StrT, TimestampT,
+    TupleT, Type, UsernameT, UsymT,
 )
 
 
@@ -26,9 +27,13 @@ def pad8(n: int) -> int:
 FIXED_LAYOUTS = {
     KsymT: ("u64", "Q"),  # an address
     ProbeT: ("u64", "Q"),  # a probe number
+    CgroupPathT: ("u64", "Q"),  # a cgroup id
+    MacT: ("u64", "Q"),  # six bytes, the first lowest
+    UsernameT: ("u64", "Q"),  # a uid
     StackT: ("struct pytrace_stack", "qQ"),  # stack id, pid
     UsymT: ("struct pytrace_usym", "QQ"),  # address, pid
     InetT: ("struct pytrace_inet", "Q16s"),  # address family, address
+    TimestampT: ("struct pytrace_timestamp", "QQ"),  # clock, nanoseconds
 }
 
 
@@ -42,6 +47,10 @@ def struct_format(t: Type) -> str:
         return f"{pad8(t.size)}s"
     if isinstance(t, TupleT):
         return "".join(struct_format(e) for e in t.elems)
+    if isinstance(t, RecordT):
+        return f"{pad8(t.size)}s"  # the C bytes
+    if isinstance(t, ArrayT):
+        return struct_format(t.elem) * t.length
     if isinstance(t, BufT):
         return f"Q{pad8(t.size)}s"
     if type(t) in FIXED_LAYOUTS:
@@ -125,6 +134,8 @@ struct pytrace_stack { s64 id; u64 pid; };
 struct pytrace_usym { u64 addr; u64 pid; };
 struct pytrace_inet { u64 af; u8 addr[16]; };
 struct pytrace_avg { s64 total; u64 count; };
+struct pytrace_minmax { s64 value; u64 set; };
+struct pytrace_timestamp { u64 mode; u64 nsecs; };
 """
 
 
@@ -133,13 +144,15 @@ def agg_value_format(agg: AggT) -> str:
     if agg.kind in ("count", "sum", "hist", "lhist"):
         return "<q" if agg.signed and agg.kind == "sum" else "<Q"
     if agg.kind in ("min", "max"):
-        return "<q"
+        return "<qQ" if agg.signed else "<QQ"  # (value, set)
     return "<qQ" if agg.signed else "<QQ"  # avg, stats: (total, count)
 
 
 def agg_value_ctype(agg: AggT) -> str:
     if agg.kind in ("count", "hist", "lhist"):
         return "u64"
-    if agg.kind in ("sum", "min", "max"):
+    if agg.kind == "sum":
         return "s64"
+    if agg.kind in ("min", "max"):
+        return "struct pytrace_minmax"
     return "struct pytrace_avg"

@@ -26,7 +26,7 @@ from kubectl_pytrace.lang.diagnostics import CompileError, Diagnostics, Source, 
 # Identifiers that name builtins (arg0..argN and sarg0..sargN are recognised by pattern).
 BUILTINS = frozenset(
     "pid tid uid gid comm nsecs elapsed cpu cgroup retval args func probe curtask rand "
-    "kstack ustack cpid ctx username".split()
+    "kstack ustack cpid ctx username ppid pcomm jiffies ncpus usermode numaid".split()
 )
 _ARG_RE = re.compile(r"s?arg[0-9]+$")
 
@@ -46,6 +46,8 @@ class _SyntaxProblem(Exception):
 
 
 def _span(meta) -> Span:
+    if meta.empty:  # an empty rule (no statements, an empty program) has no position
+        return Span(0, 0)
     return Span(meta.start_pos, meta.end_pos)
 
 
@@ -88,10 +90,74 @@ def decode_string(tok: Token) -> bytes:
     return bytes(out)
 
 
+class _Config:
+    def __init__(self, items, span):
+        self.items, self.span = items, span
+
+
+class _Trailing:
+    """The last statement of a block written without its ';' (stmts -> last_stmt)."""
+
+    def __init__(self, stmt):
+        self.stmt = stmt
+
+
 @v_args(meta=True)
 class _ToAst(Transformer):
-    def start(self, meta, probes):
-        return ast.Program(list(probes), _span(meta))
+    def start(self, meta, items):
+        program = ast.Program([i for i in items if isinstance(i, ast.Probe)], _span(meta))
+        seen_config = False
+        for item in items:
+            if isinstance(item, _Config):
+                if seen_config:
+                    raise _SyntaxProblem("duplicate config block", item.span)
+                seen_config = True
+                program.config = item.items
+            elif isinstance(item, ast.MapDecl):
+                program.map_decls.append(item)
+            elif isinstance(item, ast.MacroDef):
+                program.macros.append(item)
+            elif isinstance(item, ast.CDefinition):
+                program.c_definitions.append(item)
+        return program
+
+    def config(self, meta, children):
+        return _Config([c for c in children if c is not None], _span(meta))
+
+    def config_item(self, meta, children):
+        key, tok = children
+        if tok.type == "STRING":
+            value: object = decode_string(tok).decode("utf-8", "surrogateescape")
+        elif tok.type == "INT":
+            try:
+                value = parse_int(tok.value)
+            except ValueError as err:
+                raise _SyntaxProblem(str(err), _tspan(tok)) from None
+        elif tok.type in ("TRUE", "FALSE"):
+            value = tok.type == "TRUE"
+        else:
+            value = tok.value
+        return ast.ConfigItem(key.value, value, _span(meta))
+
+    def map_decl(self, meta, children):
+        name, kind, n = children
+        try:
+            entries = parse_int(n.value)
+        except ValueError as err:
+            raise _SyntaxProblem(str(err), _tspan(n)) from None
+        return ast.MapDecl(name.value, kind.value, entries, _span(meta))
+
+    def macro_def(self, meta, children):
+        name, *params, body = children
+        return ast.MacroDef(name.value, [p for p in params if p is not None], body, _span(meta), _tspan(name))
+
+    def macro_param(self, meta, children):
+        tok = children[0]
+        kind = {"VAR_NAME": "var", "MAP_NAME": "map"}.get(tok.type, "expr")
+        return ast.MacroParam(kind, tok.value, _tspan(tok))
+
+    def c_definition(self, meta, children):
+        return ast.CDefinition(children[0].value, _span(meta))
 
     def probe(self, meta, children):
         aps = children[0]
@@ -105,12 +171,33 @@ class _ToAst(Transformer):
         return children[0]
 
     def probe_block(self, meta, children):
-        return ast.Block(children[0], _span(meta))
+        stmts, trailing = children[0]
+        return ast.Block(stmts, _span(meta), trailing)
 
     block = probe_block
+    macro_body = probe_block
+
+    def block_expr(self, meta, children):
+        stmts, trailing = children[0]
+        if trailing:
+            return ast.BlockExpr(stmts[:-1], stmts[-1].expr, _span(meta))
+        return ast.BlockExpr(stmts, None, _span(meta))
+
+    def block_stmt(self, meta, children):
+        return ast.BlockStmt(children[0], _span(meta))
 
     def stmts(self, meta, children):
-        return [c for c in children if c is not None]
+        out, trailing = [], False
+        for c in children:
+            if isinstance(c, _Trailing):
+                out.append(c.stmt)
+                trailing = isinstance(c.stmt, ast.ExprStmt)
+            elif c is not None:
+                out.append(c)
+        return out, trailing
+
+    def last_stmt(self, meta, children):
+        return _Trailing(children[0])
 
     def if_stmt(self, meta, children):
         cond, then = children[0], children[1]
@@ -122,8 +209,33 @@ class _ToAst(Transformer):
     def unroll_stmt(self, meta, children):
         return ast.Unroll(children[0], children[1], _span(meta))
 
+    def for_stmt(self, meta, children):
+        var_tok, rng, body = children
+        var = ast.Var(var_tok.value, _tspan(var_tok))
+        start, end = rng
+        if end is None:
+            if not isinstance(start, ast.Map) or start.keys:
+                raise _SyntaxProblem("a for loop iterates over a map (for ($kv : @m)) or a range "
+                                     "(for ($i : start..end))", start.span)
+            return ast.For(var, None, None, start, body, _span(meta))
+        return ast.For(var, start, end, None, body, _span(meta))
+
+    def for_range(self, meta, children):
+        start = children[0]
+        end = children[2] if len(children) == 3 else None
+        return start, end
+
     def expr_stmt(self, meta, children):
         return ast.ExprStmt(children[0], _span(meta))
+
+    def let_stmt(self, meta, children):
+        var_tok = children[0]
+        typ = next((c for c in children[1:] if isinstance(c, ast.TypeName)), None)
+        value = next((c for c in children[1:] if isinstance(c, ast.Expr)), None)
+        return ast.Let(ast.Var(var_tok.value, _tspan(var_tok)), typ, value, _span(meta))
+
+    def discard(self, meta, children):
+        return ast.Discard(children[0], _span(meta))
 
     def _assign(self, target, value, span):
         if isinstance(target, ast.Map):
@@ -170,11 +282,46 @@ class _ToAst(Transformer):
     def cast(self, meta, children):
         return ast.Cast(children[0], children[1], _span(meta))
 
+    def type_spec(self, meta, children):
+        base, *suffixes = children
+        sfx = tuple(suffixes)
+        if all(x == "*" for x in sfx):
+            return ast.TypeName(base, len(sfx), _span(meta))
+        return ast.TypeName(base, 0, _span(meta), sfx)
+
+    def type_suffix(self, meta, children):
+        if children[0] == "*":
+            return "*"
+        if len(children) == 3:
+            return f"[{children[1].value}]"
+        return "[]"
+
     def int_type(self, meta, children):
-        return ast.TypeName(children[0].value, len(children) - 1, _span(meta))
+        return children[0].value
 
     def struct_type(self, meta, children):
-        return ast.TypeName("struct " + children[0].value, len(children) - 1, _span(meta))
+        return "struct " + children[0].value
+
+    def union_type(self, meta, children):
+        return "union " + children[0].value
+
+    def enum_type(self, meta, children):
+        return "enum " + children[0].value
+
+    def named_type(self, meta, children):
+        return children[0].value
+
+    def sizeof(self, meta, children):
+        arg = children[0]
+        if isinstance(arg, ast.TypeName):
+            return ast.SizeOf(arg, None, _span(meta))
+        return ast.SizeOf(None, arg, _span(meta))
+
+    def offsetof(self, meta, children):
+        return ast.OffsetOf(children[0], children[1], _span(meta))
+
+    def field_path(self, meta, children):
+        return list(children)
 
     def field(self, meta, children):
         return ast.FieldAccess(children[0], children[1], False, _span(meta))
@@ -188,10 +335,22 @@ class _ToAst(Transformer):
     def index(self, meta, children):
         return ast.Index(children[0], children[1], _span(meta))
 
+    def true(self, meta, children):
+        return ast.Bool(True, _tspan(children[0]))
+
+    def false(self, meta, children):
+        return ast.Bool(False, _tspan(children[0]))
+
+    def record(self, meta, children):
+        names = [c.value for c in children[0::2]]
+        if len(set(names)) != len(names):
+            raise _SyntaxProblem("a record's field names must differ", _span(meta))
+        return ast.Record(names, list(children[1::2]), _span(meta))
+
     def integer(self, meta, children):
         tok = children[0]
         try:
-            return ast.Integer(parse_int(tok.value), _tspan(tok))
+            return ast.Integer(parse_int(tok.value), _tspan(tok))  # durations in ns: 1s, 5ms
         except ValueError as err:
             raise _SyntaxProblem(str(err), _tspan(tok)) from None
 
@@ -216,6 +375,8 @@ class _ToAst(Transformer):
     def call(self, meta, children):
         name = children[0]
         args = [a for a in children[1:] if a is not None]
+        if not args and name.value in BUILTINS:  # pid(), comm(): bpftrace 0.27's call form of a builtin
+            return ast.Builtin(name.value, _span(meta))
         return ast.Call(name.value, args, _span(meta), _tspan(name))
 
     def tuple(self, meta, children):
@@ -230,6 +391,40 @@ class _ToAst(Transformer):
 
 # The macros of the program being parsed (a MacroTable), for _MacroExpander.
 _MACROS: contextvars.ContextVar = contextvars.ContextVar("pytrace_macros", default=None)
+# Where identifiers stand for type names (type_positions()), for _MacroExpander.
+_TYPES: contextvars.ContextVar = contextvars.ContextVar("pytrace_types", default=None)
+
+_IDENT_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+# `(name)` or `(name *)` before the start of an expression is a cast to the type `name`, as
+# bpftrace reads it (`(pid_t)arg0`, `(myident)*$a`); `(name *)` is a type wherever it is
+_PAREN_TYPE = re.compile(r"\(\s*(" + _IDENT_RE + r")\s*(\*[\s*]*)?\)\s*(.)", re.S)
+# after sizeof( / offsetof( / typeof( and in `let $x: T`, an identifier is a type
+_TYPE_CONTEXT = re.compile(r"(?:\b(?:sizeof|offsetof|typeof)\s*\(|\blet\s+\$" + _IDENT_RE + r"\s*:)\s*("
+                           + _IDENT_RE + r")\s*([)*\[,=;]|$)")
+_EXPR_START = set("$@\"(!~-+&*'") | set("0123456789") | set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+def type_positions(text: str, macro_names: frozenset = frozenset()) -> frozenset:
+    """Offsets of the identifiers that name types: `(T)expr`, `(T *)`, sizeof(T), let $x: T.
+    Builtins (pid, comm...) and the program's macros are never types."""
+    out = set()
+    not_types = BUILTINS | macro_names | _KEYWORDS
+    for m in _PAREN_TYPE.finditer(text):
+        name, stars, after = m.group(1), m.group(2), m.group(3)
+        if name in not_types or _ARG_RE.match(name):
+            continue
+        if stars or after in _EXPR_START:
+            out.add(m.start(1))
+    for m in _TYPE_CONTEXT.finditer(text):
+        if m.group(1) not in not_types and not _ARG_RE.match(m.group(1)):
+            out.add(m.start(1))
+    return frozenset(out)
+
+
+_KEYWORDS = frozenset("if else while unroll for let macro config return break continue struct union enum "
+                      "sizeof offsetof true false".split())
+_MACRO_DEF = re.compile(r"\bmacro\s+(" + _IDENT_RE + r")")
+_MACRO_PARAMS = re.compile(r"\bmacro\s+" + _IDENT_RE + r"\s*\(([^)]*)\)")
 MAX_EXPANSION = 10000  # tokens one use of a macro may become (#define A B B, #define B C C, ...)
 
 
@@ -237,15 +432,17 @@ class _MacroExpander:
     """Lark post-lexer: an IDENT naming a macro becomes the tokens of the macro's body (recursively,
     a macro never expanding inside itself, as in cpp), each placed at the position of the name."""
 
-    always_accept = ()
+    # IDENT in every state: a name where only a type may come (`let $x: pid_t`) must reach process()
+    # to become a TYPE_IDENT, which no state's lexer can match by itself
+    always_accept = ("IDENT",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         table = _MACROS.get()
-        if not table:
-            yield from stream
-            return
+        types = _TYPES.get() or frozenset()
         for tok in stream:
-            if tok.type == "IDENT" and table.at(tok.value, tok.start_pos) is not None:
+            if tok.type == "IDENT" and tok.start_pos in types:
+                yield Token.new_borrow_pos("TYPE_IDENT", tok.value, tok)
+            elif table and tok.type == "IDENT" and table.at(tok.value, tok.start_pos) is not None:
                 out: List[Token] = []
                 self.expand(table, tok.value, tok, frozenset(), out)
                 yield from out
@@ -367,12 +564,20 @@ def parse(text: str, filename: str = "stdin", predefined: Optional[Dict[str, str
     if diags.has_errors():
         raise CompileError(diags)
     token = _MACROS.set(pre.macros)
+    not_types = set(_MACRO_DEF.findall(pre.text))
+    for params in _MACRO_PARAMS.findall(pre.text):  # a macro's expression parameters
+        not_types.update(p.strip() for p in params.split(","))
+    types = _TYPES.set(type_positions(pre.text, frozenset(not_types)))
     try:
         tree = _parser().parse(pre.text)
         _check_nesting(tree)
         with recursion_room():
             program = _ToAst().transform(tree)
         program.includes = [i.name for i in pre.includes]
+        if not program.probes:  # only definitions (or nothing): a probe was expected
+            end = len(text.rstrip())
+            diags.error("syntax error, unexpected end of file", Span(max(0, end - 1), max(end, 1)))
+            raise CompileError(diags)
         return program
     except _SyntaxProblem as e:
         diags.error(e.message, e.span)
@@ -407,4 +612,5 @@ def parse(text: str, filename: str = "stdin", predefined: Optional[Dict[str, str
         diags.error(f"syntax error: {e}", Span(0, 1))
     finally:
         _MACROS.reset(token)
+        _TYPES.reset(types)
     raise CompileError(diags)

@@ -14,10 +14,26 @@ from typing import List, Optional
 ALIASES = {
     "t": "tracepoint", "u": "uprobe", "ur": "uretprobe", "U": "usdt", "k": "kprobe",
     "kr": "kretprobe", "p": "profile", "i": "interval", "f": "kfunc", "fr": "kretfunc",
-    "fentry": "kfunc", "fexit": "kretfunc",
+    "fentry": "kfunc", "fexit": "kretfunc", "begin": "BEGIN", "end": "END", "rt": "rawtracepoint",
+    "s": "software", "h": "hardware", "it": "iter",
 }
 PROVIDERS = ("BEGIN", "END", "tracepoint", "uprobe", "uretprobe", "usdt", "kprobe", "kretprobe",
-             "kfunc", "kretfunc", "profile", "interval")
+             "kfunc", "kretfunc", "profile", "interval", "rawtracepoint", "software", "hardware", "iter")
+
+# perf_event_open(2)'s events: name -> (perf type id, the period bpftrace uses without a count)
+SOFTWARE_EVENTS = {
+    "cpu-clock": (0, 1000000), "task-clock": (1, 1), "page-faults": (2, 100), "context-switches": (3, 1000),
+    "cpu-migrations": (4, 1), "minor-faults": (5, 100), "major-faults": (6, 1), "alignment-faults": (7, 1),
+    "emulation-faults": (8, 1), "dummy": (9, 1), "bpf-output": (10, 1),
+}
+HARDWARE_EVENTS = {
+    "cpu-cycles": (0, 1000000), "instructions": (1, 1000000), "cache-references": (2, 1000000),
+    "cache-misses": (3, 1000000), "branch-instructions": (4, 100000), "branch-misses": (5, 100000),
+    "bus-cycles": (6, 100000), "frontend-stalls": (7, 1000000), "backend-stalls": (8, 1000000),
+    "ref-cycles": (9, 1000000),
+}
+EVENT_ALIASES = {"cpu": "cpu-clock", "faults": "page-faults", "cs": "context-switches", "cycles": "cpu-cycles",
+                 "branches": "branch-instructions"}
 
 # nanoseconds per unit of profile:/interval: rates ("hz" is a frequency, handled apart)
 TIME_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "hz": 0}
@@ -56,9 +72,11 @@ class ProbeSpec:
         """The full probe name, as the `probe` builtin prints it."""
         p = self.provider
         if p in ("BEGIN", "END"):
-            return p
+            return p.lower()  # bpftrace 0.27 names them begin/end
         if p in ("profile", "interval"):
             return f"{p}:{self.unit}:{self.rate}"
+        if p in ("software", "hardware"):  # as written, the count as a number
+            return f"{p}:{self.func}:{self.rate}" if self.rate else f"{p}:{self.func}"
         if p == "tracepoint":
             return f"tracepoint:{self.target}:{self.func}"
         if p in ("uprobe", "uretprobe"):
@@ -98,6 +116,19 @@ def split_attach_point(raw: str) -> List[str]:
 
 
 def _rate(provider: str, parts: List[str]) -> ProbeSpec:
+    if len(parts) == 1 and parts[0] not in TIME_UNITS:
+        # interval:1s, interval:100ms, interval:1000000 (ns): bpftrace 0.27 keeps it in microseconds
+        from kubectl_pytrace.lang.literals import parse_int
+
+        try:
+            ns = parse_int(parts[0])
+        except ValueError:
+            raise AttachPointError(f"invalid {provider} period '{parts[0]}': a duration (1s, 100ms) or a "
+                                   f"number of nanoseconds") from None
+        if ns < 1000:
+            raise AttachPointError(f"Invalid rate of {provider} probe. Minimum is 1000 or 1us. Found: {ns} "
+                                   f"nanoseconds")
+        return _rate(provider, ["us", str(ns // 1000)])
     if len(parts) != 2:
         raise AttachPointError(f"{provider} probe takes a unit and a rate: {provider}:s:1, "
                                f"{provider}:ms:100 or {provider}:hz:99")
@@ -125,6 +156,8 @@ def parse_attach_point(raw: str) -> ProbeSpec:
         return ProbeSpec(provider)
     if provider not in PROVIDERS:
         raise AttachPointError(f"unknown probe type '{parts[0]}'")
+    if provider in ("software", "hardware") and len(rest) == 2 and rest[1] == "":
+        rest = rest[:1]  # software:event: (no count)
     if any(p == "" for p in rest) or not rest:
         raise AttachPointError(f"incomplete attach point '{raw}'")
     if provider == "tracepoint":
@@ -154,4 +187,31 @@ def parse_attach_point(raw: str) -> ProbeSpec:
         if len(rest) == 2:
             return ProbeSpec(provider, target=rest[0], func=rest[1])
         raise AttachPointError(f"{provider} probes are written {provider}:FUNCTION")
+    if provider == "rawtracepoint":  # rawtracepoint[:module]:event
+        if len(rest) == 1:
+            return ProbeSpec(provider, func=rest[0])
+        if len(rest) == 2:
+            return ProbeSpec(provider, target=rest[0], func=rest[1])
+        raise AttachPointError("rawtracepoint probes are written rawtracepoint[:MODULE]:EVENT")
+    if provider in ("software", "hardware"):  # software:event[:count]
+        events = SOFTWARE_EVENTS if provider == "software" else HARDWARE_EVENTS
+        if len(rest) > 2:
+            raise AttachPointError(f"{provider} probes are written {provider}:EVENT[:COUNT]")
+        if EVENT_ALIASES.get(rest[0], rest[0]) not in events:
+            raise AttachPointError(f"{rest[0]} is not a {provider} probe")
+        rate = 0
+        if len(rest) == 2:
+            from kubectl_pytrace.lang.literals import parse_int
+
+            try:
+                rate = parse_int(rest[1])
+            except ValueError:
+                raise AttachPointError(f"invalid {provider} count '{rest[1]}'") from None
+            if rate <= 0 or rate >= 1 << 64:
+                raise AttachPointError(f"invalid {provider} count '{rest[1]}': must be positive")
+        return ProbeSpec(provider, func=rest[0], rate=rate)
+    if provider == "iter":  # iter:task, iter:task_file, iter:task_vma
+        if len(rest) != 1:
+            raise AttachPointError("iter probes are written iter:NAME (pinning them is not supported)")
+        return ProbeSpec(provider, func=rest[0])
     return _rate(provider, rest)  # profile, interval

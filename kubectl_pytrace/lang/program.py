@@ -7,7 +7,7 @@ without importing the compiler (start-up time).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang.layout import Record
 from kubectl_pytrace.lang.probes import ProbeSpec
@@ -25,6 +25,7 @@ class CodegenOptions:
     ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
     map_max_entries: int = MAP_MAX_ENTRIES
     kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available
+    unsafe: bool = False  # --unsafe: system(), signal() and override() are allowed
 
 
 @dataclass
@@ -38,6 +39,7 @@ class EventSpec:
     map: Optional[str] = None  # print_map / clear / zero
     top: int = 0
     div: int = 0
+    where: Optional[Tuple[str, int, int, str]] = None  # errorf/warnf: file, line, column, "file:l:c-e"
 
 
 @dataclass
@@ -80,6 +82,10 @@ class CProgram:
     uses_elapsed: bool = False
     uses_cpid: bool = False
     kprobe_mode: str = "kprobe"
+    # from the program's config block
+    print_maps_on_exit: bool = True
+    str_trunc_trailer: str = ".."
+    max_cat_bytes: int = 10240
 
 
 # The runtime's own maps, in every program: declared by the code generator, opened by the tracer

@@ -1,4 +1,4 @@
-"""Reading the program's BPF maps into MapDumps (per-CPU slots reduced as bpftrace does)."""
+"""Reading the program's BPF maps into MapDumps (per-CPU slots reduced as bpftrace 0.27 does)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,27 @@ from typing import Dict, List, Tuple
 
 from kubectl_pytrace.lang.program import MapSpec
 from kubectl_pytrace.lang.layout import Record, agg_value_format, sizeof
-from kubectl_pytrace.lang.types import AggT, IntT, PtrT, StackT, Type
+from kubectl_pytrace.lang.types import AggT, BoolT, EnumT, IntT, StrT, Type
 from kubectl_pytrace.bpf.syscalls import RawMap
 from kubectl_pytrace.output.decode import RecordDecoder, Symbols
 from kubectl_pytrace.output.values import MapDump
 
+_M64 = (1 << 64) - 1
+
 
 def _value_type_name(t: Type) -> str:
-    if isinstance(t, IntT):
+    if isinstance(t, IntT) and not isinstance(t, BoolT):
         return "int"
-    if isinstance(t, PtrT):
-        return "pointer"  # sorted by key, as bpftrace sorts every non-integer value
-    if isinstance(t, StackT):
-        return "kstack" if t.kernel else "ustack"
-    return t.name()
+    return "other"
+
+
+def _key_kind(t: Type) -> Tuple[str, int]:
+    """How bpftrace 0.27 sorts by a key component: ints signed in their size, strings bytewise."""
+    if isinstance(t, IntT) and not isinstance(t, BoolT):
+        return ("int", 8)
+    if isinstance(t, StrT):
+        return ("str", t.size)
+    return ("other", sizeof(t))
 
 
 class MapReader:
@@ -37,9 +44,11 @@ class MapReader:
             value_size = sizeof(vt)
             self.value_decoder = RecordDecoder(Record.of([("v", vt)]), sym)
         self.raw = RawMap(fd, key_size, value_size, per_cpu=isinstance(vt, AggT))
+        self.key_kinds: Tuple[Tuple[str, int], ...] = ()
         if spec.key is not None:
             user_fields = spec.key.fields[:-1] if spec.bucketed else spec.key.fields
             self.key_decoder = RecordDecoder(Record(tuple(user_fields)), sym) if user_fields else None
+            self.key_kinds = tuple(_key_kind(f.type) for f in user_fields)
             self.bucket_struct = struct.Struct("<Q")
             self.bucket_offset = spec.key.fields[-1].offset if spec.bucketed else 0
         else:
@@ -48,47 +57,46 @@ class MapReader:
     def key_of(self, raw_key: bytes) -> Tuple:
         return tuple(self.key_decoder(raw_key)) if self.key_decoder else ()
 
+    def _dump(self, kind: str, entries, **kw) -> MapDump:
+        vt = self.spec.value_type
+        return MapDump(self.spec.name, kind, entries, key_kinds=self.key_kinds,
+                       scalar=self.spec.key is None or (self.spec.bucketed and len(self.spec.key.fields) == 1),
+                       signed=getattr(vt, "signed", True), **kw)
+
     def dump(self) -> MapDump:
-        spec, vt = self.spec, self.spec.value_type
-        name = spec.name
+        vt = self.spec.value_type
         if not isinstance(vt, AggT):
             entries = [(self.key_of(k), self.value_decoder(v)[0]) for k, v in self.raw.items()]
-            return MapDump(name, "value", entries, value_type=_value_type_name(vt),
-                           key_sizes=self._key_sizes())
+            return self._dump("value", entries, value_type=_value_type_name(vt))
         if vt.kind in ("hist", "lhist"):
             buckets: Dict[bytes, Dict[int, int]] = {}
             for k, v in self.raw.items():
                 user = k[:self.bucket_offset]
                 bucket = self.bucket_struct.unpack_from(k, self.bucket_offset)[0]
-                total = sum(self.value_struct.unpack(slot)[0] for slot in self.raw.cpu_slots(v))
+                total = sum(self.value_struct.unpack(slot)[0] for slot in self.raw.cpu_slots(v)) & _M64
                 per_key = buckets.setdefault(user, {})  # zero() keeps the keys, with no counts
-                if total:
-                    per_key[bucket] = per_key.get(bucket, 0) + total
+                per_key[bucket] = per_key.get(bucket, 0) + total
             entries = [(self.key_of(k), b) for k, b in buckets.items()]
-            return MapDump(name, vt.kind, entries, lhist=vt.lhist, key_sizes=self._key_sizes())
+            return self._dump(vt.kind, entries, lhist=vt.lhist, hist_bits=vt.bits)
         entries: List = []
         for k, v in self.raw.items():
             slots = [self.value_struct.unpack(s) for s in self.raw.cpu_slots(v)]
             if vt.kind in ("count", "sum"):
                 value = sum(s[0] for s in slots)
                 if vt.kind == "count" or not vt.signed:
-                    value &= (1 << 64) - 1
-            elif vt.kind == "max":
-                value = max(s[0] for s in slots)
-            elif vt.kind == "min":
-                value = 0xFFFFFFFF - max(s[0] for s in slots)
+                    value &= _M64
+                else:
+                    value = ((value + (1 << 63)) & _M64) - (1 << 63)
+            elif vt.kind in ("min", "max"):
+                values = [s[0] for s in slots if s[1]]
+                if not values:
+                    value = 0
+                else:
+                    value = max(values) if vt.kind == "max" else min(values)
             else:  # avg, stats: (count, total)
                 value = (sum(s[1] for s in slots), sum(s[0] for s in slots))
             entries.append((self.key_of(k), value))
-        if not entries and vt.kind == "count" and spec.key is None:
-            entries = [((), 0)]  # bpftrace 0.17 prints a key-less count() map that never counted as 0
-        return MapDump(name, vt.kind, entries, key_sizes=self._key_sizes())
-
-    def _key_sizes(self):
-        if self.spec.key is None:
-            return None
-        fields = self.spec.key.fields[:-1] if self.spec.bucketed else self.spec.key.fields
-        return tuple(sizeof(f.type) for f in fields)
+        return self._dump(vt.kind, entries)
 
     def clear(self) -> None:
         self.raw.clear()

@@ -38,7 +38,8 @@ def merge_dumps(dumps: Sequence[MapDump]) -> MapDump:
         for key, value in d.entries:
             entries[key] = _combine(d.kind, entries[key], value) if key in entries else value
     return MapDump(first.name, first.kind, list(entries.items()), lhist=first.lhist,
-                   value_type=first.value_type, key_sizes=first.key_sizes)
+                   value_type=first.value_type, key_kinds=first.key_kinds, hist_bits=first.hist_bits,
+                   signed=first.signed, scalar=first.scalar)
 
 
 def merge_all(per_tracer: Iterable[List[MapDump]]) -> List[MapDump]:

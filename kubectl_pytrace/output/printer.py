@@ -1,44 +1,48 @@
-"""Printing trace results exactly like bpftrace 0.17: an abstract Output with a text and a JSON
-implementation (bpftrace's src/output.cpp), fed with the value model of tracer/values.py.
+"""Printing trace results exactly like bpftrace 0.27: an abstract Output with a text and a JSON
+implementation (bpftrace's src/output/{text,json}.cpp), fed with the value model of values.py.
 
     out = make_output("text" | "json", stream=None)   # default: sys.stdout's bytes
-    out.attached_probes(n)           "Attaching 1 probe..." / {"type": "attached_probes", ...}
     out.printf(text)                 printf() result (already formatted by output/printf.py)
     out.time(text)                   time() result (strftime done by the runtime)
     out.cat(text), out.syscall(text), out.join(text)
-    out.lost_events(n)               "Lost N events"
+    out.lost_events(n)               JSON: the lost_events record (text: the runtime's stderr)
     out.print_value(value)           print($x), print(1), print((1, "a"))
     out.print_map(dump, top=0, div=0)  print(@m), print(@m, top), print(@m, top, div)
-    out.exit_dump(dumps)             at exit: a blank-line pair, then every map in name order
+    out.exit_dump(dumps)             at exit: text "\\n\\n" (JSON nothing), then every map by name
+    out.errorf(text, where) / out.warnf(text, where)  errorf()/warnf() (text: on stderr)
 
-clear(), zero() and delete() print nothing. bpftrace's print(), clear() and zero() are
-asynchronous: they act when user space reads the event, i.e. after the probe that issued them
-has finished (``@a = 1; print(@a); @a = 2;`` prints 2). That is the runtime's business; the output
-only formats the snapshot it is given.
-
-Sorting (bpftrace 0.17):
-- count/sum/min/max and integer-valued maps: by value, ascending (bpftrace breaks ties in hash
-  order, i.e. at random; we break them by key);
-- other maps of values (strings, tuples, stacks...): by key: integer components as unsigned
-  numbers, string components bytewise, first component first;
-- hist/lhist: by the total count of each key; avg/stats: by average (total / count);
-  ties as bpftrace: std::sort from memcmp order of the raw keys (see std_sort below).
+A map snapshot (values.MapDump) becomes a value as bpftrace's ``format(map)`` (types_format.cpp)
+makes it:
+- count/sum and integer-valued maps sorted by value (bpftrace 0.27 reads every value as 64 bits
+  for this: maps of narrower integers come out in hash order, i.e. at random; we sort them),
+  min/max by value compared as unsigned, avg/stats by average;
+- other maps by key: ints compared signed in their own size, strings bytewise over their whole
+  buffer, the last key component first and then each one before it (stable sorts); components of
+  other types do not order (hash order in bpftrace, key order here);
+- hist/lhist by their total count (std::sort from the memcmp order of the raw keys: std_sort);
+- ``top`` keeps the last ``top`` entries, ``div`` divides values (not lhist buckets, stats
+  counts or totals).
 """
 
 from __future__ import annotations
 
 import abc
+import struct
 import sys
 from typing import IO, Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from kubectl_pytrace.output.values import (
     TEXT_ENCODING,
     TEXT_ERRORS,
+    Array,
     Buffer,
+    Histogram,
     MapDump,
-    Pointer,
-    Stack,
-    Unquoted,
+    OrderedMap,
+    Record,
+    Stats,
+    Symbolic,
+    render_buffer,
     to_bytes,
 )
 
@@ -47,8 +51,10 @@ __all__ = [
     "TextOutput",
     "JsonOutput",
     "make_output",
-    "sort_entries",
-    "hist_bucket_label",
+    "format_map",
+    "text_of",
+    "json_of",
+    "json_escape",
     "std_sort",
 ]
 
@@ -62,142 +68,50 @@ def _cdiv(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def _c_int(v: int) -> int:
-    """C++ ``int v = (uint64_t)x``: the low 32 bits, signed."""
-    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
-
 def _f32(x: float) -> float:
-    import struct
-
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
 def _bar_width(v: int, max_value: int) -> int:
-    """``int bar_width = values.at(i)/(float)max_value*max_width;`` in float arithmetic."""
+    """``int bar_width = (counts[i] / static_cast<float>(max_value)) * max_width;``"""
+    if max_value == 0:
+        return 0
     q = _f32(_f32(float(v)) / _f32(float(max_value)))
     return int(_f32(q * 52.0))
 
 
 # ---------------------------------------------------------------------------------------------
-# keys: rendering and ordering
+# primitives as text and JSON
 
 
-def _key_int(v: int) -> int:
-    """bpftrace prints 64-bit integer keys as signed whatever their type."""
-    v = int(v)
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
-def _key_component_text(v: Any) -> str:
-    if isinstance(v, Pointer):
-        return "0x%x" % (int(v) & _M64)
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, int):
-        return str(_key_int(v))
-    if isinstance(v, Stack):
-        return v.render(4)
-    if isinstance(v, Buffer):
-        return v.render()
-    if isinstance(v, tuple):
-        return "(" + ", ".join(_value_text(x) for x in v) + ")"
-    return str(v)
-
-
-def _key_sort_tuple(key: Tuple) -> Tuple:
-    """bpftrace's sort_by_key: ints as unsigned, strings bytewise, component by component."""
-    out = []
-    for v in key:
-        if isinstance(v, int):
-            out.append((0, int(v) & _M64))
-        elif isinstance(v, str):
-            out.append((1, to_bytes(v)))
-        else:
-            out.append((2, to_bytes(_key_component_text(v))))
-    return tuple(out)
-
-
-def _raw_key_bytes(key: Tuple, sizes: Optional[Sequence[int]]) -> bytes:
-    """The key as bpftrace stores it (little-endian ints, NUL-padded strings), for memcmp order."""
-    parts = []
-    for i, v in enumerate(key):
-        size = sizes[i] if sizes and i < len(sizes) else None
-        if isinstance(v, int):
-            n = size or 8
-            parts.append((int(v) & ((1 << (8 * n)) - 1)).to_bytes(n, "little"))
-        else:
-            b = to_bytes(v) if isinstance(v, str) else to_bytes(_key_component_text(v))
-            n = size or 64
-            parts.append(b[:n].ljust(n, b"\0"))
-    return b"".join(parts)
-
-
-def sort_entries(dump: MapDump) -> List[Tuple[Tuple, Any]]:
-    """The entries of a dump in bpftrace's printing order (before ``top`` is applied)."""
-    entries = list(dump.entries)
-    kind = dump.kind
-    if kind in ("count", "sum", "min", "max") or (kind == "value" and _value_type(dump) == "int"):
-        entries.sort(key=lambda kv: (int(kv[1]), _key_sort_tuple(kv[0])))
-        return entries
-    if kind == "value":
-        entries.sort(key=lambda kv: _key_sort_tuple(kv[0]))
-        return entries
-    # hist / lhist / avg / stats: std::map (memcmp of raw keys) then std::sort by total/average
-    entries.sort(key=lambda kv: _raw_key_bytes(kv[0], dump.key_sizes))
-    if kind in ("hist", "lhist"):
-        totals = [sum(kv[1].values()) for kv in entries]
-    else:
-        totals = [_cdiv(kv[1][1], kv[1][0]) if kv[1][0] else 0 for kv in entries]
-    idx = list(range(len(entries)))
-    std_sort(idx, lambda a, b: totals[a] < totals[b])
-    return [entries[i] for i in idx]
-
-
-def _value_type(dump: MapDump) -> str:
-    if dump.value_type:
-        return dump.value_type
-    for _, v in dump.entries:
-        if isinstance(v, Stack):
-            return "kstack"
-        if isinstance(v, (bool, int)) and not isinstance(v, Pointer):
-            return "int"
-        return "other"
-    return "other"
-
-
-def _apply_top(entries: List, top: int) -> List:
-    if top and len(entries) > top:
-        return entries[len(entries) - top :]
-    return entries
-
-
-# ---------------------------------------------------------------------------------------------
-# values
-
-
-def _value_text(v: Any) -> str:
-    """bpftrace's value_to_str in text mode (tuples "(1, abc)", stacks with an 8-space indent)."""
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, int):
-        return str(int(v))
-    if isinstance(v, str):
-        return str(v)
-    if isinstance(v, tuple):
-        return "(" + ", ".join(_value_text(x) for x in v) + ")"
-    if isinstance(v, Stack):
-        return v.render(8)
-    if isinstance(v, Buffer):
-        return v.render()
-    return str(v)
+def text_of(p: Any) -> str:
+    """bpftrace's TextEmitter<Primitive>: how a value prints in text mode."""
+    if p is None:
+        return "null"
+    if isinstance(p, bool):
+        return "true" if p else "false"
+    if isinstance(p, int):
+        return str(int(p))
+    if isinstance(p, str):
+        return str.__str__(p)
+    if isinstance(p, Record):
+        if not p:
+            return "{}"
+        return "{ " + ", ".join(".%s = %s" % (k, text_of(v)) for k, v in p) + " }"
+    if isinstance(p, Array):
+        return "[" + ",".join(text_of(x) for x in p) + "]"
+    if isinstance(p, tuple):
+        return "(" + ", ".join(text_of(x) for x in p) + ")"
+    if isinstance(p, Buffer):
+        return render_buffer(p)
+    return str(p)
 
 
 def json_escape(s: str) -> str:
-    """bpftrace's JsonOutput::json_escape, byte by byte. Its ``char`` is signed, so every byte
-    >= 0x80 comes out as ``\\uffffffXX`` (that is what bpftrace 0.17 prints)."""
+    """bpftrace's JsonEmitter<std::string>, byte by byte. Its ``char`` is signed, so every byte
+    >= 0x80 comes out as ``\\uffffffXX``."""
     if s.isascii():
-        if not any(c in s for c in '"\\') and all(c >= " " for c in s):
+        if '"' not in s and "\\" not in s and all(c >= " " for c in s):
             return s
         b = s.encode("ascii")
     else:
@@ -223,174 +137,333 @@ def json_escape(s: str) -> str:
     return "".join(out)
 
 
-def _value_json(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, int):
-        return str(int(v))
-    if isinstance(v, Unquoted):
-        return str(v)
-    if isinstance(v, str):
-        return '"' + json_escape(v) + '"'
-    if isinstance(v, tuple):
-        return "[" + ",".join(_value_json(x) for x in v) + "]"
-    if isinstance(v, Stack):
-        return '"' + json_escape(v.render(8)) + '"'
-    if isinstance(v, Buffer):
-        return '"' + json_escape(v.render()) + '"'
-    return '"' + json_escape(str(v)) + '"'
+def _json_int(v: int) -> str:
+    """A JSON number, or a string when a double cannot hold it exactly (RFC 8259, as bpftrace)."""
+    s = str(v)
+    if int(float(v)) != v:
+        return '"' + s + '"'
+    return s
+
+
+def json_of(p: Any) -> str:
+    if p is None:
+        return "null"
+    if isinstance(p, bool):
+        return "true" if p else "false"
+    if isinstance(p, Symbolic):
+        return _json_int(p.numeric)
+    if isinstance(p, int):
+        return _json_int(int(p))
+    if isinstance(p, str):
+        return '"' + json_escape(p) + '"'
+    if isinstance(p, Record):
+        return "{" + ", ".join('"%s": %s' % (json_escape(k), json_of(v)) for k, v in p) + "}"
+    if isinstance(p, tuple):  # tuples and arrays
+        return "[" + ",".join(json_of(x) for x in p) + "]"
+    if isinstance(p, Buffer):  # a vector<char>: signed bytes
+        return "[" + ",".join(str(b - 256 if b >= 128 else b) for b in p) + "]"
+    return '"' + json_escape(str(p)) + '"'
+
+
+def _key_text(key: Tuple) -> str:
+    """A map key as text: the tuple of its components without the parentheses."""
+    k = key[0] if len(key) == 1 else tuple(key)
+    s = text_of(k)
+    if len(s) >= 2 and s[0] == "(" and s[-1] == ")":
+        s = s[1:-1]
+    return s
 
 
 # ---------------------------------------------------------------------------------------------
 # histograms
 
 
-def hist_bucket_label(power: int) -> str:
-    """hist_index_label: 2**power with a K/M/G/T suffix (1024 -> "1K")."""
-    suffix = ""
-    for p, s in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
-        if power >= p:
-            suffix = s
-            power -= p
-            break
-    return str(_c_int(1 << power)) + suffix
+def _hist_index_label(index: int, k: int) -> Symbolic:
+    n = 1 << k
+    interval = index & (n - 1)
+    power = (index >> k) - 1
+    value = (1 << power) * (n + interval)
+    decade = power // 10
+    suffix = "\0KMGTPE"[decade] if decade < 7 else ""
+    power -= 10 * decade
+    label = str((1 << power) * (n + interval)) + ("" if suffix == "\0" else suffix)
+    return Symbolic(label, value & _M64)
 
 
-def lhist_bucket_label(n: int) -> str:
-    if n == 0:
-        return "0"
-    if n % 1048576 == 0:
-        return "%dM" % _cdiv(n, 1048576)
-    if n % 1024 == 0:
-        return "%dK" % _cdiv(n, 1024)
-    return str(n)
+def _indices(counts: Sequence[int]) -> Tuple[int, int]:
+    lo = hi = -1
+    for i, v in enumerate(counts):
+        if ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) > 0:  # `int v = values.at(i)`
+            if lo == -1:
+                lo = i
+            hi = i
+    return lo, hi
 
 
-def _hist_rows(buckets: dict) -> Optional[Tuple[int, int, int]]:
-    """hist_prepare: (min_index, max_index, max_value) or None when all buckets are zero."""
-    min_i = max_i = -1
-    max_v = 0
-    for i in sorted(buckets):
-        v = _c_int(buckets[i])
-        if v > 0:
-            if min_i == -1:
-                min_i = i
-            max_i = i
-        if v > max_v:
-            max_v = v
-    if max_i == -1:
-        return None
-    return min_i, max_i, max_v
+def _rows(buckets: dict) -> Tuple[List[int], int, int]:
+    """Every bucket's count, and the first and last non-empty bucket (-1, -1: none)."""
+    size = max(buckets) + 1 if buckets else 0
+    counts = [buckets.get(i, 0) for i in range(size)]
+    lo, hi = _indices(counts)
+    return counts, lo, hi
 
 
-def _lhist_rows(buckets: dict, lmin: int, lmax: int, step: int):
-    """lhist_prepare: (start, end, max_value, nbuckets) or None when empty."""
-    nb = _cdiv(lmax - lmin, step)
-    max_i = -1
-    max_v = 0
-    for i in sorted(buckets):
-        v = _c_int(buckets[i])
-        if v != 0:
-            max_i = i
-        if v > max_v:
-            max_v = v
-    if max_i == -1:
-        return None
-    start, end = -1, 0
-    for i in range(0, nb + 2):
-        if buckets.get(i, 0) > 0:
-            if start == -1:
-                start = i
-            end = i
-    if start == -1:
-        start = 0
-    return start, end, max_v, nb
-
-
-def _bar_line(label: str, count: int, value: int, max_value: int) -> str:
-    bar = "@" * _bar_width(value, max_value)
-    return "%s%8d |%s|\n" % (label.ljust(16), count, bar.ljust(52))
-
-
-def hist_text(buckets: dict, div: int = 1) -> str:
-    rows = _hist_rows(buckets)
-    if rows is None:
-        return ""
-    lo, hi, max_v = rows
-    out = []
+def hist_value(buckets: dict, div: int = 1, k: int = 0) -> Histogram:
+    """build_histogram(): the rows from the first to the last non-empty bucket."""
+    counts, lo, hi = _rows(buckets)
+    h = Histogram()
+    if lo == -1:
+        return h
+    if lo != 0:
+        h.has_lower_bound = True
+        h.lower_bound = lo - 1 if lo - 1 <= (2 << k) else _hist_index_label(lo - 1, k)
     for i in range(lo, hi + 1):
         if i == 0:
-            label = "(..., 0)"
-        elif i == 1:
-            label = "[0]"
-        elif i == 2:
-            label = "[1]"
+            h.labels.append(0)
+        elif i <= (2 << k):
+            h.labels.append(i)
         else:
-            label = "[%s, %s)" % (hist_bucket_label(i - 2), hist_bucket_label(i - 1))
-        v = buckets.get(i, 0)
-        out.append(_bar_line(label, v // div, v, max_v))
+            h.labels.append(_hist_index_label(i, k))
+        h.counts.append(counts[i] // div)
+    return h
+
+
+def _lhist_label(number: int, step: int) -> Any:
+    if step % 1024 != 0:
+        return number
+    if number == 0:
+        label = "0"
+    elif number % 1048576 == 0:
+        label = "%dM" % _cdiv(number, 1048576)
+    elif number % 1024 == 0:
+        label = "%dK" % _cdiv(number, 1024)
+    else:
+        label = str(number)
+    return Symbolic(label, number & _M64)
+
+
+def lhist_value(buckets: dict, lmin: int, lmax: int, step: int) -> Histogram:
+    """build_linear_histogram()."""
+    counts, lo, hi = _rows(buckets)
+    h = Histogram()
+    if lo == -1:
+        return h
+    if lo != 0:
+        h.has_lower_bound = True
+        h.lower_bound = _lhist_label(lmin + (lo - 1) * step, step)
+    for i in range(lo, hi + 1):
+        if lmin + i * step <= lmax:
+            h.labels.append(_lhist_label(lmin + i * step, step))
+        h.counts.append(counts[i])
+    return h
+
+
+def _adjacent(a: Any, b: Any) -> bool:
+    """single_value(): two plain integers one apart (not symbolic labels)."""
+    return (type(a) is int and type(b) is int and a + 1 == b)
+
+
+def hist_text(h: Histogram) -> str:
+    max_value = max(h.counts) if h.counts else 0
+    out = []
+    for i in range(max(len(h.counts), len(h.labels))):
+        if i == 0:
+            if not h.has_lower_bound:
+                header = "(..., %s)" % text_of(h.labels[0])
+            elif not h.labels:
+                header = "[%s, ...)" % text_of(h.lower_bound)
+            elif _adjacent(h.lower_bound, h.labels[0]):
+                header = "[%s]" % text_of(h.lower_bound)
+            else:
+                header = "[%s, %s)" % (text_of(h.lower_bound), text_of(h.labels[0]))
+        elif i >= len(h.labels):
+            header = "[%s, ...)" % text_of(h.labels[i - 1])
+        elif _adjacent(h.labels[i - 1], h.labels[i]):
+            header = "[%s]" % text_of(h.labels[i - 1])
+        else:
+            header = "[%s, %s)" % (text_of(h.labels[i - 1]), text_of(h.labels[i]))
+        count = h.counts[i]
+        bar = "@" * _bar_width(count, max_value)
+        out.append("%s%8d |%s|\n" % (header.ljust(16), count, bar.ljust(52)))
     return "".join(out)
 
 
-def lhist_text(buckets: dict, lmin: int, lmax: int, step: int) -> str:
-    rows = _lhist_rows(buckets, lmin, lmax, step)
-    if rows is None:
-        return ""
-    start, end, max_v, nb = rows
-    out = []
-    for i in range(start, end + 1):
-        if i == 0:
-            label = "(..., %s)" % lhist_bucket_label(lmin)
-        elif i == nb + 1:
-            label = "[%s, ...)" % lhist_bucket_label(lmax)
-        else:
-            label = "[%s, %s)" % (
-                lhist_bucket_label((i - 1) * step + lmin),
-                lhist_bucket_label(i * step + lmin),
-            )
-        v = buckets.get(i, 0)
-        out.append(_bar_line(label, v, v, max_v))
-    return "".join(out)
+def _one_less(label: Any) -> Optional[int]:
+    if isinstance(label, Symbolic):
+        label = label.numeric
+    if isinstance(label, bool) or not isinstance(label, int):
+        return None
+    if label >= 1 << 63:  # a uint64: wraps into an int64
+        return label - 1 - (1 << 64) if label - 1 >= 1 << 63 else label - 1
+    return label - 1
 
 
-def hist_json(buckets: dict, div: int = 1) -> str:
-    rows = _hist_rows(buckets)
-    if rows is None:
-        return "[]"
-    lo, hi, _ = rows
+def hist_json(h: Histogram) -> str:
     items = []
-    for i in range(lo, hi + 1):
-        if i == 0:
-            r = '"max": -1, '
-        elif i == 1:
-            r = '"min": 0, "max": 0, '
-        elif i == 2:
-            r = '"min": 1, "max": 1, '
-        else:
-            # bpftrace 0.17 computes these in C int: 1 << n with x86's shift count mod 32
-            # (the [2G, 4G) bucket comes out as min -2147483648, max 0).
-            low = _c_int(1 << ((i - 2) & 31))
-            high = _c_int(_c_int(1 << ((i - 1) & 31)) - 1)
-            r = '"min": %d, "max": %d, ' % (low, high)
-        items.append("{" + r + '"count": %d}' % (buckets.get(i, 0) // div))
-    return "[" + ", ".join(items) + "]"
+    for i, count in enumerate(h.counts):
+        r = "{"
+        if i == 0 and h.has_lower_bound:
+            r += '"min": %s, ' % json_of(h.lower_bound)
+        elif i > 0:
+            r += '"min": %s, ' % json_of(h.labels[i - 1])
+        if i < len(h.labels):
+            v = _one_less(h.labels[i])
+            r += '"max": %s, ' % (_json_int(v) if v is not None else json_of(h.labels[i]))
+        r += '"count": %d}' % count
+        items.append(r)
+    return "[" + ",".join(items) + "]"
 
 
-def lhist_json(buckets: dict, lmin: int, lmax: int, step: int) -> str:
-    rows = _lhist_rows(buckets, lmin, lmax, step)
-    if rows is None:
-        return "[]"
-    start, end, _, nb = rows
-    items = []
-    for i in range(start, end + 1):
-        if i == 0:
-            r = '"max": %d, ' % (lmin - 1)
-        elif i == nb + 1:
-            r = '"min": %d, ' % lmax
+# ---------------------------------------------------------------------------------------------
+# map snapshots -> values (bpftrace's format(map))
+
+
+def _key_kinds(dump: MapDump) -> Tuple[Tuple[str, int], ...]:
+    if dump.key_kinds is not None:
+        return dump.key_kinds
+    for key, _ in dump.entries:
+        return tuple(("int", 8) if isinstance(c, int) and not isinstance(c, (bool, Symbolic))
+                     else ("str", 64) if isinstance(c, str) and not isinstance(c, Symbolic)
+                     else ("other", 0) for c in key)
+    return ()
+
+
+def _num(v: Any) -> int:
+    return v.numeric if isinstance(v, Symbolic) else int(v)
+
+
+def _signed_in(v: int, size: int) -> int:
+    bits = 8 * size
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >= 1 << (bits - 1) else v
+
+
+def _sort_by_key(entries: List, kinds: Sequence[Tuple[str, int]]) -> List:
+    """sort_by_key(): stable sorts, last key component first."""
+    out = list(entries)
+    for i in range(len(kinds) - 1, -1, -1):
+        kind, size = kinds[i]
+        if kind == "int":
+            out.sort(key=lambda kv, i=i, size=size: _signed_in(_num(kv[0][i]), size or 8))
+        elif kind == "str":
+            out.sort(key=lambda kv, i=i, size=size: to_bytes(kv[0][i])[:size or 64].ljust(size or 64, b"\0"))
+    return out
+
+
+def _tie_order(entries: List, kinds: Sequence[Tuple[str, int]]) -> List:
+    """Where bpftrace leaves the order to the BPF map's hash (random per run), a fixed one:
+    the key order of sort_by_key, then the text of the keys."""
+    out = sorted(entries, key=lambda kv: _key_text(kv[0]) if kv[0] else "")
+    return _sort_by_key(out, kinds)
+
+
+def _raw_key_bytes(key: Tuple, kinds: Sequence[Tuple[str, int]]) -> bytes:
+    """The key as the kernel stores it (little-endian ints, NUL-padded strings): memcmp order."""
+    parts = []
+    for i, v in enumerate(key):
+        kind, size = kinds[i] if i < len(kinds) else ("other", 0)
+        if kind == "int":
+            n = size or 8
+            parts.append((_num(v) & ((1 << (8 * n)) - 1)).to_bytes(n, "little"))
         else:
-            r = '"min": %d, "max": %d, ' % ((i - 1) * step + lmin, i * step + lmin - 1)
-        items.append("{" + r + '"count": %d}' % buckets.get(i, 0))
-    return "[" + ", ".join(items) + "]"
+            b = to_bytes(v) if isinstance(v, str) else to_bytes(text_of(v))
+            n = size or 64
+            parts.append(b[:n].ljust(n, b"\0"))
+    return b"".join(parts)
+
+
+def format_map(dump: MapDump, top: int = 0, div: int = 0) -> Any:
+    """The value bpftrace prints for a map: a Histogram or a primitive for a key-less map (when
+    it has an entry), else an OrderedMap; avg/stats maps wrapped in Stats."""
+    kind = dump.kind
+    kinds = _key_kinds(dump)
+    entries = list(dump.entries)
+    div = div or 1
+    scalar = dump.is_scalar
+    if kind in ("hist", "lhist"):
+        entries.sort(key=lambda kv: _raw_key_bytes(kv[0], kinds))
+        totals = [sum(kv[1].values()) for kv in entries]
+        idx = list(range(len(entries)))
+        std_sort(idx, lambda a, b: totals[a] < totals[b])
+        ordered = [entries[i] for i in idx]
+        if top and len(ordered) > top:
+            ordered = ordered[len(ordered) - top:]
+        out = OrderedMap()
+        for key, buckets in ordered:
+            if kind == "hist":
+                h = hist_value(buckets, div, dump.hist_bits)
+            else:
+                h = lhist_value(buckets, *dump.lhist)  # type: ignore[misc]
+            if scalar:
+                return h
+            out.values.append((_key_prim(key), h))
+        return out
+    entries = _tie_order(entries, kinds)
+    stats = kind in ("avg", "stats")
+    if kind in ("count", "sum") or (kind == "value" and _value_type(dump) == "int"):
+        entries.sort(key=lambda kv: _num(kv[1]))
+    elif kind in ("min", "max"):
+        entries.sort(key=lambda kv: int(kv[1]) & _M64)
+    elif stats:
+        entries.sort(key=lambda kv: _avg(kv[1], dump.signed))
+    if top and len(entries) > top:
+        entries = entries[len(entries) - top:]
+    out = OrderedMap()
+    for key, value in entries:
+        v = _format_value(kind, value, div, dump.signed)
+        if scalar:
+            return Stats(v) if stats else v
+        out.values.append((_key_prim(key), v))
+    return Stats(out) if stats else out
+
+
+def _key_prim(key: Tuple) -> Any:
+    return key[0] if len(key) == 1 else tuple(key)
+
+
+def _avg(value: Tuple[int, int], signed: bool) -> int:
+    count, total = value
+    if not signed:
+        count &= _M64
+        total &= _M64
+    return _cdiv(total, count) if count else 0
+
+
+def _format_value(kind: str, value: Any, div: int, signed: bool) -> Any:
+    if kind in ("count", "sum", "min", "max"):
+        return _cdiv(int(value), div)
+    if kind == "avg":
+        return _cdiv(_avg(value, signed), div)
+    if kind == "stats":
+        count, total = value
+        return Record((("count", count), ("average", _cdiv(_avg(value, signed), div)), ("total", total)))
+    if isinstance(value, int) and not isinstance(value, (bool, Symbolic)) and div != 1:
+        return _cdiv(int(value), div)
+    return value
+
+
+def _value_type(dump: MapDump) -> str:
+    if dump.value_type:
+        return dump.value_type
+    for _, v in dump.entries:
+        if isinstance(v, int) and not isinstance(v, (bool, Symbolic)):
+            return "int"
+        return "other"
+    return "other"
+
+
+def empty_scalar(dump: MapDump) -> Any:
+    """What print() shows for a key-less map without an entry: its type's zero value."""
+    if dump.kind == "hist" or dump.kind == "lhist":
+        return OrderedMap()
+    if dump.kind == "stats":
+        return Stats(Record((("count", 0), ("average", 0), ("total", 0))))
+    if dump.kind == "avg":
+        return Stats(0)
+    if dump.kind == "value":
+        vt = _value_type(dump)
+        return 0 if vt == "int" else ""
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,11 +475,12 @@ class Output(abc.ABC):
     stream (then strings are written as is). With ``autoflush`` every message is flushed like
     bpftrace's std::endl; a runtime printing in batches may turn it off and call flush().
     ``source``: which of the trace's targets the event being printed came from (1-based, 0 for
-    none), set by the runtime before each event; only outputs that label events use it."""
+    none), set by the runtime before each event; only outputs that label events use it.
+    ``print_maps_on_exit``: the config variable (exit_dump prints the end marker only)."""
 
     source = 0
 
-    def __init__(self, stream: Optional[IO] = None, autoflush: bool = True):
+    def __init__(self, stream: Optional[IO] = None, autoflush: bool = True, stderr: Optional[IO] = None):
         if stream is None:
             stream = sys.stdout
         buf = getattr(stream, "buffer", None)
@@ -419,6 +493,8 @@ class Output(abc.ABC):
         self.stream = stream
         self._binary = not hasattr(stream, "encoding") and not _is_text_stream(stream)
         self.autoflush = autoflush
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.print_maps_on_exit = True
 
     def write(self, s: str) -> None:
         if self._binary:
@@ -453,27 +529,49 @@ class Output(abc.ABC):
     @abc.abstractmethod
     def lost_events(self, n: int) -> None: ...
 
+    @abc.abstractmethod
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
+        """errorf()/warnf(): where is (file, line, column, "file:line:col-end")."""
+
     # -- values and maps --
     @abc.abstractmethod
     def print_value(self, value: Any) -> None: ...
 
-    def print_map(self, dump: MapDump, top: int = 0, div: int = 0) -> None:
-        """print(@m[, top[, div]]); also used for each map at exit (top=0, div=0)."""
-        self.write(self.format_map(dump, top, div))
-
     @abc.abstractmethod
-    def format_map(self, dump: MapDump, top: int = 0, div: int = 0) -> str: ...
+    def map(self, name: str, value: Any) -> None: ...
+
+    def print_map(self, dump: MapDump, top: int = 0, div: int = 0) -> None:
+        """print(@m[, top[, div]]): a key-less map without an entry prints its zero value."""
+        value = format_map(dump, top, div)
+        if dump.is_scalar and dump.kind not in ("hist", "lhist"):
+            if isinstance(value, OrderedMap) and not value.values:
+                value = empty_scalar(dump)
+            elif isinstance(value, Stats) and isinstance(value.value, OrderedMap) and not value.value.values:
+                value = empty_scalar(dump)
+        self.map(dump.name, value)
+
+    def format_map(self, dump: MapDump, top: int = 0, div: int = 0) -> str:
+        """The text print_map() writes (for tests)."""
+        saved = self.write
+        out: List[str] = []
+        self.write = out.append  # type: ignore[method-assign]
+        try:
+            self.print_map(dump, top, div)
+        finally:
+            self.write = saved  # type: ignore[method-assign]
+        return "".join(out)
 
     def end_marker(self) -> None:
-        """What bpftrace prints when tracing stops, before the maps (both formats)."""
-        self.write("\n\n")
+        """What bpftrace prints when tracing stops, before the maps."""
 
     def exit_dump(self, dumps: Iterable[MapDump]) -> None:
-        """Everything bpftrace prints at exit after END: two newlines, then every map of the
-        program (even the empty ones) ordered by name, bytewise."""
+        """Everything bpftrace prints at exit after END: the end marker, then every map of the
+        program ordered by name, bytewise (empty maps print nothing)."""
         self.end_marker()
+        if not self.print_maps_on_exit:
+            return
         for d in sorted(dumps, key=lambda d: to_bytes(d.name)):
-            self.print_map(d)
+            self.map(d.name, format_map(d))
 
 
 def _is_text_stream(stream: IO) -> bool:
@@ -482,9 +580,17 @@ def _is_text_stream(stream: IO) -> bool:
     return isinstance(stream, io.TextIOBase)
 
 
+def _stats_like(value: Any, cls) -> bool:
+    if isinstance(value, cls):
+        return True
+    if isinstance(value, OrderedMap) and value.values:
+        return isinstance(value.values[0][1], cls)
+    return False
+
+
 class TextOutput(Output):
     def attached_probes(self, n: int) -> None:
-        self.write("Attaching %d probe...\n" % n if n == 1 else "Attaching %d probes...\n" % n)
+        self.stderr.write("Attached %d probe%s\n" % (n, "" if n == 1 else "s"))
 
     def printf(self, text: str) -> None:
         self.write(text)
@@ -496,55 +602,77 @@ class TextOutput(Output):
         self.write(text)
 
     def syscall(self, text: str) -> None:
-        self.write(text)
+        self.write(text + "\n")
 
     def join(self, text: str) -> None:
         self.write(text + "\n")
 
     def lost_events(self, n: int) -> None:
-        self.write("Lost %d events\n" % n)
+        self.stderr.write("Lost %d events\n" % n)
+
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
+        self.flush()
+        self.stderr.write("%s: %s: %s\n" % (where[3], severity, text))  # file:line:col-end
+        self.stderr.flush()
 
     def print_value(self, value: Any) -> None:
         self.write(_value_text(value) + "\n")
 
-    def format_map(self, dump: MapDump, top: int = 0, div: int = 0) -> str:
-        div = div or 1
-        kind = dump.kind
-        entries = sort_entries(dump)
-        if kind in ("hist", "lhist", "avg"):
-            entries = _apply_top(entries, top)
-        elif kind != "stats":
-            entries = _apply_top(entries, top)
-        name = dump.name
-        elems = []
-        for key, value in entries:
-            k = name + ("[" + ", ".join(_key_component_text(c) for c in key) + "]" if key else "")
-            if kind == "hist":
-                elems.append(k + ": \n" + hist_text(value, div))
-            elif kind == "lhist":
-                lmin, lmax, step = dump.lhist
-                elems.append(k + ": \n" + lhist_text(value, lmin, lmax, step))
-            elif kind == "stats":
-                count, total = value
-                avg = _cdiv(total, count) if count else 0
-                elems.append(k + ": count %d, average %d, total %d" % (count, avg, total))
-            elif kind == "avg":
-                count, total = value
-                avg = _cdiv(total, count) if count else 0
-                elems.append(k + ": " + str(_cdiv(avg, div)))
-            elif kind == "value":
-                if isinstance(value, (bool, int)) and not isinstance(value, Pointer):
-                    elems.append(k + ": " + str(_cdiv(int(value), div)))
-                else:
-                    elems.append(k + ": " + _value_text(value))
-            else:  # count sum min max
-                elems.append(k + ": " + str(_cdiv(int(value), div)))
-        if kind == "value" and _value_type(dump) in ("kstack", "ustack", "ksym", "usym", "inet"):
-            delim = ""
+    def end_marker(self) -> None:
+        self.write("\n\n")
+
+    def map(self, name: str, value: Any) -> None:
+        if isinstance(value, Histogram):
+            self.write(name + ":\n" + hist_text(value) + "\n")
+        elif isinstance(value, Stats):
+            if isinstance(value.value, OrderedMap):
+                self.write(_emit_map(name, value.value))
+            else:
+                self.write(name + ": " + text_of(value.value) + "\n")
+        elif isinstance(value, OrderedMap):
+            self.write(_emit_map(name, value))
         else:
-            delim = "\n"
-        tail = "\n\n" if kind in ("avg", "stats") else "\n"
-        return delim.join(elems) + tail
+            self.write(name + ": " + _value_text(value) + "\n")
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, Histogram):
+        return hist_text(v)
+    if isinstance(v, Stats):
+        return _value_text(v.value)
+    if isinstance(v, OrderedMap):
+        return "".join("[" + text_of(k) + "]: " + _value_text(x) + "\n" for k, x in v.values)
+    return text_of(v)
+
+
+def _emit_map(name: str, m: OrderedMap) -> str:
+    out = []
+    for key, value in m.values:
+        s = text_of(key)
+        if len(s) >= 2 and s[0] == "(" and s[-1] == ")":
+            s = s[1:-1]
+        if isinstance(value, (Histogram, OrderedMap, Stats)):
+            out.append(name + "[" + s + "]:\n" + _value_text(value) + "\n")
+        else:
+            out.append(name + "[" + s + "]: " + text_of(value) + "\n")
+    return "".join(out)
+
+
+def _json_value(v: Any) -> str:
+    if isinstance(v, Histogram):
+        return hist_json(v)
+    if isinstance(v, Stats):
+        return _json_value(v.value)
+    if isinstance(v, OrderedMap):
+        items = []
+        for key, value in v.values:
+            s = text_of(key)
+            if len(s) >= 2 and s[0] == "(" and s[-1] == ")":
+                s = s[1:-1]
+            s = s.replace(" ", "")
+            items.append('"%s": %s' % (json_escape(s), _json_value(value)))
+        return "{" + ", ".join(items) + "}"
+    return json_of(v)
 
 
 class JsonOutput(Output):
@@ -552,7 +680,7 @@ class JsonOutput(Output):
         self.write('{"type": "%s", "data": "%s"}\n' % (type_, json_escape(text)))
 
     def attached_probes(self, n: int) -> None:
-        self.write('{"type": "attached_probes", "data": {"probes": %d}}\n' % n)
+        self.write('{"type": "attached_probes", "count": %d, "data": {"probes": %d}}\n' % (n, n))
 
     def printf(self, text: str) -> None:
         self._message("printf", text)
@@ -570,67 +698,43 @@ class JsonOutput(Output):
         self._message("join", text)
 
     def lost_events(self, n: int) -> None:
-        self.write('{"type": "lost_events", "data": {"events": %d}}\n' % n)
+        self.write('{"type": "lost_events", "count": %d, "data": {"events": %d}}\n' % (n, n))
+
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
+        filename, line, col, _ = where
+        self.write('{"type": "%s", "msg": "%s", "filename": "%s", "line": %d, "col": %d}\n' % (
+            "errorf" if severity == "ERROR" else "warnf", json_escape(text), json_escape(filename), line, col))
 
     def print_value(self, value: Any) -> None:
-        self.write('{"type": "value", "data": %s}\n' % _value_json(value))
+        self.write('{"type": "value", "data": %s}\n' % _json_value(value))
 
-    def format_map(self, dump: MapDump, top: int = 0, div: int = 0) -> str:
-        div = div or 1
-        kind = dump.kind
-        if not dump.entries:
-            return ""
-        entries = sort_entries(dump)
-        if kind != "stats":
-            entries = _apply_top(entries, top)
-        keyed = bool(entries and entries[0][0])
-        elems = []
-        for key, value in entries:
-            if kind == "hist":
-                v = hist_json(value, div)
-            elif kind == "lhist":
-                v = lhist_json(value, *dump.lhist)
-            elif kind == "stats":
-                count, total = value
-                avg = _cdiv(total, count) if count else 0
-                v = '{"count": %d, "average": %d, "total": %d}' % (count, avg, total)
-            elif kind == "avg":
-                count, total = value
-                avg = _cdiv(total, count) if count else 0
-                v = str(_cdiv(avg, div))
-            elif kind == "value":
-                if isinstance(value, (bool, int)) and not isinstance(value, Pointer):
-                    v = str(_cdiv(int(value), div))
-                else:
-                    v = _value_json(value)
-            else:
-                v = str(_cdiv(int(value), div))
-            if keyed:
-                k = json_escape(",".join(_key_component_text(c) for c in key))
-                elems.append('"%s": %s' % (k, v))
-            else:
-                elems.append(v)
-        type_ = {"hist": "hist", "lhist": "hist", "avg": "stats", "stats": "stats"}.get(kind, "map")
-        body = ", ".join(elems)
-        if keyed:
-            body = "{" + body + "}"
-        return '{"type": "%s", "data": {"%s": %s}}\n' % (type_, json_escape(dump.name), body)
+    def map(self, name: str, value: Any) -> None:
+        if isinstance(value, OrderedMap) and not value.values:
+            return
+        if _stats_like(value, Stats):
+            type_ = "stats"
+        elif _stats_like(value, Histogram):
+            type_ = "hist"
+        else:
+            type_ = "map"
+        self.write('{"type": "%s", "data": {"%s": %s}}\n' % (type_, json_escape(name), _json_value(value)))
 
 
-def make_output(fmt: str = "text", stream: Optional[IO] = None, autoflush: bool = True) -> Output:
+def make_output(fmt: str = "text", stream: Optional[IO] = None, autoflush: bool = True,
+                stderr: Optional[IO] = None) -> Output:
     """``fmt``: "text" or "json" (the CLI's ``-o``)."""
     if fmt == "text":
-        return TextOutput(stream, autoflush)
+        return TextOutput(stream, autoflush, stderr)
     if fmt == "json":
-        return JsonOutput(stream, autoflush)
+        return JsonOutput(stream, autoflush, stderr)
     raise ValueError("unknown output format %r (expected text or json)" % (fmt,))
 
 
 # ---------------------------------------------------------------------------------------------
 # libstdc++'s std::sort (introsort, not stable), so that equal totals come out in bpftrace's
-# order: bpftrace sorts hist/lhist/avg/stats entries with std::sort starting from the memcmp
-# order of their raw keys. A stable sort would only agree up to 16 entries (below that size
-# libstdc++ runs a plain insertion sort).
+# order: bpftrace sorts hist/lhist entries with std::sort starting from the memcmp order of their
+# raw keys. A stable sort would only agree up to 16 entries (below that size libstdc++ runs a
+# plain insertion sort).
 
 
 _THRESHOLD = 16

@@ -1,33 +1,28 @@
-"""The value model the runtime hands to the output layer (output/printer.py, output/printf.py).
+"""The value model of the output layer, after bpftrace 0.27's (src/output/output.h).
 
-Plain Python values cover almost everything:
+A *primitive* is one printable value:
 
-- integers: ``int``, already sign-correct for their declared type (a ``uint64`` holding all ones is
-  ``18446744073709551615``, an ``int8`` holding 0xff is ``-1``);
-- strings: ``str``. Kernel strings are bytes; decode them with
-  ``bytes.decode("utf-8", "surrogateescape")`` so that every byte survives: the output layer counts
-  widths in bytes and writes the same bytes back (``TEXT_ENCODING``/``TEXT_ERRORS`` below);
-- tuples: ``tuple`` of values (nested tuples allowed);
-- ``None`` never appears.
+- ``None`` (nothing: a void expression), ``bool``, ``int`` (already sign-correct for its type:
+  a ``uint64`` holding all ones is ``18446744073709551615``, an ``int8`` holding 0xff is ``-1``);
+- ``str``: kernel strings are bytes, decoded with ``surrogateescape`` so that every byte survives
+  (``to_bytes``/``from_bytes``); ksym, usym, inet, stacks, probe names, usernames, strftime()
+  results are plain strings by the time they get here;
+- ``tuple`` (bpftrace's tuples), :class:`Array` (C arrays), :class:`Record` (structs and
+  stats() values), :class:`Buffer` (``buf()``), :class:`Symbolic` (pointers and enum values:
+  text in text mode, the number in JSON).
 
-A few kernel types print differently from the plain value and get a small marker type here:
+A *value* is a primitive or one of the aggregations :class:`Histogram`, :class:`OrderedMap`
+(keyed entries in printing order) and :class:`Stats` (an avg()/stats() map: only its JSON message
+type differs).
 
-- :class:`Stack` (kstack/ustack): the resolved frame strings, outermost last;
-- :class:`Buffer` (``buf()``): raw bytes, printed as ``a\\x01b``;
-- :class:`Pointer` (a value of pointer type): an ``int``; as a map key bpftrace prints it in hex;
-- :class:`Unquoted` (strftime(), strerror(), macaddr()): a ``str`` that bpftrace's ``-f json``
-  writes without quotes (bpftrace 0.17 really emits invalid JSON there; we do the same).
-
-ksym/usym/username/probe/ntop/cgroup_path values are already-resolved ``str``.
-
-Map dumps (print(@m), the dump at exit) are :class:`MapDump` objects; see its docstring for the
-value shape of each aggregation kind.
+Maps come from the runtime as :class:`MapDump` snapshots (raw entries, not yet sorted); the
+printer (printer.py) turns a dump into a value the way bpftrace's ``format(map)`` does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 TEXT_ENCODING = "utf-8"
 TEXT_ERRORS = "surrogateescape"
@@ -44,31 +39,33 @@ def from_bytes(b: bytes) -> str:
     return b.decode(TEXT_ENCODING, TEXT_ERRORS)
 
 
-@dataclass(frozen=True)
-class Stack:
-    """A kernel or user stack: ``frames`` are resolved symbol strings, innermost first.
+class Symbolic(str):
+    """A value with a name and a number (a pointer "0x1f", an enum value "TCP_LISTEN"): text
+    output writes the name, JSON the number."""
 
-    In bpftrace mode a frame is what bpftrace prints per line without the indent, e.g.
-    ``"work+0"`` or ``"0x55c30341a139"`` (unresolvable). In perf mode (``kstack(perf)``) a frame
-    is the whole line without the leading tab, e.g. ``"5648ba1c7149 work+0 (/tmp/calls)"``.
-    An empty ``frames`` stands for a stack bpftrace could not look up (it prints nothing).
-    """
+    numeric: int
 
-    frames: Tuple[str, ...] = ()
-    perf: bool = False
+    def __new__(cls, symbol: str, numeric: int) -> "Symbolic":
+        s = super().__new__(cls, symbol)
+        s.numeric = numeric
+        return s
 
-    def render(self, indent: int = 8) -> str:
-        """bpftrace's get_stack(): "\\n" then one line per frame (indent 8 for values and
-        printf, 4 for map keys; perf mode uses a tab instead)."""
-        if not self.frames:
-            return ""
-        if self.perf:
-            return "\n" + "".join("\t" + f + "\n" for f in self.frames)
-        pad = " " * indent
-        return "\n" + "".join(pad + f + "\n" for f in self.frames)
+    def __repr__(self) -> str:
+        return "Symbolic(%r, %d)" % (str(self), self.numeric)
 
-    def __str__(self) -> str:  # printf("%s", kstack) renders like a value
-        return self.render(8)
+
+def pointer(value: int) -> Symbolic:
+    """A pointer value: ``0x...`` in text (``0x0`` for NULL), the number in JSON."""
+    value &= U64
+    return Symbolic("0x%x" % value, value)
+
+
+class Record(tuple):
+    """Named fields, in order: ``Record((("count", 2), ("average", 5)))``."""
+
+
+class Array(tuple):
+    """A C array's elements."""
 
 
 class Buffer(bytes):
@@ -94,16 +91,43 @@ def render_buffer(data: bytes, keep_ascii: bool = True, escape_hex: bool = True)
     return "".join(out)
 
 
-class Pointer(int):
-    """An integer of pointer type: decimal as a map value, ``0x..`` as a map key."""
+def render_stack(frames: Sequence[str], mode: str = "bpftrace") -> str:
+    """bpftrace's get_stack(): a newline, then one line per frame: indented 8 spaces, or for
+    perf mode ``\\t<address> <symbol>`` (the frames given already hold both), raw mode bare hex."""
+    if mode == "perf":
+        return "\n" + "".join("\t" + f + "\n" for f in frames)
+    if mode == "raw":
+        return "\n" + "".join(f + "\n" for f in frames)
+    return "\n" + "".join("        " + f + "\n" for f in frames)
 
-    def __repr__(self) -> str:
-        return "Pointer(%d)" % int(self)
+
+# ---- aggregations ---------------------------------------------------------------------------
+
+@dataclass
+class Histogram:
+    """Buckets in order: ``labels[i]`` is the upper bound of bucket i (its lower bound is the
+    previous label, or ``lower_bound`` for the first one); a last bucket without a label has no
+    upper bound."""
+
+    lower_bound: Any = None
+    has_lower_bound: bool = False
+    labels: List[Any] = field(default_factory=list)
+    counts: List[int] = field(default_factory=list)
 
 
-class Unquoted(str):
-    """A string that bpftrace's JSON output does not quote (strftime, strerror, macaddr)."""
+@dataclass
+class OrderedMap:
+    values: List[Tuple[Any, Any]] = field(default_factory=list)  # (key primitive, value)
 
+
+@dataclass
+class Stats:
+    """avg()/stats() maps: a primitive (a key-less map) or an OrderedMap."""
+
+    value: Any
+
+
+# ---- map snapshots ----------------------------------------------------------------------------
 
 # Aggregation kinds of a map dump.
 KINDS = ("value", "count", "sum", "min", "max", "avg", "stats", "hist", "lhist")
@@ -116,27 +140,24 @@ class MapDump:
     ``name``: "@" or "@foo".
     ``kind``: one of KINDS. The shape of each entry's value:
 
-    - ``value``: a plain value (int, str, tuple, Stack, Buffer, Pointer, ...);
+    - ``value``: a primitive;
     - ``count`` / ``sum`` / ``min`` / ``max``: an int (already reduced over CPUs);
     - ``avg`` and ``stats``: a pair ``(count, total)`` of ints;
-    - ``hist``: ``{bucket_index: count}`` with bpftrace's indexes: 0 = negative values,
-      1 = zero, 2 = one, i >= 3 = [2**(i-2), 2**(i-1)); missing buckets are zero;
+    - ``hist``: ``{bucket_index: count}``; with ``hist_bits`` k = 0: 0 = negative values, 1 = zero,
+      2 = one, i >= 3 = [2**(i-2), 2**(i-1)) (lang/codegen's log2 gives the index for any k);
     - ``lhist``: ``{bucket_index: count}``: 0 = below ``min``, i in 1..n = [min+(i-1)*step,
       min+i*step), n+1 = ``max`` and above, with n = (max - min) // step; ``lhist`` gives
       ``(min, max, step)``.
 
     ``entries``: a list of ``(key, value)``; ``key`` is ``()`` for a map without keys, else a
-    tuple with one value per key expression (``@m[pid, comm]`` -> ``(123, "bash")``). Order does
-    not matter: the output sorts like bpftrace.
-    A map with no entries (never written, cleared, all keys deleted) is still dumped: bpftrace
-    prints an empty line for it in text mode and nothing in JSON.
-    ``value_type``: for kind "value", bpftrace's name of the value type when it matters:
-    "int" (sorted by value; any other type is sorted by key), "ksym", "usym", "inet" (bpftrace
-    prints their entries without a separator: ``@k[1]: foo@k[2]: bar``), "kstack"/"ustack";
-    None = infer from the values (int -> "int", Stack -> stack, anything else -> by key).
-    ``key_sizes``: byte size of each key component (ints: 1/2/4/8, strings: their buffer size);
-    only used to break ties between equal hist/stats/avg totals the way bpftrace does (its
-    entries start in memcmp order of the raw key); default 8 for ints.
+    tuple with one primitive per key expression (``@m[pid, comm]`` -> ``(123, "bash")``). Order
+    does not matter: the printer sorts like bpftrace. A map without entries is still dumped.
+    ``value_type``: for kind "value", "int" when entries are integers (sorted by value) or "other"
+    (sorted by key); None: inferred from the values.
+    ``key_kinds``: one ``(kind, size)`` per key component, kind "int", "str" or "other" and size
+    its storage size in bytes: how bpftrace sorts by key (ints signed in their size, strings
+    bytewise over their whole buffer, anything else not at all). None: inferred from the keys.
+    ``signed``: count/sum/avg/stats values are signed (sorting of avg/stats).
     """
 
     name: str
@@ -144,12 +165,21 @@ class MapDump:
     entries: Sequence[Tuple[Tuple[Any, ...], Any]] = field(default_factory=list)
     lhist: Optional[Tuple[int, int, int]] = None
     value_type: Optional[str] = None
-    key_sizes: Optional[Tuple[int, ...]] = None
+    key_kinds: Optional[Tuple[Tuple[str, int], ...]] = None
+    hist_bits: int = 0
+    signed: bool = True
+    scalar: Optional[bool] = None  # a map without keys (None: inferred from the entries)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError("unknown map kind %r" % (self.kind,))
         if self.kind == "lhist" and self.lhist is None:
             raise ValueError("an lhist map dump needs lhist=(min, max, step)")
-        if not (self.name == "@" or self.name.startswith("@")):
+        if not self.name.startswith("@"):
             raise ValueError("map name must start with '@': %r" % (self.name,))
+
+    @property
+    def is_scalar(self) -> bool:
+        if self.scalar is not None:
+            return self.scalar
+        return bool(self.entries) and all(not k for k, _ in self.entries)

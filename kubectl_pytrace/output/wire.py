@@ -12,6 +12,7 @@ A record is a dict with one of these keys (plus "src" where an event has a sourc
     {"value": V, "src": 1}                  print(value)
     {"map": M, "top": 0, "div": 0}          print(@m)
     {"lost": 12}
+    {"errorf": "text", "where": [file, line, col, "file:line:col-end"], "severity": "ERROR", "src": 1}
     {"maps": [M, ...]}                      the maps at exit (after "\\n\\n" in text)
     {"exit": 0, "error": null, "hint": null}      last line
 
@@ -24,10 +25,10 @@ Python traceback, a BCC message) and are shown as they are.
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Dict, Iterable, List, Optional
+from typing import IO, Any, Dict, Iterable, List, Optional, Tuple
 
 from kubectl_pytrace.output.printer import Output
-from kubectl_pytrace.output.values import Buffer, MapDump, Pointer, Stack, Unquoted
+from kubectl_pytrace.output.values import Array, Buffer, MapDump, Record, Symbolic
 
 PROTOCOL = 1
 
@@ -35,20 +36,23 @@ PROTOCOL = 1
 # ---- values -----------------------------------------------------------------------------------
 
 def to_wire(v: Any) -> Any:
+    """A primitive of output/values.py as JSON: ints and strings as they are, the rest tagged."""
+    if v is None:
+        return {"none": True}
     if isinstance(v, bool):
         return {"bool": v}
-    if isinstance(v, Pointer):
-        return {"ptr": int(v)}
     if isinstance(v, int):
         return v
-    if isinstance(v, Unquoted):
-        return {"uq": str(v)}
+    if isinstance(v, Symbolic):
+        return {"sym": str(v), "n": v.numeric}
     if isinstance(v, str):
         return v
+    if isinstance(v, Record):
+        return {"record": [[name, to_wire(x)] for name, x in v]}
+    if isinstance(v, Array):
+        return {"array": [to_wire(x) for x in v]}
     if isinstance(v, tuple):
         return {"tuple": [to_wire(x) for x in v]}
-    if isinstance(v, Stack):
-        return {"stack": list(v.frames), "perf": v.perf}
     if isinstance(v, Buffer):
         return {"buf": bytes(v).hex()}
     raise TypeError(f"no wire form for {type(v).__name__}")
@@ -57,16 +61,18 @@ def to_wire(v: Any) -> Any:
 def from_wire(w: Any) -> Any:
     if not isinstance(w, dict):
         return w
-    if "ptr" in w:
-        return Pointer(w["ptr"])
+    if "none" in w:
+        return None
     if "bool" in w:
         return bool(w["bool"])
-    if "uq" in w:
-        return Unquoted(w["uq"])
+    if "sym" in w:
+        return Symbolic(w["sym"], int(w["n"]))
+    if "record" in w:
+        return Record((name, from_wire(x)) for name, x in w["record"])
+    if "array" in w:
+        return Array(from_wire(x) for x in w["array"])
     if "tuple" in w:
         return tuple(from_wire(x) for x in w["tuple"])
-    if "stack" in w:
-        return Stack(tuple(w["stack"]), bool(w.get("perf")))
     if "buf" in w:
         return Buffer(bytes.fromhex(w["buf"]))
     raise ValueError(f"unknown wire value {w!r}")
@@ -94,16 +100,18 @@ def _agg_from_wire(kind: str, w: Any) -> Any:
 
 def map_to_wire(d: MapDump) -> dict:
     return {"name": d.name, "kind": d.kind, "lhist": list(d.lhist) if d.lhist else None,
-            "value_type": d.value_type, "key_sizes": list(d.key_sizes) if d.key_sizes else None,
+            "value_type": d.value_type, "key_kinds": [list(k) for k in d.key_kinds] if d.key_kinds else None,
+            "hist_bits": d.hist_bits, "signed": d.signed, "scalar": d.scalar,
             "entries": [[[to_wire(k) for k in key], _agg_to_wire(d.kind, v)] for key, v in d.entries]}
 
 
 def map_from_wire(w: dict) -> MapDump:
     kind = w["kind"]
     entries = [(tuple(from_wire(k) for k in key), _agg_from_wire(kind, v)) for key, v in w["entries"]]
+    kinds = w.get("key_kinds")
     return MapDump(w["name"], kind, entries, lhist=tuple(w["lhist"]) if w.get("lhist") else None,
-                   value_type=w.get("value_type"),
-                   key_sizes=tuple(w["key_sizes"]) if w.get("key_sizes") else None)
+                   value_type=w.get("value_type"), key_kinds=tuple((k, int(n)) for k, n in kinds) if kinds else None,
+                   hist_bits=int(w.get("hist_bits", 0)), signed=bool(w.get("signed", True)), scalar=w.get("scalar"))
 
 
 # ---- the tracer's side ------------------------------------------------------------------------
@@ -141,17 +149,22 @@ class WireOutput(Output):
     def lost_events(self, n: int) -> None:
         self.record({"lost": n})
 
+    def errorf(self, text: str, where: Tuple[str, int, int, str], severity: str = "ERROR") -> None:
+        self.record({"errorf": text, "where": list(where), "severity": severity, "src": self.source})
+
     def print_value(self, value: Any) -> None:
         self._event("value", to_wire(value))
 
     def print_map(self, dump: MapDump, top: int = 0, div: int = 0) -> None:
         self.record({"map": map_to_wire(dump), "top": top, "div": div})
 
-    def format_map(self, dump: MapDump, top: int = 0, div: int = 0) -> str:  # pragma: no cover
-        raise NotImplementedError("maps are sent as records")
+    def map(self, name: str, value: Any) -> None:  # pragma: no cover - print_map and exit_dump send dumps
+        raise NotImplementedError("maps are sent as dumps (print_map, exit_dump), not formatted")
 
     def exit_dump(self, dumps: Iterable[MapDump]) -> None:
-        self.record({"maps": [map_to_wire(d) for d in dumps]})
+        """The maps at exit; none when the program's config says print_maps_on_exit = false (the
+        plugin still prints the end marker)."""
+        self.record({"maps": [map_to_wire(d) for d in dumps] if self.print_maps_on_exit else []})
         self.flush()
 
 
@@ -206,6 +219,8 @@ def replay(rec: dict, out: Output) -> bool:
         out.print_map(map_from_wire(rec["map"]), rec.get("top", 0), rec.get("div", 0))
     elif "lost" in rec:
         out.lost_events(int(rec["lost"]))
+    elif "errorf" in rec:
+        out.errorf(rec["errorf"], tuple(rec["where"]), rec.get("severity", "ERROR"))  # type: ignore[arg-type]
     elif "maps" in rec:
         out.exit_dump([map_from_wire(m) for m in rec["maps"]])
     else:

@@ -39,7 +39,7 @@ from kubectl_pytrace.errors import LookupFailed, TraceError
 from kubectl_pytrace.host.elf import address_file_offset, open_elf, symbol_file_offset
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.kernel.syscall_table import NUMBERS as SYSCALL_NUMBERS
-from kubectl_pytrace.lang.probes import TIME_UNITS, ProbeSpec
+from kubectl_pytrace.lang.probes import EVENT_ALIASES, HARDWARE_EVENTS, SOFTWARE_EVENTS, TIME_UNITS, ProbeSpec
 from kubectl_pytrace.lang.program import AttachSpec, CProgram
 
 SKIPPED_SHOWN = 3  # warnings printed one by one; the rest are counted
@@ -107,12 +107,14 @@ class Attacher:
 
         before_first runs once the runtime's internal probes are in and before the program's
         first (the container scope's cache is enabled there)."""
-        own = [a for a in self.c.attachments if not a.internal]
         for a in self.c.attachments:
             if a.internal:
                 failure = self._try(a)
                 if failure is not None:
                     raise TraceError(failure)
+        # then BEGIN, run at once: as bpftrace, BEGIN runs before the program's other probes are
+        # attached (and prints before any of their events)
+        own = sorted((a for a in self.c.attachments if not a.internal), key=lambda a: a.spec.provider != "BEGIN")
         if own:
             before_first()
         failures: Dict[int, str] = {}
@@ -290,8 +292,14 @@ class Attacher:
         return address_file_offset(path, s.address) if s.address is not None else symbol_file_offset(path, s.func)
 
     # ---- one attachment per provider -------------------------------------------------------------
-    def _BEGIN(self, a: AttachSpec) -> None:  # run by BPF_PROG_TEST_RUN, not attached
-        self.begin_fd = self._load(a, "raw_tracepoint")
+    def _INIT(self, a: AttachSpec) -> None:
+        """The program's own setup (its tables of names): run once, now, never attached."""
+        bpfsys.test_run(self._load(a, "raw_tracepoint"))
+
+    def _BEGIN(self, a: AttachSpec) -> None:
+        """Run now, by BPF_PROG_TEST_RUN (never attached); begin_fd stays None so that nobody
+        runs it twice."""
+        bpfsys.test_run(self._load(a, "raw_tracepoint"))
 
     def _END(self, a: AttachSpec) -> None:
         self.end_fd = self._load(a, "raw_tracepoint")
@@ -347,6 +355,19 @@ class Attacher:
             self.loader.cpu_clock(fd, freq=s.rate)
         else:
             self.loader.cpu_clock(fd, period_ns=s.rate * TIME_UNITS[s.unit])
+
+    def _software(self, a: AttachSpec) -> None:
+        s = a.spec
+        events = SOFTWARE_EVENTS if s.provider == "software" else HARDWARE_EVENTS
+        config, default = events[EVENT_ALIASES.get(s.func, s.func)]
+        kind = bpfsys.PERF_TYPE_SOFTWARE if s.provider == "software" else bpfsys.PERF_TYPE_HARDWARE
+        self.loader.perf_event(self._load(a, "perf_event"), kind, config, s.rate or default)
+
+    _hardware = _software
+
+    def _iter(self, a: AttachSpec) -> None:
+        raise AttachFailed("iter probes run as BPF iterators (tracing programs), which kubectl-pytrace does "
+                           "not run yet")
 
     def _interval(self, a: AttachSpec) -> None:
         s = a.spec

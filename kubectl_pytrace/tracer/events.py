@@ -18,8 +18,8 @@ from typing import IO, Callable, Dict, List
 
 from kubectl_pytrace.lang.layout import field_count
 from kubectl_pytrace.lang.program import CProgram, EventSpec
-from kubectl_pytrace.lang.types import StrT
-from kubectl_pytrace.output.decode import RecordDecoder, Symbols, converter
+from kubectl_pytrace.lang.types import BoolT, EnumT, IntT, StrT
+from kubectl_pytrace.output.decode import RecordDecoder, Symbols, converter, cstr, set_trunc_trailer
 from kubectl_pytrace.output.maps import MapReader
 from kubectl_pytrace.output.printer import Output
 from kubectl_pytrace.output.printf import compile_format
@@ -33,16 +33,24 @@ class EventHandlers:
     def __init__(self, program: CProgram, output: Output, readers: Dict[str, MapReader], sym: Symbols,
                  json: bool, stderr: IO):
         self.out = output
+        # the program's config block: what the output does at exit, how truncated strings end
+        output.print_maps_on_exit = getattr(program, "print_maps_on_exit", True)
+        set_trunc_trailer(getattr(program, "str_trunc_trailer", ".."))
+        self.cat_bytes_max = getattr(program, "max_cat_bytes", CAT_BYTES_MAX)
         self.readers = readers
         self.json = json
         self.stderr = stderr
         self.pending: List[str] = []  # printf text not yet written (text mode)
         self.exit_requested = False
+        self.exit_code = 0
         self.count = 0
         self.handlers: Dict[int, Callable] = {ev.id: self._handler(ev, sym) for ev in program.events.values()}
 
     def dispatch(self, buf) -> bool:
-        """Handles one record; False when draining should stop (exit() was called)."""
+        """Handles one record; False when draining should stop (exit() was called). After exit(),
+        records already in the ring buffer are dropped, as bpftrace drops them, until END runs."""
+        if self.exit_requested:
+            return False
         self.count += 1
         ident = _ID.unpack_from(buf, 0)[0]
         self.out.source = ident >> 32  # which target the event came from (lang/scope.py), 0: none
@@ -75,7 +83,9 @@ class EventHandlers:
         fmt = compile_format(ev.fmt)  # type: ignore[arg-type]
         fields = ev.record.fields
         names = [f"a{i}" for i in range(len(fields))]
-        expr, env = fmt.python_expression(names)
+        kinds = ["int" if isinstance(f.type, IntT) and not isinstance(f.type, (BoolT, EnumT)) else
+                 "str" if isinstance(f.type, StrT) else None for f in fields]
+        expr, env = fmt.python_expression(names, kinds)
         lines = ["def handler(buf):"]
         if fields:
             lines += self._unpack_lines(ev, sym, names, env)
@@ -95,7 +105,8 @@ class EventHandlers:
         lines = [f"    {', '.join(names)}, = _unpack(buf, {fields[0].offset})"]
         for i, f in enumerate(fields):
             if isinstance(f.type, StrT):
-                lines.append(f"    a{i} = a{i}.split(b'\\0', 1)[0].decode('utf-8', 'surrogateescape')")
+                env["_cstr"] = cstr
+                lines.append(f"    a{i} = _cstr(a{i}, {f.type.size})")
                 continue
             conv = converter(f.type, sym)
             if conv is not None:
@@ -118,7 +129,16 @@ class EventHandlers:
         if ev.kind == "zero":
             return lambda buf: self.readers[ev.map].zero()  # type: ignore[index]
         if ev.kind == "exit":
-            return self._on_exit
+            if ev.record.fields:  # exit(code)
+                return lambda buf: self._on_exit(decode(buf)[0])
+            return lambda buf: self._on_exit(0)
+        if ev.kind in ("errorf", "warnf"):
+            message = compile_format(ev.fmt)  # type: ignore[arg-type]
+            severity = "ERROR" if ev.kind == "errorf" else "WARNING"
+            return lambda buf: out.errorf(message(decode(buf)), ev.where, severity)  # type: ignore[arg-type]
+        if ev.kind == "system":
+            command_of = compile_format(ev.fmt)  # type: ignore[arg-type]
+            return lambda buf: self._system(command_of(decode(buf)))
         if ev.kind == "cat":
             name_of = compile_format(ev.fmt)  # type: ignore[arg-type]
             return lambda buf: self._cat(name_of(decode(buf)))
@@ -127,18 +147,28 @@ class EventHandlers:
         raise AssertionError(ev.kind)
 
     def _cat(self, filename: str) -> None:
-        """bpftrace's cat(): at most CAT_BYTES_MAX bytes of the file, as they are."""
+        """bpftrace's cat(): at most max_cat_bytes bytes of the file, as they are."""
         try:
             with open(filename, "rb") as f:
-                data = f.read(CAT_BYTES_MAX)
+                data = f.read(self.cat_bytes_max)
         except OSError as e:
             self.out.flush()
             print(f"ERROR: failed to open file '{filename}': {e.strerror}", file=self.stderr, flush=True)
             return
         self.out.cat(from_bytes(data))
 
-    def _on_exit(self, buf) -> bool:
+    def _system(self, command: str) -> None:
+        """system() (--unsafe): the command's output, printed when its event is handled."""
+        import subprocess
+
+        self.out.flush()
+        p = subprocess.run(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        self.out.syscall(from_bytes(p.stdout))
+
+    def _on_exit(self, code: int) -> bool:
+        """exit(code): stop; the code becomes the process's exit status (as a status: & 0xff)."""
         self.exit_requested = True
+        self.exit_code = code & 0xFF
         return False
 
 

@@ -57,7 +57,10 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
                               "targets": targets, "started": files.process_start()}, "t": time.time()})
         out.flush()
         check_version(cfg)
-        _trace(cfg, targets, out, err)
+        if cfg.get("command", "trace") == "ps":
+            _ps(out)
+        else:
+            code = _trace(cfg, targets, out, err)
     except UserError as e:
         code = e.exit_code
         failure = {"error": e.message, "hint": e.hint, "kind": type(e).__name__}
@@ -67,13 +70,14 @@ def run(config_dir: str, node: str, stdout: IO = sys.stdout) -> int:
     return code
 
 
-def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> None:
+def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, err: WireStderr) -> int:
+    """Runs the trace; its exit status (the program's exit(code), 0 without one)."""
     from kubectl_pytrace.tracer import session
 
     spec = session.TraceSpec(
         text=cfg["program"], filename=cfg.get("filename", "stdin"), deadline=cfg.get("deadline"),
         params=list(cfg.get("params", [])), container_ids=[t["container_id"] for t in targets],
-        ns_pids=bool(cfg.get("ns_pids")))
+        ns_pids=bool(cfg.get("ns_pids")), unsafe=bool(cfg.get("unsafe")))
     out.record({"status": "compiling", "t": time.time()})
     out.flush()
 
@@ -81,7 +85,15 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
         out.record({"attached": n, "t": time.time()})
         out.flush()
 
-    session.run(spec, stderr=err, output=out, announce=attached)
+    return session.run(spec, stderr=err, output=out, announce=attached).exit_code
+
+
+def _ps(out: WireOutput) -> None:
+    """The BPF programs loaded on this node (tracer/ps.py)."""
+    from kubectl_pytrace.kernel import procfs
+    from kubectl_pytrace.tracer import ps
+
+    out.record({"ps": [p.to_json() for p in ps.snapshot(procfs.default_proc_root())]})
 
 
 def _memory() -> Dict[str, int]:

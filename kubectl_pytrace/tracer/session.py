@@ -43,6 +43,7 @@ class TraceSpec:
     container_ids: List[str] = field(default_factory=list)
     pid: Optional[int] = None  # trace the container this process is in (or the process itself)
     ns_pids: bool = False  # print pid/tid as the container sees them
+    unsafe: bool = False  # --unsafe: allow system(), signal(), override()
     verbose: bool = False  # say which way the probes were attached, and how long that and detaching took
 
 
@@ -175,7 +176,7 @@ def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProg
         predefined["$container_pid"] = targets.first.pid
         for w in targets.watchers:
             print(f"kubectl-pytrace: tracing {w.container.describe()}: {w.current.reason}", file=stderr)
-    options = CodegenOptions(scope=targets.scope if targets else None, ns_pids=spec.ns_pids,
+    options = CodegenOptions(scope=targets.scope if targets else None, ns_pids=spec.ns_pids, unsafe=spec.unsafe,
                              kprobe_mode="kprobe" if env.kprobes_available else "fentry",
                              ringbuf_pages=ringbuf_pages())
     program, warnings = _compile(spec, env, options, predefined, use_cache)
@@ -212,7 +213,10 @@ def run(spec: TraceSpec, stdout: IO = sys.stdout, stderr: IO = sys.stderr,
     engine = Engine(program, out, targets.resolve_paths if targets else _host_paths, stderr=stderr, json=json,
                     headers=f"{found.path}:{found.release}", watchers=targets.watchers if targets else (),
                     announce=announce, verbose=spec.verbose)
-    return engine.run(spec.deadline, spec.command)
+    result = engine.run(spec.deadline, spec.command)
+    if engine.events is not None:
+        result.exit_code = engine.events.exit_code  # exit(code), assert()
+    return result
 
 
 def _host_paths(path: str) -> List[str]:

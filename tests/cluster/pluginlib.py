@@ -2,6 +2,7 @@
 as a process), workload pods and deployments, and what a trace left in the cluster."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -9,8 +10,9 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from clusterlib import Cluster, REPO, manifest_pod
 
@@ -88,6 +90,21 @@ class Running:
         err = [line for line in self.err if line is not None]
         return Result(self.p.returncode, "\n".join(self.out) + ("\n" if self.out else ""),
                       "\n".join(err) + ("\n" if err else ""))
+
+
+@contextlib.contextmanager
+def new_namespace(cluster: Cluster, prefix: str, labels: Optional[Dict[str, str]] = None) -> Iterator[str]:
+    """A namespace of its own for a test (with its default service account), deleted afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    for k, v in (labels or {}).items():
+        cluster.kubectl("label", "namespace", name, f"{k}={v}")
+    try:
+        cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False)
+                         .returncode == 0, timeout=120, what=f"the default service account of {name}")
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def ticker_pod(cluster: Cluster, namespace: str, name: str, *args: str, labels: Optional[dict] = None,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import uuid
 
 import pytest
 
-from pluginlib import (TICKER, Running, deployment, left_behind, plugin, ticker_pod, ticks,
+from pluginlib import (TICKER, Running, deployment, left_behind, new_namespace, plugin, ticker_pod, ticks,
                        wait_nothing_left)
 
 pytestmark = pytest.mark.cluster
@@ -20,14 +19,10 @@ UPROBE = f"uprobe:{TICKER}:pytrace_tick"
 @pytest.fixture(scope="module")
 def pods(cluster):
     """Two tickers of one image: A reads /etc/hostname every 100 ms, B /etc/hosts."""
-    ns = f"pytrace-plugin-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", ns, check=False)
-                     .returncode == 0, timeout=60, what="the default service account")
-    ticker_pod(cluster, ns, "tick-a", "-i", "100", "-f", "/etc/hostname")
-    ticker_pod(cluster, ns, "tick-b", "-i", "100", "-f", "/etc/hosts")
-    yield ns
-    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with new_namespace(cluster, "pytrace-plugin") as ns:
+        ticker_pod(cluster, ns, "tick-a", "-i", "100", "-f", "/etc/hostname")
+        ticker_pod(cluster, ns, "tick-b", "-i", "100", "-f", "/etc/hosts")
+        yield ns
 
 
 def test_uprobe_receives_the_real_arguments(cluster, pods):

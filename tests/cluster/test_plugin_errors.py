@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from clusterlib import REPO
-from pluginlib import TICKER, left_behind, plugin, ticker_pod
+from pluginlib import TICKER, left_behind, new_namespace, plugin, ticker_pod
 
 pytestmark = pytest.mark.cluster
 
@@ -18,13 +18,9 @@ UPROBE = f"uprobe:{TICKER}:pytrace_tick {{ @ = count(); }}"
 
 @pytest.fixture(scope="module")
 def ns(cluster):
-    name = f"pytrace-errors-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", name)
-    cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False)
-                     .returncode == 0, timeout=60, what="the default service account")
-    ticker_pod(cluster, name, "tick", "-i", "200")
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with new_namespace(cluster, "pytrace-errors") as name:
+        ticker_pod(cluster, name, "tick", "-i", "200")
+        yield name
 
 
 def jobs_now(cluster) -> list:
@@ -35,7 +31,7 @@ def test_a_program_error_creates_nothing(cluster, ns):
     before = jobs_now(cluster)
     r = plugin(cluster, "run", "pod/tick", "-n", ns, "--attach", "-e", "BEGIN { printf(\"%d\\n\"); }")
     assert r.code == 1
-    assert r.err == ('stdin:1:9-22: ERROR: printf: Not enough arguments for format string (0 supplied, 1 expected)\n'
+    assert r.err == ('stdin:1:9-22: ERROR: not enough arguments for format string (0 supplied, 1 expected)\n'
                      'BEGIN { printf("%d\\n"); }\n'
                      '        ~~~~~~~~~~~~~~\n'), r.err
     assert jobs_now(cluster) == before == []
@@ -119,12 +115,7 @@ def test_client_dry_run_of_a_node_needs_no_cluster(cluster):
 
 
 def test_restricted_target_namespace_is_traced(cluster):
-    ns = f"pytrace-restricted-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
-    try:
-        cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", ns, check=False)
-                         .returncode == 0, timeout=60, what="the default service account")
+    with new_namespace(cluster, "pytrace-restricted", {"pod-security.kubernetes.io/enforce": "restricted"}) as ns:
         from clusterlib import manifest_pod
 
         pod = manifest_pod("locked", cluster.workload_image, [TICKER, "-i", "100"])
@@ -142,8 +133,6 @@ def test_restricted_target_namespace_is_traced(cluster):
         r = plugin(cluster, "run", "pod/locked", "-n", ns, "--attach", "--deadline", "2s", "-e", UPROBE)
         assert r.code == 0, r.err
         assert any(line.startswith("@: ") and int(line.split(": ")[1]) > 0 for line in r.lines()), r.out
-    finally:
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     assert jobs_now(cluster) == []
 
 

@@ -1,32 +1,28 @@
-"""The log stream of a trace survives what a cluster does to connections: an API server that
-restarts mid-stream loses and repeats no line."""
+"""The log stream of a trace survives what a cluster does to connections: an API server or a
+kubelet that restarts mid-stream loses and repeats no line."""
 from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 
 from clusterlib import cluster_sh
-from pluginlib import TICKER, Running, left_behind, ticker_pod, ticks
+from pluginlib import TICKER, Running, left_behind, new_namespace, ticker_pod, ticks
 
 pytestmark = pytest.mark.cluster
 
 
-def test_an_api_server_restart_loses_and_repeats_no_line(cluster):
+@pytest.mark.parametrize("component", ["apiserver", "kubelet"])
+def test_a_restart_loses_and_repeats_no_line(cluster, component):
     if not cluster.local:
-        pytest.skip("restarts the local cluster's kube-apiserver (hack/cluster.sh restart-apiserver)")
-    ns = f"pytrace-stream-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    try:
-        cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", ns, check=False)
-                         .returncode == 0, timeout=60, what="the default service account")
+        pytest.skip(f"restarts the local cluster's {component} (hack/cluster.sh restart-{component})")
+    with new_namespace(cluster, "pytrace-stream") as ns:
         ticker_pod(cluster, ns, "fast", "-i", "20")  # 50 lines a second
         run = Running(cluster, "run", "pod/fast", "-n", ns, "--attach",
                       "-e", f'uprobe:{TICKER}:pytrace_tick {{ printf("tick %d\\n", arg0); }}')
         run.read_until(lambda line: line.startswith("tick "))
-        p = cluster_sh("restart-apiserver", timeout=120)
+        p = cluster_sh(f"restart-{component}", timeout=180)
         assert p.returncode == 0, p.stderr
         restarted = time.monotonic()
         # lines written after the restart arrive
@@ -37,6 +33,4 @@ def test_an_api_server_restart_loses_and_repeats_no_line(cluster):
         n = ticks(r.lines())
         assert len(n) > 150, len(n)  # seconds of ticks, across the restart
         assert n == list(range(n[0], n[0] + len(n))), [x for i, x in enumerate(n[1:]) if x != n[i] + 1][:10]
-    finally:
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     assert left_behind(cluster) == []

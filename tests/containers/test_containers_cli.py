@@ -64,6 +64,18 @@ def test_uprobe_by_container_id(two_containers):
     assert m.get("2", 0) > 0 and "1" not in m, m
 
 
+def test_several_containers_in_one_trace(two_containers, new_container):
+    # A and B (one image: one file, so one uprobe for both) are traced, C is not
+    a, b = two_containers
+    new_container(3)
+    m = ok(trace("--container-id", a.id, "--container-id", b.id, "-e", UPROBE, "--deadline", "3s"))
+    assert m.get("1", 0) > 0 and m.get("2", 0) > 0 and "3" not in m, m
+    # each container's calls counted once: the uprobe is not attached twice to the shared file
+    single = ok(trace("--container-id", a.id, "-e", UPROBE + " interval:s:2 { exit(); }"))
+    both = ok(trace("--container-id", a.id, "--container-id", b.id, "-e", UPROBE + " interval:s:2 { exit(); }"))
+    assert abs(both["1"] - single["1"]) <= max(3, single["1"] // 4), (single, both)
+
+
 @pytest.mark.parametrize("form", ["docker://", "short", "containerd-prefix"])
 def test_container_id_forms(two_containers, form):
     a, _ = two_containers

@@ -14,24 +14,27 @@ from kubectl_pytrace.k8s.render import TraceView
 from kubectl_pytrace.k8s.targets import label_selector, parse_target
 from kubectl_pytrace.output.merge import merge_all
 from kubectl_pytrace.output.printer import make_output
-from kubectl_pytrace.output.values import Buffer, MapDump, Pointer, Stack, Unquoted
+from kubectl_pytrace.output.values import Array, Buffer, MapDump, Record, Symbolic, pointer
 from kubectl_pytrace.output.wire import (WireOutput, WireStderr, from_wire, map_from_wire, map_to_wire, parse_line,
                                          to_wire)
 
-VALUES = [0, -5, 2 ** 64 - 1, "text", "caf\udcc3", (1, "a", (2, "b")), Pointer(0xffff), Stack(("f+1", "main+4")),
-          Stack(("5648 work+0 (/x)",), perf=True), Buffer(b"a\x00\xff"), Unquoted("12:00"), True]
+VALUES = [0, -5, 2 ** 64 - 1, "text", "caf\udcc3", (1, "a", (2, "b")), pointer(0xffff), Symbolic("TCP_LISTEN", 10),
+          "\n        f+1\n        main+4\n", Buffer(b"a\x00\xff"), Record((("count", 2), ("average", 5))),
+          Array((1, 2, 3)), None, True, False]
 
 DUMPS = [
     MapDump("@c", "count", [((), 3)]),
-    MapDump("@k", "sum", [(("a", 1), -7), (("b", 2), 9)], key_sizes=(64, 8)),
+    MapDump("@k", "sum", [(("a", 1), -7), (("b", 2), 9)], key_kinds=(("str", 64), ("int", 8))),
     MapDump("@h", "hist", [((), {1: 2, 5: 7})]),
     MapDump("@l", "lhist", [(("x",), {0: 1, 3: 4})], lhist=(0, 100, 10)),
     MapDump("@a", "avg", [((1,), (4, 40))]),
     MapDump("@s", "stats", [((), (2, 10))]),
     MapDump("@m", "min", [((), -3)]),
     MapDump("@x", "max", [((), 99)]),
-    MapDump("@v", "value", [((Pointer(16),), "str"), ((Pointer(32),), "two")], value_type="other"),
-    MapDump("@stk", "value", [((1,), Stack(("a+0",)))], value_type="kstack"),
+    MapDump("@v", "value", [((pointer(16),), "str"), ((pointer(32),), "two")], value_type="other"),
+    MapDump("@stk", "value", [((1,), "\n        a+0\n")], value_type="other"),
+    MapDump("@h2", "hist", [((), {1: 2, 9: 7})], hist_bits=2),
+    MapDump("@neg", "sum", [((), -2)], signed=True, scalar=True),
     MapDump("@e", "count", []),
 ]
 
@@ -40,6 +43,7 @@ DUMPS = [
 def test_values_round_trip(v):
     back = from_wire(json.loads(json.dumps(to_wire(v))))
     assert back == v and type(back) is type(v)
+    assert getattr(back, "numeric", None) == getattr(v, "numeric", None)
 
 
 @pytest.mark.parametrize("d", DUMPS, ids=lambda d: d.name)

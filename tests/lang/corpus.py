@@ -41,4 +41,29 @@ CORPUS = [
     'BEGIN { @[pid, tid, uid, gid, cpu, cgroup, rand, elapsed] = count(); printf("%s\\n", comm); }',
     'BEGIN { print((1, "a")); print(5); print("s"); @q = (pid, comm); }',
     'BEGIN { @i = 0; @i -= 1; @i *= 3; @i /= 2; @i %= 7; @i &= 3; @i |= 8; @i ^= 1; @i <<= 2; @i >>= 1; }',
+    # bpftrace 0.27's language
+    'config = { max_strlen = 32; missing_probes = "warn"; print_maps_on_exit = false } BEGIN { @a = 1; }',
+    'let @l = lruhash(100); macro twice(x) { x * 2 } begin { @l[1] = twice(pid); $k = (1, "a"); @t[$k] = 1; '
+    'if (has_key(@t, (1, "a"))) { $d = delete(@t, $k); } } end { print(len(@l)); }',
+    'BEGIN { let $x: uint8 = 5; let $s; { let $z = "inner"; } $s = $x + 1; print(($s, true, false, 1s + 2ms + 3us + 4ns)); }',
+    'BEGIN { @m[1] = "a"; for ($kv : @m) { printf("%d %s\\n", $kv.0, $kv.1); } for ($i : 0..5) { if ($i == 3) '
+    '{ break; } if ($i == 1) { continue; } @n += $i; } }',
+    'BEGIN { $t = curtask; $c = $t->comm[1]; $p = $t.real_parent.pid; $s = "abc"[1]; $u = (1, 2)[0]; '
+    'print(($c, $p, $s, $u, sizeof(struct task_struct), offsetof(struct task_struct, comm))); }',
+    'BEGIN { @c = count(); @s = sum(3); @a = avg(2); print(@c + @s + @a); @h = hist(5, 2); '
+    'print((strlen("ab"), strstr("abc", "c"), strcontains("abc", "d"), memcmp("ab", "ac", 2))); }',
+    'BEGIN { errorf("e %d", 1); warnf("w"); assert(pid > 0, "positive"); static_assert(sizeof(int32) == 4, "4"); '
+    'exit(2); }',
+    'BEGIN { print((strftime("%H:%M", nsecs), nsecs(monotonic), jiffies, ncpus, ppid, pcomm, pid(init), '
+    'tid(curr_ns), username, cgroup_path(cgroup), strerror(2), syscall_name(0), signal_name(9))); }',
+    'BEGIN { $o = getopt("depth", 3); print(($o, macaddr(comm), pid > 0 ? 1 : 0)); } '
+    'END { print(*curtask); }',
+    'struct Foo { int a; char b[4]; unsigned long c : 3; }; enum color { RED, GREEN = 5 }; '
+    'BEGIN { $f = (struct Foo *)0; print(($f->a, $f->b, GREEN, (enum color)5, sizeof(struct Foo))); }',
+    'rawtracepoint:sched_switch { @[args.next->pid] = count(); @p = arg1; } software:faults:100 { @f = count(); } '
+    'hardware:cycles { @h = count(); }',
+    'uprobe:/bin/x:main { $n = uaddr("names"); print((reg("ip"), *($n + 1), kptr(curtask), uptr($n))); '
+    'print(buf("abcdef", 3)); }',
+    'tracepoint:sched:sched_switch { @a = args; $a = args; print($a.prev_pid); interval_ok(); } '
+    'macro interval_ok() { 1 } interval:1s { exit(); }',
 ]

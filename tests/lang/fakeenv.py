@@ -10,7 +10,7 @@ import fnmatch
 from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
-from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, StructT, Type
+from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
 I32, U32, I64, U64 = IntT(32, True), IntT(32, False), IntT(64, True), IntT(64, False)
 CHAR = IntT(8, True)
@@ -63,7 +63,11 @@ STRUCTS: Dict[str, Dict[str, StructField]] = {
         "skc_ports": StructField(12, ArrayT(IntT(16, False), 2)),
     },
     "struct file": {"f_flags": StructField(64, U32)},
+    "struct bpf_iter__task": {"meta": StructField(0, PtrT(VoidT(), "kernel")), "task": StructField(8, PtrT(TASK, "kernel"))},
 }
+RAW_TRACEPOINTS = {"sched_switch": [("preempt", IntT(8, False)), ("prev", PtrT(TASK, "kernel")),
+                                    ("next", PtrT(TASK, "kernel")), ("prev_state", U32)]}
+STRUCT_SIZES = {"struct task_struct": 9792, "struct sock": 760, "struct file": 232, "struct bpf_iter__task": 16}
 
 # enum values of the kernel's BTF: always known; #defines: known when their header is included
 ENUMS = {"TCP_ESTABLISHED": 1, "TCP_CLOSE": 7, "BPF_MAP_TYPE_HASH": 1, "BIG": 1 << 63}
@@ -96,6 +100,34 @@ class FakeEnv(Environment):
     def struct_exists(self, cname: str) -> Optional[bool]:
         return cname in STRUCTS
 
+    def struct_size(self, cname: str) -> Optional[int]:
+        if cname not in STRUCT_SIZES:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        return STRUCT_SIZES[cname]
+
+    def possible_cpus(self) -> Optional[int]:
+        return 2
+
+    def raw_tracepoints(self, pattern: str) -> Optional[List[str]]:
+        return sorted(n for n in RAW_TRACEPOINTS if fnmatch.fnmatchcase(n, pattern))
+
+    def raw_tracepoint_args(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if name not in RAW_TRACEPOINTS:
+            raise LookupFailed(f"no tracepoint named '{name}' in the kernel's BTF (btf_trace_{name})")
+        return RAW_TRACEPOINTS[name]
+
+    def iter_context(self, name: str) -> Optional[List[Tuple[str, Type]]]:
+        if f"struct bpf_iter__{name}" not in STRUCTS:
+            raise LookupFailed(f"this kernel has no '{name}' iterator (no struct bpf_iter__{name} in its BTF)")
+        return [(m, f.type) for m, f in STRUCTS[f"struct bpf_iter__{name}"].items()]
+
+    def struct_record(self, cname: str) -> Optional[RecordT]:
+        if cname not in STRUCTS:
+            raise LookupFailed(f"{cname} is not in the kernel's BTF")
+        members = tuple((name, PtrT(VoidT()) if isinstance(f.type, PtrT) else f.type, f.offset, f.bit_offset,
+                         f.bit_size) for name, f in STRUCTS[cname].items())
+        return RecordT(cname, STRUCT_SIZES[cname], members)
+
     def struct_field(self, cname: str, member: str) -> Optional[StructField]:
         if cname not in STRUCTS:
             raise LookupFailed(f"{cname} is not in the kernel's BTF")
@@ -116,6 +148,13 @@ class FakeEnv(Environment):
         if path not in USER_FUNCTIONS:
             raise LookupFailed(f"cannot read symbols of {path}: no such file")
         return [f for f in USER_FUNCTIONS[path] if fnmatch.fnmatchcase(f, pattern)]
+
+    def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
+        # /bin/x is position independent: main at 0x1100, a 4-byte counter at 0x4010
+        table = {"main": (0x1100, 30), "foo": (0x1200, 10), "counter": (0x4010, 4), "names": (0x4040, 32)}
+        if path not in USER_FUNCTIONS or name not in table:
+            raise LookupFailed(f"no symbol named '{name}' in {path}")
+        return table[name] + (True,)
 
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         if path not in USDT:

@@ -41,6 +41,19 @@ VOCAB = [
     "system", "kaddr", "nosuch", "perf", "raw", "bpftrace",
     "uint8", "int16", "uint32", "int64", "bool", "(struct task_struct *)", "(uint8)", "(int32 *)",
     "struct sock", "->pid", "->comm", "->real_parent", ".0", ".1", ".x", ".99",
+    # bpftrace 0.27
+    "let", "macro", "config", "for", "..", ":", "true", "false", "begin", "end", "$kv", "$i",
+    "lruhash(10)", "hash", "percpuhash", "let @l = lruhash(2);", "macro m(x) { x + 1 }", "m(1)",
+    "config = { max_strlen = 8 }", "missing_probes", "for ($i : 0..3)", "for ($kv : @m)",
+    "1s", "20ms", "3us", "4ns", "2m", "1h", "interval:1s", "rawtracepoint:sched_switch", "rt:sched_*",
+    "software:faults:1", "s:cs", "hardware:cycles", "iter:task", "ctx", "ctx->task",
+    "sizeof", "offsetof", "sizeof(struct task_struct)", "offsetof(struct task_struct, comm)",
+    "len", "strlen", "strstr", "strcontains", "memcmp", "errorf", "warnf", "assert", "static_assert",
+    "getopt", "strftime", "strerror", "syscall_name", "signal_name", "cgroup_path", "cgroupid",
+    "macaddr", "uaddr", "reg", "kptr", "uptr", "signal", "override", "nsecs(monotonic)", "pid(init)",
+    "jiffies", "ncpus", "ppid", "pcomm", "usermode", "numaid", "(enum tcp_state)", "(pid_t)",
+    "struct Foo { int a; char b[4]; };", "enum e { A, B = 3 };", "(struct Foo *)", "*curtask",
+    "delete(@m, 1)", "has_key(@m, 1)", "$t[0]", '"abc"[1]', "->comm[1]", ".real_parent.pid",
 ]
 
 
@@ -147,7 +160,9 @@ COMMON = ["0", "-0", "1", "-1", "7", "0x7f", "255", "18446744073709551615", "922
           '"a"', '""', '"str%d"', '"\\x00z"', '"\\xff\\x80"', "pid", "tid", "comm", "nsecs", "cpu",
           "curtask", "rand", "cpid", "$1", "$2", "$#", "$x", "$y", "$t", "@a[1]", "@i", "@str",
           "@tup", "@b[1, \"k\"]", "elapsed", "uid", "gid", "cgroup", "$t.0", "$t.1", "@tup.1",
-          "@i++", "$x--"]
+          "@i++", "$x--", "true", "false", "1s", "5ms", "jiffies", "ncpus", "ppid", "pcomm", "@c + 1",
+          "curtask->comm[1]", "curtask.real_parent.pid", "$t[0]", "\"xyz\"[2]", "sizeof(int32)",
+          "offsetof(struct task_struct, pid)", "username", "numaid"]
 INVALID = ["nosuch", "args.nosuch", "retval", "arg0", "$nope", "@nope", "@agg", "$0", "func",
            "args", "ctx", "username", "@b[1]"]
 PRELUDE = '$x = 1; $y = "s"; $t = (2, "t"); @i = 3; @str = "v"; @tup = (1, "u"); @agg = count(); @a[1] = 1; @b[1, "k"] = 2; @c = 3; '
@@ -157,7 +172,14 @@ CALLS = ["str({e})", "str({e}, {e})", "ksym({e})", "usym({e})", "ntop({e})", "nt
          "kstack({e})", "ustack(perf, 3)", "kstack(raw)", "strncmp({e}, {e}, 2)", "strncmp({e}, {e}, -0)", "str({e}, -0)", "has_key({m}[{e}])",
          "print({e})", "print({m})", "print({m}, 2, {e})", "print({m}, -0, -0)", "delete({m}[{e}])", "clear({m})", "zero({m})",
          "exit()", "time()", "time(\"%H\")", "printf(\"%d %s\\n\", {e}, {e})", "printf(\"%s\", {e})",
-         "printf(\"%-8.3lx|%c|%r|%p\", {e}, {e}, {e}, {e})", "printf({e})", "nosuch({e})", "system(\"x\")"]
+         "printf(\"%-8.3lx|%c|%r|%p\", {e}, {e}, {e}, {e})", "printf({e})", "nosuch({e})", "system(\"x\")",
+         # bpftrace 0.27
+         "len({m})", "len(ustack)", "delete({m}, {e})", "has_key({m}, {e})", "strlen({e})", "strstr({e}, {e})",
+         "strcontains({e}, {e})", "memcmp({e}, {e}, 2)", "errorf(\"%d\", {e})", "warnf(\"w\")",
+         "assert({e}, \"m\")", "static_assert({e}, \"m\")", "exit({e})", "strftime(\"%H\", {e})",
+         "strerror({e})", "syscall_name({e})", "signal_name({e})", "cgroup_path({e})", "macaddr({e})",
+         "kptr({e})", "uptr({e})", "sizeof({e})", "buf({e}, 3)", "nsecs(boot)", "pid(init)", "getopt(\"g\", {e})",
+         "hist({e}, 2)", "*{e}"]
 BINOPS = ["+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>", "==", "!=", "<", ">", "<=", ">=",
           "&&", "||"]
 UNOPS = ["-", "!", "~", "*", "&", "+", "++", "--"]
@@ -219,6 +241,11 @@ class _Gen:
             return f"while ({self.expr()}) {{ {self.body(depth + 1)} break; }}"
         if k < 0.83:
             return f"unroll({rng.choice(['1', '3', '2', '101', '$x', '0'])}) {{ {self.body(depth + 1)} }}"
+        if k < 0.88:
+            over = rng.choice([f"{self.expr()}..{self.expr()}", "0..3", rng.choice(MAPS)])
+            return f"for ($i : {over}) {{ {self.body(depth + 1)} }}"
+        if k < 0.91:
+            return f"let $l{rng.randrange(100)} = {self.expr()}"
         return rng.choice(["return", f"{target}++", f"--{target}", "exit()"])
 
     def body(self, depth: int = 0) -> str:

@@ -155,7 +155,7 @@ def test_map_names_become_generated_identifiers(name):
     c = compiled.c.text
     if name != "@":
         assert name[1:] not in c
-    assert "BPF_HASH(map_0," in c
+    assert "BPF_TABLE(\"hash\", struct map_0_key, s64, map_0, 4096);" in c
     assert compiled.c.maps[name].cname == "map_0"  # the runtime knows the name; the C does not
 
 
@@ -171,7 +171,7 @@ def test_variable_names_are_prefixed(name):
 
 
 @pytest.mark.parametrize("src, message", [
-    ('BEGIN { @x = "' + "a" * 64 + '"; }', "string is too long (over 64 bytes)"),
+    ('BEGIN { @x = "' + "a" * 1024 + '"; }', "string is too long (over 1024 bytes)"),
     ('BEGIN { @x = "a\\\nb"; }', "unterminated string"),
     ('BEGIN { @x = 1; } \\\nEND { }', "unexpected '\\'"),
     ('BEGIN { @x = "\\q"; }', "invalid escape sequence"),
@@ -209,3 +209,19 @@ def test_generated_c_is_plain_ascii_for_every_payload():
         c = compile_c(f'BEGIN {{ @x[{literal(data)}] = {literal(data)}; printf("%s", {literal(data)}); }}')
         assert c.isascii()
         assert "\0" not in c
+
+
+def test_a_callback_must_save_its_arguments_before_clobbering_them():
+    """bcc_compile.link() appends loop callbacks only if they store r1.. first; clang may hoist a
+    constant move (r0 = 1 for a later `return 1`) before that store."""
+    import struct
+
+    from kubectl_pytrace.bpf.bcc_compile import _saves_arguments_first
+
+    store = struct.pack("<BBhi", 0x7B, 10 | 1 << 4, -8, 0)  # *(u64 *)(r10 - 8) = r1
+    r0_is_1 = struct.pack("<BBhi", 0xB7, 0, 0, 1)  # r0 = 1
+    r1_is_1 = struct.pack("<BBhi", 0xB7, 1, 0, 1)  # r1 = 1: the argument is gone
+    assert _saves_arguments_first(store + r0_is_1)
+    assert _saves_arguments_first(r0_is_1 + store)
+    assert not _saves_arguments_first(r1_is_1 + store)
+    assert not _saves_arguments_first(r0_is_1 * 3)

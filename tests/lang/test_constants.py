@@ -95,7 +95,7 @@ def test_bswap_keeps_the_width_of_its_argument():
     a = compiled("tracepoint:sched:sched_switch { $p = (uint16)args.prev_pid; @a = bswap($p); "
                  "@b = bswap((uint32)1); @c = bswap(1); @d = bswap((int8)1); }")
     fn = a.analysis.functions[0]
-    assert fn.vars["$p"] == IntT(16, False)
+    assert {slot.name: slot.type for slot in fn.slots.values()}["$p"] == IntT(16, False)
     calls = [t for t in fn.types.values() if isinstance(t, IntT) and not t.signed and t.bits < 64]
     assert IntT(16, False) in calls and IntT(32, False) in calls and IntT(8, False) in calls
     assert "__builtin_bswap16" in a.c.text and "__builtin_bswap32" in a.c.text and "__builtin_bswap64" in a.c.text

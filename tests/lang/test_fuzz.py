@@ -57,6 +57,7 @@ def test_corpus_programs_compile(program):
 @example("BEGIN { $t = (1, 2); @ = $t." + "9" * 5000 + "; }")  # (9b7d60f)
 @example("BEGIN { @x = 1" + " + 1" * 400 + "; }")  # RecursionError in codegen (e961037)
 @example("BEGIN { " + "if (1) { " * 200 + "}" * 200 + " }")  # RecursionError in lark (e961037)
+@example("BEGIN { $t = curtask; @c = $t->comm[1]; }")  # AssertionError in codegen (issue 7)
 @example("")
 @example("\x00")
 @example("BEGIN { @x = 1 }\n#!")
@@ -88,6 +89,18 @@ def test_mutated_corpus_programs(program, muts):
 @FUZZ
 def test_generated_programs(rng):
     check(gen_program(rng))
+
+
+def test_corpus_and_its_mutations_compile_or_diagnose():
+    """Issue 7: every program of the corpus, and a fixed set of mutations of each, is a compiled
+    program or a CompileError; no other exception escapes compile()."""
+    rng = random.Random(7)
+    for program in CORPUS:
+        check(program)
+        for _ in range(20):
+            muts = [(rng.choice(OPS), rng.randrange(10 ** 6), rng.randrange(10 ** 6))
+                    for _ in range(rng.randint(1, 4))]
+            check(mutate(program, muts, CORPUS))
 
 
 def test_generated_programs_reach_the_code_generator():

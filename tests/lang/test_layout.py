@@ -154,7 +154,8 @@ def test_map_keys_and_values_match_their_specs(compiled):
     structs = c_structs(compiled.text)
     assert len(compiled.maps) == 9
     for spec in compiled.maps.values():
-        m = re.search(rf"^BPF_(?:PERCPU_)?HASH\({spec.cname}, (.+?), (.+?), \d+\);$", compiled.text, re.M)
+        m = re.search(rf'^BPF_TABLE\("(?:lru_)?(?:percpu_)?hash", (.+?), (.+?), {spec.cname}, \d+\);$',
+                      compiled.text, re.M)
         assert m, spec.cname
         ktype, vtype = m.groups()
         if spec.key is None:

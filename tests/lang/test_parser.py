@@ -212,7 +212,11 @@ def test_precedence_and_associativity(src, tree):
 
 def test_casts():
     assert expr("(struct sock *)arg0") == Cast(TypeName("struct sock", 1), Builtin("arg0"))
-    assert expr("(union bpf_attr **)$a") == Cast(TypeName("struct bpf_attr", 2), a)
+    assert expr("(union bpf_attr **)$a") == Cast(TypeName("union bpf_attr", 2), a)
+    assert expr("(enum tcp_state)$a") == Cast(TypeName("enum tcp_state"), a)
+    assert expr("(pid_t)$a") == Cast(TypeName("pid_t"), a)  # `(name)` before an expression: a type
+    assert expr("(pid_t *)$a") == Cast(TypeName("pid_t", 1), a)
+    assert expr("(uint8[4])$a") == Cast(TypeName("uint8", 0, suffixes=("[4]",)), a)
     assert expr("(int32 *)0") == Cast(TypeName("int32", 1), I(0))
     assert expr("((struct task_struct *)curtask)->pid") == FieldAccess(
         Cast(TypeName("struct task_struct", 1), Builtin("curtask")), "pid", True)
@@ -353,7 +357,7 @@ def test_words_out_of_place_are_identifiers():
     assert expr("if") == Identifier("if")
     assert expr("uint8") == Identifier("uint8")
     assert expr("uint8_t") == Identifier("uint8_t")
-    assert "syntax error" in syntax_error("BEGIN { @ = (uint8_t)$a; }")
+    assert expr("(uint8_t)$a") == Cast(TypeName("uint8_t"), Var("$a"))  # a typedef (BTF's)
 
 
 def test_shebang_line_is_ignored():

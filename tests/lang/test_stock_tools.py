@@ -176,8 +176,8 @@ WORKLOADS: Dict[str, Workload] = {
                            ["setpriv"]),
     "sslsnoop.bt": Workload(tls, [rf"^\d+\s+\d+\s+openssl\s+\d+\s+{ret} {func}$" for ret, func in
                                   (("1", "SSL_do_handshake"), ("8", "SSL_write"), ("8", "SSL_read"))], ["openssl"]),
-    "ssllatency.bt": Workload(tls, [rf"^@hist\[SSL_do_handshake\]: *\n{HIST}", r"^@stat\[SSL_write\]: count [1-9]\d*, ",
-                                    r"^@stat\[SSL_read\]: count [1-9]\d*, "], ["openssl"]),
+    "ssllatency.bt": Workload(tls, [rf"^@hist\[SSL_do_handshake\]: *\n{HIST}", r"^@stat\[SSL_write\]: \{ \.count = [1-9]\d*, ",
+                                    r"^@stat\[SSL_read\]: \{ \.count = [1-9]\d*, "], ["openssl"]),
     "statsnoop.bt": Workload(lambda tmp: run("stat", "/nonexistent/pytrace-stat"),
                              [r"^\d+\s+stat\s+2 /nonexistent/pytrace-stat$"]),
     "syncsnoop.bt": Workload(lambda tmp: run("sync"), [rf"^{TIME}  \d+\s+sync\s+tracepoint:syscalls:sys_enter_sync$"]),

@@ -12,7 +12,8 @@ from typing import Callable, List
 
 from kubectl_pytrace.output.printf import compile_format
 from kubectl_pytrace.output.printer import Output
-from kubectl_pytrace.output.values import Buffer, MapDump, Pointer, Unquoted
+from kubectl_pytrace.output.values import Buffer, MapDump, pointer as Pointer
+Unquoted = str
 
 
 @dataclass
@@ -24,18 +25,15 @@ class Case:
     unsafe: bool = False
 
 
-def hist_index(v: int) -> int:
-    """bpftrace 0.17's hist bucket: 0 negative, 1 zero, then 2 + floor(log2 v), capped at 33."""
+def hist_index(v: int, k: int = 0) -> int:
+    """bpftrace 0.27's hist bucket (lang/codegen.py's pytrace_log2_bucket)."""
     if v < 0:
         return 0
-    if v == 0:
-        return 1
-    r = 0
-    for s in (16, 8, 4, 2, 1):
-        if v >= (1 << s):
-            v >>= s
-            r += s
-    return min(r, 31) + 2
+    mask = (1 << k) - 1
+    if v <= mask:
+        return v + 1
+    lead = v.bit_length() - 1 - k
+    return ((lead + 1) << k) + ((v >> lead) & mask) + 1
 
 
 def hist_of(*values: int) -> dict:
@@ -124,12 +122,12 @@ case(
 )
 case(
     "sort_by_value_signed",
-    "BEGIN { @b[1]=sum(-5); @b[2]=sum(5); @b[3]=sum(0); @c[1]=-1; @c[2]=3; @c[3]=-7; "
-    "@d[1]=(uint8)200; @d[2]=(uint8)3; exit(); }",
+    "BEGIN { @b[1]=sum(-5); @b[2]=sum(5); @b[3]=sum(0); "
+    "@d[1]=(uint64)200; @d[2]=(uint64)3; @e[1]=(int64)-1; @e[2]=(int64)3; @e[3]=(int64)-7; exit(); }",
     exit_with(
         M("@b", "sum", [((1,), -5), ((2,), 5), ((3,), 0)]),
-        M("@c", "value", [((1,), -1), ((2,), 3), ((3,), -7)]),
         M("@d", "value", [((1,), 200), ((2,), 3)]),
+        M("@e", "value", [((1,), -1), ((2,), 3), ((3,), -7)]),
     ),
 )
 case(
@@ -216,10 +214,10 @@ case(
     exit_with(
         M("@e", "value", [((), Unquoted("No such file or directory"))]),
         M("@i", "value", [((), "127.0.0.1")]),
-        M("@p", "value", [((), 1234)]),
-        M("@pr", "value", [((), "BEGIN")]),
+        M("@p", "value", [((), Pointer(1234))]),
+        M("@pr", "value", [((), "begin")]),
         M("@q", "value", [((Pointer(5),), 1)]),
-        M("@t", "value", [((), (1, Unquoted("Operation not permitted"), "BEGIN"))]),
+        M("@t", "value", [((), (1, Unquoted("Operation not permitted"), "begin"))]),
     ),
 )
 case(
@@ -251,11 +249,11 @@ case(
 case(
     "hist_keyed_sorted_by_total_ties_memcmp",
     "BEGIN { @h[1]=hist(1); @h[256]=hist(1); @h[2]=hist(1); @h[3]=hist(5); @h[3]=hist(5); "
-    "@s[1]=stats(5); @s[256]=stats(5); @s[2]=stats(5); @s[512]=stats(1); exit(); }",
+    "@s[1]=stats(5); @s[256]=stats(6); @s[2]=stats(4); @s[512]=stats(1); exit(); }",
     exit_with(
         M("@h", "hist", [((1,), hist_of(1)), ((256,), hist_of(1)), ((2,), hist_of(1)),
                          ((3,), hist_of(5, 5))]),
-        M("@s", "stats", [((1,), (1, 5)), ((256,), (1, 5)), ((2,), (1, 5)), ((512,), (1, 1))]),
+        M("@s", "stats", [((1,), (1, 5)), ((256,), (1, 6)), ((2,), (1, 4)), ((512,), (1, 1))]),
     ),
 )
 case(
@@ -308,7 +306,7 @@ case(
 # ------------------------------------------------------------------ print()
 case(
     "print_map_top_div",
-    "BEGIN { @a[1]=10; @a[2]=20; @a[3]=30; @a[4]=45; print(@a); print(@a, 2); print(@a, 2, 10); "
+    "BEGIN { @a[1]=(int64)10; @a[2]=(int64)20; @a[3]=(int64)30; @a[4]=(int64)45; print(@a); print(@a, 2); print(@a, 2, 10); "
     "print(@a, 0, 3); @s=5; print(@s); clear(@a); clear(@s); exit(); }",
     lambda o: [
         o.print_map(M("@a", "value", [((1,), 10), ((2,), 20), ((3,), 30), ((4,), 45)]), *td)
@@ -346,7 +344,7 @@ case(
         for v in [1, -1, "str", (1, "a"), 255, (1, (2, "x"))]
     ],
     lambda o: o.print_map(M("@x", "value", [((), 5)])),
-    lambda o: o.print_value(1),
+    lambda o: o.print_value(True),
     exit_with(M("@x", "value", [((), 5)])),
 )
 case(
@@ -403,20 +401,21 @@ case(
 )
 case(
     "printf_percent_and_non_tokens",
-    'BEGIN { printf("100%%\\n"); printf("%d%%\\n", 5); printf("%%%d\\n", 5); '
-    'printf("%%d\\n", 5); printf("[%-%d]\\n", 5); printf("a%\\n"); printf("%5\\n"); '
-    'printf("%l|%q|%i|%+d\\n"); printf("[%-05d][%5.2d][%05p][%.5p][%.5x][%0.5x]\\n", 5, 5, 5, 5, '
-    '5, 5); printf("[%c]|%c|\\n", 0, 0); exit(); }',
+    'BEGIN { printf("100%%\\n"); printf("%d%%\\n", 5); printf("%%%d\\n", 5); printf("%%d\\n"); '
+    'printf("[%-%]\\n"); printf("a%\\n"); printf("%5\\n"); printf("%l|%q|%i|%+d\\n", 3, -4); '
+    'printf("[%-05d][%5.2d][%05p][%.5p][%.5x][%0.5x][%#x][%#o][%+d][%#X]\\n", 5, 5, 5, 5, 5, 5, 255, 8, 0, 0); '
+    'printf("[%c]|%c|\\n", 0, 65); printf("[%05d][%-5d|%5s|%-6s|%3s]\\n", -5, -5, (1, 2), (1, 2), "abcd"); exit(); }',
     pf("100%%\n"),
     pf("%d%%\n", 5),
     pf("%%%d\n", 5),
-    pf("%%d\n", 5),
-    pf("[%-%d]\n", 5),
+    pf("%%d\n"),
+    pf("[%-%]\n"),
     pf("a%\n"),
     pf("%5\n"),
-    pf("%l|%q|%i|%+d\n"),
-    pf("[%-05d][%5.2d][%05p][%.5p][%.5x][%0.5x]\n", 5, 5, 5, 5, 5, 5),
-    pf("[%c]|%c|\n", 0, 0),
+    pf("%l|%q|%i|%+d\n", 3, -4),
+    pf("[%-05d][%5.2d][%05p][%.5p][%.5x][%0.5x][%#x][%#o][%+d][%#X]\n", 5, 5, 5, 5, 5, 5, 255, 8, 0, 0),
+    pf("[%c]|%c|\n", 0, 65),
+    pf("[%05d][%-5d|%5s|%-6s|%3s]\n", -5, -5, (1, 2), (1, 2), "abcd"),
     exit_with(),
 )
 case(

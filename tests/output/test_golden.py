@@ -1,12 +1,10 @@
-"""Our Output against bpftrace 0.17's captured stdout (golden_bpftrace.json), and the captures
-against the live bpftrace binary when it is installed."""
+"""Our Output against the reference bpftrace's captured stdout (golden_bpftrace.json; bpftrace 0.27,
+tests/compat/reference.py), and the captures against the live reference when it runs here."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -42,9 +40,13 @@ def test_json_matches_bpftrace(name):
     assert render(BY_NAME[name], "json") == GOLDEN[name]["json"]
 
 
-needs_bpftrace = pytest.mark.skipif(
-    shutil.which("bpftrace") is None or os.geteuid() != 0, reason="needs bpftrace and root"
-)
+def _reference_missing() -> str:
+    from tests.compat import reference
+
+    return reference.unavailable() or ""
+
+
+needs_bpftrace = pytest.mark.skipif("_reference_missing()", reason="the reference bpftrace does not run here")
 
 
 @pytest.mark.bpftrace

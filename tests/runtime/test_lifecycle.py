@@ -166,13 +166,24 @@ def test_lost_events_in_json(calls, trace):
     t = trace("-o", "json", "-e", f'uprobe:{calls}:work {{ printf("%d\\n", arg0); }}', "-c", f"{calls} 20000",
               env=dict(os.environ, PYTRACE_RINGBUF_PAGES="1"))
     assert t.rc == 0, t.stderr
-    assert re.search(r'^\{"type": "lost_events", "data": \{"events": \d+\}\}$', t.stdout, re.M)
+    assert re.search(r'^\{"type": "lost_events", "count": \d+, "data": \{"events": \d+\}\}$', t.stdout, re.M)
+
+
+def test_verifier_rejection_names_probe_and_shows_log():
+    p = subprocess.run([PYTRACE, "run", "--local", "-e",
+                        "BEGIN { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } exit(); }"],
+                       capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 1
+    assert "error: cannot attach begin: the BPF verifier rejected the program" in err
+    assert "processed 1000001 insns" in err
+    assert "Attached" not in err
 
 
 def test_verifier_rejection_names_probe_and_shows_log(trace):
     t = trace("-e", "BEGIN { $i = 0; while ($i < 1000000) { $i += 1 + rand % 2; } exit(); }")
     assert t.rc == 1
-    assert "error: cannot attach BEGIN: the BPF verifier rejected the program" in t.stderr
+    assert "error: cannot attach begin: the BPF verifier rejected the program" in t.stderr
     assert "processed 1000001 insns" in t.stderr
     assert "Attached" not in t.stderr
 

@@ -1,0 +1,3 @@
+module pytrace.test/goserver
+
+go 1.21
