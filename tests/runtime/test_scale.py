@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import signal
@@ -25,13 +26,14 @@ import pytest
 
 from kubectl_pytrace.bpf import links
 from kubectl_pytrace.bpf import syscalls as bpfsys
-from kubectl_pytrace.host.elf import symbol_file_offset
+from kubectl_pytrace.host.elf import open_elf, symbol_file_offset
 from leakcheck import MARK, armed_uprobes, bpf_objects, holders, marked_pids
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf]
 
 COMPILER = "-m kubectl_pytrace.bpf.bcc_compile"  # its command line (a test's tmp_path may say bcc_compile)
 EXIT_BOUND = 5.0  # seconds from Ctrl-C to the end of the process (measured here: 0.2-0.5 s)
+PYTRACE = os.environ.get("PYTRACE") or str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "kubectl-pytrace")
 PATHS = {"together": {}, "single": {"PYTRACE_SINGLE_ATTACH": "1"}}
 
 
@@ -224,6 +226,26 @@ def test_leak_check_sees_the_wide_paths(wide, pytrace, nothing_left_behind):
         assert any("link" in p for p in problems) and any("uprobe breakpoints" in p for p in problems), problems
     finally:
         t.interrupt()
+
+
+def test_ps_shows_the_wide_paths(wide, pytrace):
+    """`ps` names where a uprobe_multi link's uprobes are (path and offsets, as a perf event's
+    uprobe), and the dispatcher's tracepoint."""
+    t = pytrace("-e", WIDE_PROGRAM.format(lib=wide.lib) + f" uprobe:{wide.lib}:w0001 {{ @one = count(); }}")
+    t.wait_attached()
+    try:
+        p = subprocess.run([PYTRACE, "ps", "--local", "-o", "json"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        ours = [prog for prog in json.loads(p.stdout) if any(h["pid"] == t.p.pid for h in prog["holders"])]
+        attached = sorted(a for prog in ours for a in prog["attached"])
+        offset = symbol_file_offset(str(wide.lib), "w0001")
+        assert f"uprobe:{wide.lib}+0x{offset:x}" in attached, attached  # the lone probe's link
+        functions = len(open_elf(str(wide.lib)).symbols())  # w0000-w0299, two aliases, _init...
+        assert functions > 302
+        assert f"uprobe:{wide.lib} ({functions} offsets)" in attached, attached  # the wildcard's
+        assert "tracepoint:sys_enter" in attached, attached  # the dispatcher
+    finally:
+        assert t.interrupt() == 0, t.stderr
 
 
 # ---- instructions uprobes would not run ----------------------------------------------------------
