@@ -6,8 +6,9 @@ bpftrace, in one run (issue 10's table).
 
 Programs: `uprobe:LIBC:str* { @ = count(); }`, `tracepoint:syscalls:sys_enter_* { @[probe] =
 count(); }`, `uprobe:LIBC:* { @[probe] = count(); }`, each with `BEGIN { printf("go\\n"); }`:
-every tool runs BEGIN once all its probes are attached, so "attach" is the time from the start of
-the process to that line, with the compiled program cached (one untimed run first; bpftrace has no
+"attach" is the time from the start of the process to that line and to the tool's "Attached N
+probes" (bpftrace 0.17 prints "Attaching" before, and runs BEGIN after, attaching), whichever
+comes later, with the compiled program cached (one untimed run first; bpftrace has no
 cache). "exit" is from SIGINT, one second later, to the end of the process, the maps printed.
 
 LIBC is a private copy of this host's libc (its debug symbols are found by build id, as the
@@ -65,6 +66,9 @@ class Tool:
     env: Dict[str, str] = field(default_factory=dict)
     cached: bool = True  # has a compile cache worth warming
     cwd: Optional[str] = None  # `python -m` imports from the working directory first
+    # a line printed once every probe is attached: kubectl-pytrace (since the 0.27 language) and
+    # bpftrace 0.27 run BEGIN before the others are attached; bpftrace 0.17 runs it after them
+    attached: Optional[str] = r"^Attached \d+ probes?"
 
 
 class Process:
@@ -121,6 +125,9 @@ def points(text: str) -> Optional[int]:
 def measure(tool: Tool, program: str, timeout: float, exit_timeout: float) -> Run:
     proc = Process(tool.argv + ["-e", program + BEGIN], tool.env, tool.cwd)
     go = proc.first(r"^go$", timeout)
+    if go is not None and tool.attached is not None:
+        attached = proc.first(tool.attached, timeout)
+        go = max(go, attached) if attached is not None else None
     if go is None:
         if proc.p.poll() is None:
             proc.stop(exit_timeout)
@@ -205,7 +212,7 @@ def tools(args, tmp: Path) -> List[Tool]:
         out.append(sid)
     if shutil.which("bpftrace"):
         version = subprocess.run(["bpftrace", "--version"], capture_output=True, text=True).stdout.strip()
-        out.append(Tool(version, ["bpftrace"], cached=False))
+        out.append(Tool(version, ["bpftrace"], cached=False, attached=None))
     return out
 
 
