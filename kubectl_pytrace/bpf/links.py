@@ -2,11 +2,14 @@
 
     fd = perf_link(prog_fd, perf_fd, cookie)                      # 5.15: a perf event, with a cookie
     fd = uprobe_multi(prog_fd, path, offsets, cookies, retprobe)  # 6.6: many uprobes in one link
+    fd = kprobe_multi(prog_fd, symbols, cookies, retprobe)        # 5.18: many kprobes in one link
 
 A program attached through a link reads its attachment's cookie with bpf_get_attach_cookie(): one
 program can serve many attach points and still tell them apart. A uprobe_multi link registers all
 its uprobes in one call and, when closed, unregisters them all behind a single RCU grace period;
-closing one perf event per uprobe waits for a grace period each (~0.1 s on a small VM).
+closing one perf event per uprobe waits for a grace period each (~0.1 s on a small VM). A
+kprobe_multi link does the same for kernel functions (through fprobe: it needs the function
+tracer, CONFIG_FPROBE, not CONFIG_KPROBES).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from kubectl_pytrace.bpf import syscalls as bpfsys
 
 BPF_LINK_CREATE = 28
 ATTACH_PERF_EVENT = 41
+ATTACH_KPROBE_MULTI = 42
 ATTACH_UPROBE_MULTI = 48
 UPROBE_MULTI_RETURN = 1  # BPF_F_UPROBE_MULTI_RETURN
+KPROBE_MULTI_RETURN = 1  # BPF_F_KPROBE_MULTI_RETURN
 MAP_TYPE_PROG_ARRAY = 3
 HELPER_GET_ATTACH_COOKIE = 174
 
@@ -63,6 +68,19 @@ def uprobe_multi(prog_fd: int, path: str, offsets: Sequence[int], cookies: Seque
     # path, offsets, ref_ctr_offsets, cookies, cnt | flags << 32
     return _link_create(prog_fd, 0, ATTACH_UPROBE_MULTI, ctypes.addressof(cpath), ctypes.addressof(offs), 0,
                         ctypes.addressof(cooks), n | flags << 32)
+
+
+def kprobe_multi(prog_fd: int, symbols: Sequence[str], cookies: Sequence[int], retprobe: bool = False) -> int:
+    """One link for kprobes (kretprobes) on kernel functions by name, each with its cookie (the
+    kernel sorts the names with their cookies). The program must be loaded with
+    expected_attach_type ATTACH_KPROBE_MULTI. All or none, as uprobe_multi."""
+    n = len(symbols)
+    syms = (ctypes.c_char_p * n)(*[s.encode() for s in symbols])
+    cooks = (ctypes.c_uint64 * n)(*cookies)
+    flags = KPROBE_MULTI_RETURN if retprobe else 0
+    # flags | cnt << 32, syms, addrs, cookies
+    return _link_create(prog_fd, 0, ATTACH_KPROBE_MULTI, flags | n << 32, ctypes.addressof(syms), 0,
+                        ctypes.addressof(cooks))
 
 
 def prog_array(max_entries: int) -> int:

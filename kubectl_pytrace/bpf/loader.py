@@ -115,14 +115,14 @@ class Loader:
                                     config1=ctypes.addressof(cpath), config2=offset)
         self._perf(attr, prog_fd, cookie=cookie)
 
-    def kprobe(self, prog_fd: int, func: str, retprobe: bool = False) -> None:
+    def kprobe(self, prog_fd: int, func: str, retprobe: bool = False, cookie: Optional[int] = None) -> None:
         pmu = bpfsys.pmu_type("kprobe")
         cfunc = ctypes.create_string_buffer(func.encode())
         self._keep.append(cfunc)
         config = (1 << _pmu_bit("kprobe", "retprobe", 0)) if retprobe else 0
         attr = bpfsys.PerfEventAttr(type=pmu, config=config, sample_period=1, wakeup_events=1,
                                     config1=ctypes.addressof(cfunc), config2=0)
-        self._perf(attr, prog_fd)
+        self._perf(attr, prog_fd, cookie=cookie)
 
     def cpu_clock(self, prog_fd: int, period_ns: int = 0, freq: int = 0, cpus: Optional[List[int]] = None) -> None:
         self.perf_event(prog_fd, bpfsys.PERF_TYPE_SOFTWARE, bpfsys.PERF_COUNT_SW_CPU_CLOCK, freq or period_ns,
@@ -147,6 +147,12 @@ class Loader:
         """Uprobes at many offsets of one file in as few uprobe_multi links as the kernel allows
         (the program loaded with links.ATTACH_UPROBE_MULTI); {index: error} of those it refused."""
         return uprobes.attach_many(prog_fd, path, offsets, cookies, retprobe, keep=self.links.append)
+
+    def kprobe_multi(self, prog_fd: int, symbols: Sequence[str], cookies: Sequence[int],
+                     retprobe: bool = False) -> None:
+        """Kprobes on many kernel functions through one kprobe_multi link (the program loaded with
+        links.ATTACH_KPROBE_MULTI); raises OSError when the kernel refuses the link."""
+        self.links.append(bpflinks.kprobe_multi(prog_fd, symbols, cookies, retprobe))
 
     def syscall_dispatch(self, event: str, programs: Mapping[int, int], status_offset: int) -> None:
         """A dispatcher on raw_syscalls:`event` (sys_enter, sys_exit) that runs programs[nr] for

@@ -695,12 +695,12 @@ class FunctionGen:
                 return "((u64)bpf_get_attach_cookie(ctx))"
             return f"((u64){self.gen.probe_id(self.fn.specs[0])})"
         if name == "func":
-            if self.fn.cookie:
-                return self.func_by_cookie(self.type(e))
             if isinstance(self.type(e), KsymT):
                 if id(e) in self.fn.constants:
                     return self.constant(self.fn.constants[id(e)])
                 return "((u64)bpf_get_func_ip(ctx))"
+            if self.fn.cookie:
+                return self.func_by_cookie(self.type(e))
             return Lit(self.fn.specs[0].func.encode())
         if name == "ncpus":
             return self.constant(self.fn.constants[id(e)])

@@ -3,8 +3,9 @@
 Wildcards (`tracepoint:syscalls:sys_enter_*`, `uprobe:/bin/x:read*`) are expanded with what the
 environment knows; a body that depends on which probe fired (`args`, `probe`, `func`, USDT
 arguments) gets one function per concrete probe, any other body one function for all of them.
-A uprobe body that names only `probe` or `func` is one function too where the kernel gives each
-attachment a cookie (the probe's id: the function reads which match fired from it).
+A uprobe or kprobe body that names only `probe` or `func` is one function too where the kernel
+gives each attachment a cookie (the probe's id: the function reads which match fired from it; a
+kernel function's `func` is its address, bpf_get_func_ip()).
 
 As bpftrace 0.17, a uprobe whose function is not in the binary and a kprobe wildcard that matches
 nothing are skipped, not errors (bpftrace's tools list functions some versions of a library or of
@@ -25,7 +26,8 @@ from kubectl_pytrace.lang.probes import AttachPointError, ProbeSpec, glob_match,
 from kubectl_pytrace.lang.types import Type
 
 PROBE_SPECIFIC_BUILTINS = frozenset({"args", "probe", "func"})
-COOKIE_PROVIDERS = frozenset({"uprobe", "uretprobe"})  # `probe` and `func` from bpf_get_attach_cookie()
+# `probe` from bpf_get_attach_cookie(), `func` too for uprobes (a kernel function's is its address)
+COOKIE_PROVIDERS = frozenset({"uprobe", "uretprobe", "kprobe", "kretprobe"})
 
 
 

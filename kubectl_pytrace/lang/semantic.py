@@ -794,8 +794,9 @@ class Checker(ast.NodeVisitor):
                 self.error(f"the func builtin can not be used with '{prov}' probes", e.span)
             if prov in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
                 # a kernel function: a ksym (bpftrace 0.27), its address known now when kallsyms is
+                # (and the function serves one probe, not a wildcard's matches by cookie)
                 try:
-                    addr = self.env.kernel_symbol(self.fn.specs[0].func)
+                    addr = self.env.kernel_symbol(self.fn.specs[0].func) if len(self.fn.specs) == 1 else None
                 except LookupFailed:
                     addr = None
                 if addr is not None:

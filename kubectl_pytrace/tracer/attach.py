@@ -10,6 +10,8 @@ where the kernel allows it:
 - uprobe_multi: one function's uprobes on one file through one link (Linux 6.6); a function that
   serves a wildcard's matches reads which one fired (`probe`, `func`) from the uprobe's cookie.
   Without uprobe_multi: a perf event each, the cookie through a perf link.
+- kprobe_multi: one function's kprobes (kretprobes) through one link (Linux 5.18, CONFIG_FPROBE);
+  where the kernel refuses it, a perf event each (the cookie through a perf link), and -v says why.
 - syscall dispatch: the syscalls:sys_enter_*/sys_exit_* tracepoints through one perf event on
   raw_syscalls:sys_enter/sys_exit whose program tail-calls theirs by system call number
   (bpf/dispatch.py), as the kernel itself fires them. Without BTF, for a system call newer than
@@ -44,7 +46,7 @@ from kubectl_pytrace.lang.program import AttachSpec, CProgram
 
 SKIPPED_SHOWN = 3  # warnings printed one by one; the rest are counted
 ATTACH_ERRORS = (OSError, AttachFailed, LookupFailed)  # bpfsys.VerifierError is an OSError
-UPROBE_MULTI, SYSCALL_DISPATCH = "uprobe_multi link", "syscall dispatcher"
+UPROBE_MULTI, SYSCALL_DISPATCH, KPROBE_MULTI = "uprobe_multi link", "syscall dispatcher", "kprobe_multi link"
 
 
 def tail(lines: List[str], n: int = 12) -> str:
@@ -158,6 +160,8 @@ class Attacher:
             return None
         if s.provider in ("uprobe", "uretprobe") and links.has_uprobe_multi():
             return (UPROBE_MULTI, a.fn_name, s.provider)
+        if s.provider in ("kprobe", "kretprobe") and not s.is_fentry(self.c.kprobe_mode):
+            return (KPROBE_MULTI, a.fn_name, s.provider)
         event = syscall_event(s)
         if event is not None and not self.c.uses_stacks and compat_status_offset() is not None:
             return (SYSCALL_DISPATCH, event[0])
@@ -178,6 +182,8 @@ class Attacher:
         start, objects = time.monotonic(), len(self.loader.links)
         if kind == UPROBE_MULTI:
             failures = self._uprobe_multi(batch)
+        elif kind == KPROBE_MULTI:
+            kind, failures = self._kprobe_multi(batch)
         elif kind == SYSCALL_DISPATCH:
             failures = self._syscall_dispatch(batch)
         else:
@@ -213,6 +219,23 @@ class Attacher:
                 a = points[i][0]
                 failures.setdefault(id(a), self._why(a, e))
         return failures
+
+    def _kprobe_multi(self, batch: Batch) -> Tuple[str, Dict[int, str]]:
+        """One function's kprobes (or kretprobes) in one link, each one's cookie its probe id; the
+        kernel registers all or none: where it refuses (no fprobe, or a function it cannot
+        probe), a perf event each, whose failures then say which function and why."""
+        if len(batch) > 1:
+            try:
+                fd = self._load(batch[0], "kprobe", links.ATTACH_KPROBE_MULTI)
+                self.loader.kprobe_multi(fd, [a.spec.func for a in batch], [a.probe_id for a in batch],
+                                         retprobe=batch[0].spec.provider == "kretprobe")
+                return KPROBE_MULTI, {}
+            except ATTACH_ERRORS as e:
+                why = (e.strerror or str(e)) if isinstance(e, OSError) else e.message
+                kind = f"perf event (the kernel refused a kprobe_multi link: {why})"
+        else:
+            kind = "perf event"
+        return kind, {id(a): f for a in batch for f in [self._try(a)] if f is not None}
 
     def _syscall_dispatch(self, batch: Batch) -> Dict[int, str]:
         """syscalls:sys_enter_* (or sys_exit_*) programs in tables by number, a dispatcher on
@@ -332,7 +355,8 @@ class Attacher:
                 self.loader.uprobe(fd, path, elf.vaddr_to_offset(note.pc), ref_ctr_offset=sem)
 
     def _kprobe(self, a: AttachSpec) -> None:
-        self.loader.kprobe(self._load(a, "kprobe"), a.spec.func, retprobe=a.spec.provider == "kretprobe")
+        self.loader.kprobe(self._load(a, "kprobe"), a.spec.func, retprobe=a.spec.provider == "kretprobe",
+                           cookie=a.probe_id if a.by_cookie else None)
 
     _kretprobe = _kprobe
 

@@ -20,11 +20,18 @@ FUNCTIONS = ["f_one", "f_two", "f_three", "g"]
 
 
 class Env(Environment):
-    def __init__(self, cookies: Optional[bool]):
+    def __init__(self, cookies: Optional[bool], kprobes: Optional[bool] = None):
         self.attach_cookies = cookies
+        self.kprobes_available = kprobes
 
     def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
         return [f for f in FUNCTIONS if fnmatch.fnmatchcase(f, pattern)]
+
+    def kernel_functions(self, pattern: str) -> Optional[List[str]]:
+        return [f for f in ("vfs_read", "vfs_write", "vfs_open") if fnmatch.fnmatchcase(f, pattern)]
+
+    def kernel_symbol(self, name: str) -> Optional[int]:
+        return 0xFFFFFFFF81000000 + len(name)
 
 
 def functions(program: str, cookies: Optional[bool]):
@@ -40,6 +47,27 @@ def test_a_wildcard_naming_probe_or_func_is_one_function_with_cookies(provider, 
     assert len(c.attachments) == 3 and all(a.by_cookie for a in c.attachments)
     assert "bpf_get_attach_cookie(ctx)" in c.text
     assert (FUNCS_MAP in c.text) == ("func" in body)
+
+
+@pytest.mark.parametrize("provider", ["kprobe", "kretprobe"])
+def test_a_kprobe_wildcard_naming_probe_or_func_is_one_function_with_cookies(provider):
+    """`probe` from the cookie; `func` (a ksym) from the function's address at run time, not the
+    first match's address from kallsyms."""
+    names, c = functions(f"{provider}:vfs_* {{ @[probe, func] = count(); }}", cookies=True)
+    assert len(names) == 1
+    assert len(c.attachments) == 3 and all(a.by_cookie for a in c.attachments)
+    assert "bpf_get_attach_cookie(ctx)" in c.text and "bpf_get_func_ip(ctx)" in c.text
+    assert FUNCS_MAP not in c.text and "0xffffffff81000008" not in c.text.lower()
+
+
+def test_a_single_kprobe_keeps_its_constant_func():
+    names, c = functions("kprobe:vfs_read { @[func] = count(); }", cookies=True)
+    assert not c.attachments[0].by_cookie and "bpf_get_func_ip" not in c.text
+
+
+def test_kprobes_compiled_as_fentry_stay_one_function_each():
+    c = compile_program("kprobe:vfs_* { @[probe] = count(); }", env=Env(True, kprobes=False)).c
+    assert len({a.fn_name for a in c.attachments}) == 3 and not any(a.by_cookie for a in c.attachments)
 
 
 def test_without_cookies_one_function_per_match():

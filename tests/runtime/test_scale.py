@@ -8,6 +8,8 @@
 - Nothing is left behind (conftest.nothing_left_behind) after any of those, after a SIGKILL, a
   failure, or Ctrl-C while BCC compiles; the check sees what these paths make while they live.
 - A uprobe on an instruction that x86 uprobes would emulate instead of running is refused.
+- `ps` shows where a uprobe_multi link's uprobes are; a kprobe_multi link this kernel refuses (no
+  fprobe, no kprobes: only the error path runs here) falls back to a perf event each.
 """
 
 from __future__ import annotations
@@ -295,3 +297,38 @@ def test_the_kernel_breaks_what_the_guard_refuses(vecfirst):
     if out.startswith("ok"):
         pytest.skip("this kernel runs it right under a uprobe: the guard (bpf/uprobes.py) may be too careful")
     assert out.startswith("WRONG 100 of 200"), out
+
+
+# ---- kprobe_multi ---------------------------------------------------------------------------------
+
+def test_kprobe_multi_refused_falls_back_to_a_perf_event_each(capsys):
+    """Two kprobes of one function go in through one kprobe_multi link; this kernel (no fprobe,
+    no kprobes) refuses the link, and each kprobe then fails on its own, saying why, as before."""
+    from kubectl_pytrace.bpf.loader import Loader
+    from kubectl_pytrace.bpf.objects import BpfObject, ProgDef
+    from kubectl_pytrace.errors import TraceError
+    from kubectl_pytrace.kernel import tracefs
+    from kubectl_pytrace.lang.probes import ProbeSpec
+    from kubectl_pytrace.lang.program import AttachSpec, CProgram
+    from kubectl_pytrace.tracer.attach import KPROBE_MULTI, Attacher
+
+    ret0 = bytes.fromhex("b7000000000000009500000000000000")
+    loader = Loader(BpfObject({}, {"probe_0": ProgDef(ret0, [])}), tracefs.ensure_tracefs())
+    points = [AttachSpec(ProbeSpec("kprobe", func=f), "probe_0", i, optional=True, by_cookie=True)
+              for i, f in enumerate(["vfs_read", "vfs_write"])]
+    attacher = Attacher(CProgram("", points, {}, {}, ["kprobe:vfs_read", "kprobe:vfs_write"]), loader, lambda p: [p],
+                        __import__("sys").stderr)
+    try:
+        try:
+            n = attacher.attach_all()
+        except TraceError as e:
+            assert str(e) == "no probe could be attached"
+            (kind,) = attacher.paths
+            assert kind == "perf event (the kernel refused a kprobe_multi link: Operation not supported)"
+            err = capsys.readouterr().err
+            assert "could not attach probe kprobe:vfs_read, skipping. (cannot attach kprobe:vfs_read: this kernel " \
+                   "has no kprobes" in err, err
+            return
+        assert n == 2 and list(attacher.paths) == [KPROBE_MULTI] and len(loader.links) == 1  # a kernel with fprobe
+    finally:
+        loader.close()
