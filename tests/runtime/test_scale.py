@@ -332,3 +332,35 @@ def test_kprobe_multi_refused_falls_back_to_a_perf_event_each(capsys):
         assert n == 2 and list(attacher.paths) == [KPROBE_MULTI] and len(loader.links) == 1  # a kernel with fprobe
     finally:
         loader.close()
+
+
+# ---- function symbols outside code ----------------------------------------------------------------
+
+DATAFUNC_C = r"""
+__asm__(".data\n.globl datafunc\n.type datafunc, @function\ndatafunc: .byte 0xc3\n.size datafunc, 1\n.text\n");
+__attribute__((noinline)) int codefunc(int x) { return x + 1; }
+int main(int argc, char **argv) { return codefunc(argc) == 0; }
+"""
+
+
+@pytest.fixture
+def datafunc(tmp_path) -> Path:
+    (tmp_path / "datafunc.c").write_text(DATAFUNC_C)
+    subprocess.run(["gcc", "-O0", "-o", str(tmp_path / "datafunc"), str(tmp_path / "datafunc.c")], check=True)
+    return tmp_path / "datafunc"
+
+
+def test_a_function_symbol_outside_code_is_refused(datafunc, pytrace):
+    """A uprobe goes only where an executable segment maps the file: a function symbol in .data is
+    an error alone, skipped in a wildcard (the kernel would take it and never fire)."""
+    from kubectl_pytrace.host.elf import ELFError
+
+    with pytest.raises(ELFError, match="outside the file's executable code"):
+        symbol_file_offset(str(datafunc), "datafunc")
+    assert symbol_file_offset(str(datafunc), "codefunc") > 0
+    t = finished(pytrace("-e", f"uprobe:{datafunc}:datafunc {{ @ = count(); }}"))
+    assert t.rc == 1 and "outside the file's executable code" in t.stderr, t.stderr
+    t = finished(pytrace("-e", f"uprobe:{datafunc}:*func {{ @[probe] = count(); }}", "-c", str(datafunc)))
+    assert t.rc == 0, t.stderr
+    assert f"could not attach probe uprobe:{datafunc}:datafunc, skipping." in t.stderr
+    assert maps(t.stdout) == {f"@[uprobe:{datafunc}:codefunc]": "1"}
