@@ -2,7 +2,7 @@
  *   getppid N times, sched_yield 2N, uname 3N (tracepoint sys_enter_newuname: its entry point is
  *   not its uapi name), close(-1) N, and N 32-bit getpid calls through int $0x80 (number 20, which
  *   is writev's on x86_64): syscalls:* tracepoints ignore 32-bit system calls, so must the
- *   dispatcher. Prints nothing; exits 0. Filter on comm == "syscalls".
+ *   dispatcher. Prints nothing; exits 0. Filter on pid == cpid (-c) and comm == "syscalls" (after exec).
  */
 #include <stdlib.h>
 #include <sys/syscall.h>
