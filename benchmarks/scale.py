@@ -9,7 +9,8 @@ count(); }`, `uprobe:LIBC:* { @[probe] = count(); }`, each with `BEGIN { printf(
 "attach" is the time from the start of the process to that line and to the tool's "Attached N
 probes" (bpftrace 0.17 prints "Attaching" before, and runs BEGIN after, attaching), whichever
 comes later, with the compiled program cached (one untimed run first; bpftrace has no
-cache). "exit" is from SIGINT, one second later, to the end of the process, the maps printed.
+cache). "exit" is from SIGINT, one second later, to the end of the process, the maps printed; in
+parentheses the tracer process's peak RSS (VmHWM, just before SIGINT).
 
 LIBC is a private copy of this host's libc (its debug symbols are found by build id, as the
 system's), mapped by --holders sleeping processes (how many map the system's libc here, by
@@ -57,6 +58,7 @@ class Run:
     exit: Optional[float] = None  # seconds from SIGINT to the end of the process
     points: Optional[int] = None
     note: str = ""
+    rss: Optional[float] = None  # MiB: the process's peak resident set while tracing (VmHWM)
 
 
 @dataclass
@@ -135,13 +137,24 @@ def measure(tool: Tool, program: str, timeout: float, exit_timeout: float) -> Ru
         errors = [line for line in proc.text().splitlines() if "ERROR" in line or "error:" in line]
         return Run(note="refused: " + (errors[0] if errors else f"exit {proc.p.returncode}").strip())
     time.sleep(1.0)
+    rss = peak_rss(proc.p.pid)
     took = proc.stop(exit_timeout)
-    run = Run(attach=go - proc.start, exit=took, points=points(proc.text()))
+    run = Run(attach=go - proc.start, exit=took, points=points(proc.text()), rss=rss)
     if took is None:
         run.note = f"still exiting after {exit_timeout:.0f} s (SIGKILLed)"
     elif "@" not in proc.text():
         run.note = "no maps printed"
     return run
+
+
+def peak_rss(pid: int) -> Optional[float]:
+    """VmHWM of a process in MiB (the bpftrace chroot's launchers exec it: same pid)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return kb / 1024
 
 
 def measure_cell(tool: Tool, label: str, program: str, args) -> Run:
@@ -161,15 +174,17 @@ def median(runs: List[Run]) -> Run:
     done = [r for r in runs if r.attach is not None and r.exit is not None]
     if not done:
         return runs[0]
+    rss = [r.rss for r in done if r.rss is not None]
     return Run(statistics.median(r.attach for r in done), statistics.median(r.exit for r in done),  # type: ignore
-               done[0].points, runs[0].note)
+               done[0].points, runs[0].note, max(rss) if rss else None)
 
 
 def cell(r: Run) -> str:
     if r.attach is None:
         return r.note
     exit_ = f"{r.exit:.2f} s" if r.exit is not None else r.note
-    return f"{r.attach:.2f} s / {exit_}"
+    rss = f" ({r.rss:.0f} MiB)" if r.rss is not None else ""
+    return f"{r.attach:.2f} s / {exit_}{rss}"
 
 
 # ---- the tools --------------------------------------------------------------------------------
@@ -278,7 +293,27 @@ def run_table(args, tmp: Path, libc: Path, holders: int) -> int:
     for label, row in results.items():
         pts = " / ".join(str(r.points) for r in row.values() if r.points is not None)
         print(f"| `{label}` ({pts}) | " + " | ".join(cell(row[t.name]) for t in all_tools) + " |")
+    print_ratios(results, all_tools)
     return 0
+
+
+def print_ratios(results: Dict[str, Dict[str, Run]], all_tools: List[Tool]) -> None:
+    """This tree's times as ratios to each bpftrace's (below 1: faster)."""
+    ours = next(t.name for t in all_tools if t.name.endswith("(this tree)"))
+    others = [t.name for t in all_tools if t.name.startswith("bpftrace")]
+    if not others:
+        return
+    print("\n| program | " + " | ".join(f"attach / exit, ratio to {o}" for o in others) + " |")
+    print("|---" * (len(others) + 1) + "|")
+    for label, row in results.items():
+        cells = []
+        for o in others:
+            a, b = row[ours], row[o]
+            if a.attach is None or b.attach is None or a.exit is None or b.exit is None:
+                cells.append("-")
+            else:
+                cells.append(f"{a.attach / b.attach:.2f} / {a.exit / b.exit:.3f}")
+        print(f"| `{label}` | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
