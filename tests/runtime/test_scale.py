@@ -8,6 +8,7 @@
 - Nothing is left behind (conftest.nothing_left_behind) after any of those, after a SIGKILL, a
   failure, or Ctrl-C while BCC compiles; the check sees what these paths make while they live.
 - A uprobe on an instruction that x86 uprobes would emulate instead of running is refused.
+- The tracer pod's command ends such a trace as fast on SIGTERM (48.8 s with a perf event each).
 - `ps` shows where a uprobe_multi link's uprobes are; a kprobe_multi link this kernel refuses (no
   fprobe, no kprobes: only the error path runs here) falls back to a perf event each.
 """
@@ -372,3 +373,44 @@ def test_a_function_symbol_outside_code_is_refused(datafunc, pytrace):
     assert t.rc == 0, t.stderr
     assert f"could not attach probe uprobe:{datafunc}:datafunc, skipping." in t.stderr
     assert maps(t.stdout) == {f"@[uprobe:{datafunc}:codefunc]": "1"}
+
+
+# ---- the tracer pod's command -------------------------------------------------------------------
+
+def test_the_tracer_pods_command_ends_a_wide_trace_at_once(wide, tmp_path):
+    """`kubectl-pytrace tracer`, as the Job runs it on a node (a whole-node trace here): SIGTERM,
+    which the kubelet sends when the plugin stops the trace, to its last record (END's output and
+    the maps) within EXIT_BOUND."""
+    from kubectl_pytrace import __version__, traceconfig
+
+    cfg = {"config_version": traceconfig.CONFIG_VERSION, "client_version": __version__, "name": "t",
+           "filename": "prog.bt", "params": [], "deadline": None, "ns_pids": False, "nodes": {"n1": []}}
+    (tmp_path / traceconfig.CONFIG_FILE).write_text(json.dumps(cfg))
+    (tmp_path / traceconfig.PROGRAM_FILE).write_text(WIDE_PROGRAM.format(lib=wide.lib))
+    with open(tmp_path / "records", "w") as out, open(tmp_path / "stderr", "w") as err:
+        p = subprocess.Popen([PYTRACE, "tracer", "--config", str(tmp_path)], stdout=out, stderr=err,
+                             env=dict(os.environ, NODE_NAME="n1"))
+    try:
+        deadline = time.monotonic() + 120
+        while '"attached"' not in (tmp_path / "records").read_text():
+            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr").read_text()
+            time.sleep(0.05)
+        subprocess.run(wide.argv("1"), check=True)
+        time.sleep(0.5)
+        stop = time.monotonic()
+        p.terminate()
+        assert p.wait(60) == 0, (tmp_path / "stderr").read_text()
+        took = time.monotonic() - stop
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    records = [json.loads(line) for line in (tmp_path / "records").read_text().splitlines()]
+    assert took < EXIT_BOUND, f"{took:.1f} s from SIGTERM to the end"
+    assert any(r.get("printf") == "end\n" for r in records)
+    maps_ = {m["name"]: m for m in next(r for r in records if "maps" in r)["maps"]}
+    assert set(maps_) == {"@u", "@s"}, set(maps_)
+    u = {key[0]: count for key, count in maps_["@u"]["entries"]}
+    assert sum(1 for k in u if re.match(rf"uprobe:{wide.lib}:w\d+(_alias_.)?$", k)) == 302
+    assert u[f"uprobe:{wide.lib}:w0004"] == 5
+    assert next(iter(records[-1])) == "exit" and records[-1]["exit"] == 0
