@@ -24,8 +24,8 @@ from kubectl_pytrace.lang.layout import (
 )
 from kubectl_pytrace.lang.probes import ProbeSpec, parse_attach_point
 from kubectl_pytrace.lang.program import (
-    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, LOST_MAP, MAP_MAX_ENTRIES, STACK_MAP_ENTRIES,
-    STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
+    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, FUNCS_MAP, LOST_MAP, MAP_MAX_ENTRIES,
+    STACK_MAP_ENTRIES, STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
 )
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
@@ -691,12 +691,16 @@ class FunctionGen:
             self.emit(f"bpf_get_current_comm(&{buf}, sizeof({buf}));")
             return Buf(buf, StrT(16))
         if name == "probe":
+            if self.fn.cookie:  # the tracer gives each attachment its probe id as cookie
+                return "((u64)bpf_get_attach_cookie(ctx))"
             return f"((u64){self.gen.probe_id(self.fn.specs[0])})"
         if name == "func":
             if isinstance(self.type(e), KsymT):
                 if id(e) in self.fn.constants:
                     return self.constant(self.fn.constants[id(e)])
                 return "((u64)bpf_get_func_ip(ctx))"
+            if self.fn.cookie:
+                return self.func_by_cookie(self.type(e))
             return Lit(self.fn.specs[0].func.encode())
         if name == "ncpus":
             return self.constant(self.fn.constants[id(e)])
@@ -742,6 +746,16 @@ class FunctionGen:
                 return f"(((u64 *)ctx)[{n}])"
             return f"PYTRACE_REG(ctx, {REG_PARAMS[n]})"
         raise AssertionError(name)
+
+    def func_by_cookie(self, t: StrT) -> Value:
+        """`func` in a function that serves several matches: their names are in FUNCS_MAP by probe
+        id (the tracer writes them), the attachment's cookie."""
+        self.gen.func_name_size = max(self.gen.func_name_size, pad8(t.size))
+        buf, key, name = self.declare(t, "func"), self.tmp("key"), self.tmp("name")
+        self.emit(f"u32 {key} = bpf_get_attach_cookie(ctx);")
+        self.emit(f"char *{name} = (char *){FUNCS_MAP}.lookup(&{key});")
+        self.emit(f"if ({name}) __builtin_memcpy({buf}, {name}, {pad8(t.size)});")
+        return Buf(buf, t)
 
     def stack(self, t: StackT) -> Value:
         out = self.declare(t, "stack")
@@ -1449,6 +1463,7 @@ class Generator:
         self.probe_ids: Dict[str, int] = {}
         self.probe_names: List[str] = []
         self.uses_stacks = False
+        self.func_name_size = 0  # FUNCS_MAP's value size, when a function reads `func` by cookie
         self.callbacks: List[str] = []  # loop bodies, in marker order
         self.callback_defs: List[str] = []
         self.var_structs: List[str] = []
@@ -1572,6 +1587,9 @@ class Generator:
                  f"BPF_ARRAY({CONFIG_MAP}, u64, {CONFIG_SLOTS});"]
         if self.uses_stacks:
             parts.append(f"BPF_STACK_TRACE({STACKS_MAP}, {STACK_MAP_ENTRIES});")
+        if self.func_name_size:
+            parts.append(f"struct pytrace_func_name {{ char name[{self.func_name_size}]; }};")
+            parts.append(f"BPF_ARRAY({FUNCS_MAP}, struct pytrace_func_name, {len(self.probe_names)});")
         parts += map_decls
         parts.append(PRELUDE_HELPERS)
         if self.name_tables:
@@ -1629,7 +1647,8 @@ class Generator:
             aps = fn.probe.attach_points
             optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
             for spec in fn.specs:
-                attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional))
+                attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional,
+                                              by_cookie=fn.cookie))
         for prov, (spec, names) in specials.items():
             # bpftrace 0.27 runs every BEGIN (END) probe, in the order of the program
             entry = "pytrace_" + prov.lower()

@@ -44,6 +44,8 @@ class Environment:
     """The environment that knows nothing (a kubectl client far from the node)."""
 
     kprobes_available: Optional[bool] = None
+    # bpf_get_attach_cookie() (Linux 5.15): one function serves every match of a uprobe wildcard
+    attach_cookies: Optional[bool] = None
 
     def predefined_macros(self) -> Dict[str, str]:
         """Macros defined before a program's first line. bpftrace defines BPFTRACE_HAVE_BTF where the

@@ -3,6 +3,9 @@
 Wildcards (`tracepoint:syscalls:sys_enter_*`, `uprobe:/bin/x:read*`) are expanded with what the
 environment knows; a body that depends on which probe fired (`args`, `probe`, `func`, USDT
 arguments) gets one function per concrete probe, any other body one function for all of them.
+A uprobe or kprobe body that names only `probe` or `func` is one function too where the kernel
+gives each attachment a cookie (the probe's id: the function reads which match fired from it; a
+kernel function's `func` is its address, bpf_get_func_ip()).
 
 As bpftrace 0.17, a uprobe whose function is not in the binary and a kprobe wildcard that matches
 nothing are skipped, not errors (bpftrace's tools list functions some versions of a library or of
@@ -23,6 +26,8 @@ from kubectl_pytrace.lang.probes import AttachPointError, ProbeSpec, glob_match,
 from kubectl_pytrace.lang.types import Type
 
 PROBE_SPECIFIC_BUILTINS = frozenset({"args", "probe", "func"})
+# `probe` from bpf_get_attach_cookie(), `func` too for uprobes (a kernel function's is its address)
+COOKIE_PROVIDERS = frozenset({"uprobe", "uretprobe", "kprobe", "kretprobe"})
 
 
 
@@ -38,6 +43,7 @@ class ProbeGroup:
     kfunc_ret: Optional[Type] = None
     usdt_args: Optional[List[Type]] = None
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+    cookie: bool = False  # `probe` and `func` come from the attachment's cookie (several specs)
     iter_ctx: Optional[List[Tuple[str, Type]]] = None  # iter:NAME: the members ctx points to
 
 
@@ -126,6 +132,12 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
     return g
 
 
+def _by_cookie(spec: ProbeSpec, uses: set, env: Environment) -> bool:
+    """Whether a body that names `probe` or `func` (not `args`, whose type depends on the match)
+    can serve several matches, telling them apart by the attachment's cookie."""
+    return spec.provider in COOKIE_PROVIDERS and "args" not in uses and env.attach_cookies is not False
+
+
 class _Skipped(LookupFailed):
     """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
 
@@ -164,7 +176,8 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics,
                 continue
             for c in concrete:
                 # USDT argument readers and fentry targets are compiled into each function
-                if specific or c.provider == "usdt" or c.is_fentry(kprobe_mode(env)):
+                alone = specific and not _by_cookie(c, uses, env)
+                if alone or c.provider == "usdt" or c.is_fentry(kprobe_mode(env)):
                     order.append([c])
                 elif c.provider in shared:
                     shared[c.provider].append(c)
@@ -174,6 +187,7 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics,
         for specs in order:
             try:
                 groups.append(_group(probe, list(specs), env, "args" in uses))  # type: ignore[arg-type]
+                groups[-1].cookie = specific and len(specs) > 1
             except LookupFailed as err:
                 diags.error(str(err), probe.attach_points[0].span)
         if not order and first_skipped is not None:

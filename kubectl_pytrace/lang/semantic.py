@@ -98,6 +98,7 @@ class ProbeFunction:
     kfunc_ret: Optional[Type] = None
     usdt_args: Optional[List[Type]] = None
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+    cookie: bool = False  # serves several specs: `probe` and `func` from the attachment's cookie
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format
@@ -793,8 +794,9 @@ class Checker(ast.NodeVisitor):
                 self.error(f"the func builtin can not be used with '{prov}' probes", e.span)
             if prov in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
                 # a kernel function: a ksym (bpftrace 0.27), its address known now when kallsyms is
+                # (and the function serves one probe, not a wildcard's matches by cookie)
                 try:
-                    addr = self.env.kernel_symbol(self.fn.specs[0].func)
+                    addr = self.env.kernel_symbol(self.fn.specs[0].func) if len(self.fn.specs) == 1 else None
                 except LookupFailed:
                     addr = None
                 if addr is not None:
@@ -1897,7 +1899,7 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             config: Optional[Config] = None, unsafe: bool = False, defer: bool = False) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
-                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
+                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach, cookie=g.cookie)
                  for i, g in enumerate(groups)]
     iters = [g for g in groups if g.specs[0].provider == "iter"]
     if iters and len(groups) > 1:
