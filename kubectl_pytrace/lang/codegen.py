@@ -29,7 +29,7 @@ from kubectl_pytrace.lang.program import (
 )
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
+from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, split_params
 from kubectl_pytrace.lang.types import (
     INT64, WORD_TYPES, AggT, ArrayT, RecordT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
@@ -731,17 +731,21 @@ class FunctionGen:
         if name.startswith("arg"):
             n = int(name[3:])
             if self.fn.provider == "usdt":
-                # BCC's reader checks the destination has the argument's exact size
-                t = self.type(e)
-                c = int_ctype(t) if isinstance(t, IntT) else "u64"
-                out = self.tmp("arg")
-                self.emit(f"{c} {out} = 0;")
-                self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
-                return self.as_c(out, t)
+                return self.usdt_arg(n)
             if self.fentry:
                 return f"(((u64 *)ctx)[{n}])"
             return f"PYTRACE_REG(ctx, {REG_PARAMS[n]})"
         raise AssertionError(name)
+
+    def usdt_arg(self, n: int) -> str:
+        """A USDT argument, read where the probe's note says it is (lang/usdt.py)."""
+        if self.fn.usdt_args is None:  # only a compile with the binary at hand generates code
+            raise AssertionError(f"USDT probe {self.fn.specs[0].name()}: argument locations unknown")
+        arg = self.fn.usdt_args[n]
+        stmts, value = arg.c("ctx", self.tmp("arg"))
+        for s in stmts:
+            self.emit(s)
+        return self.as_c(value, arg.type)
 
     def stack(self, t: StackT) -> Value:
         out = self.declare(t, "stack")
@@ -1441,7 +1445,8 @@ class FunctionGen:
 
 class Generator:
     def __init__(self, analysis: Analysis, options: CodegenOptions, params: List[str]):
-        self.analysis, self.options, self.params = analysis, options, params
+        self.analysis, self.options = analysis, options
+        self.params = split_params(params)[0]  # positional: $1, $#
         self.tuples = TupleTypes()
         self.events: Dict[int, EventSpec] = {}
         self.event_structs: List[str] = []
@@ -1627,7 +1632,7 @@ class Generator:
                 specials.setdefault(fn.provider, (fn.specs[0], []))[1].append(name)
                 continue
             aps = fn.probe.attach_points
-            optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
+            optional = len(aps) > 1 or parse_attach_point(aps[0].raw, self.params).is_wildcard
             for spec in fn.specs:
                 attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional))
         for prov, (spec, names) in specials.items():

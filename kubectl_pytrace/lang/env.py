@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
+from kubectl_pytrace.lang.usdt import UsdtArg
 from kubectl_pytrace.lang.types import (
     ArrayT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT,
 )
@@ -144,8 +145,9 @@ class Environment:
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         return None
 
-    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
-        """Integer types of a USDT probe's arguments (from its note: -4@%eax is int32)."""
+    def usdt_args(self, path: str, provider: str, name: str) -> "Optional[List[UsdtArg]]":
+        """Where each argument of a USDT probe is and its size, from the probe's note (-4@%eax: the
+        low 4 bytes of rax, signed); LookupFailed when its sites disagree or a note is unreadable."""
         return None
 
 

@@ -14,13 +14,14 @@ bpftrace prints them) but not generated. Only a program with nothing at all to a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang.diagnostics import Diagnostics
 from kubectl_pytrace.lang.env import Environment, LookupFailed, TracepointField
 from kubectl_pytrace.lang.probes import AttachPointError, ProbeSpec, glob_match, parse_attach_point
 from kubectl_pytrace.lang.types import Type
+from kubectl_pytrace.lang.usdt import UsdtArg
 
 PROBE_SPECIFIC_BUILTINS = frozenset({"args", "probe", "func"})
 
@@ -36,7 +37,7 @@ class ProbeGroup:
     tp_fields: Optional[Dict[str, TracepointField]] = None
     kfunc_args: Optional[List[Tuple[str, Type]]] = None
     kfunc_ret: Optional[Type] = None
-    usdt_args: Optional[List[Type]] = None
+    usdt_args: Optional[List[UsdtArg]] = None
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
     iter_ctx: Optional[List[Tuple[str, Type]]] = None  # iter:NAME: the members ctx points to
 
@@ -131,8 +132,9 @@ class _Skipped(LookupFailed):
 
 
 def expand(program: ast.Program, env: Environment, diags: Diagnostics,
-           missing_probes: Optional[str] = None) -> List[ProbeGroup]:
-    """missing_probes: the config's (error, warn, ignore), or None for bpftrace 0.17's rules."""
+           missing_probes: Optional[str] = None, params: Sequence[str] = ()) -> List[ProbeGroup]:
+    """missing_probes: the config's (error, warn, ignore), or None for bpftrace 0.17's rules;
+    params: the positional parameters, which attach points may use ($1)."""
     groups: List[ProbeGroup] = []
     skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
     for probe in program.probes:
@@ -143,7 +145,7 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics,
         first_skipped: Optional[ProbeSpec] = None
         for ap in probe.attach_points:
             try:
-                spec = parse_attach_point(ap.raw)
+                spec = parse_attach_point(ap.raw, params)
                 concrete = _expand(spec, env)
             except _Skipped as err:
                 if missing_probes == "error":

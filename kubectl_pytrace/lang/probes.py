@@ -8,8 +8,9 @@ short aliases and validates the shape of each provider.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, replace
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 ALIASES = {
     "t": "tracepoint", "u": "uprobe", "ur": "uretprobe", "U": "usdt", "k": "kprobe",
@@ -100,10 +101,20 @@ def glob_match(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
-def split_attach_point(raw: str) -> List[str]:
-    """Split on ':' outside double quotes; quotes are removed."""
-    parts, cur, quoted = [], [], False
-    for c in raw:
+def split_attach_point(raw: str, params: Sequence[str] = ()) -> List[str]:
+    """Split on ':' outside double quotes; quotes are removed. A positional parameter ($1, $2...)
+    outside quotes is replaced by its value, as bpftrace does: the value is one piece of the part it
+    stands in (a ':' in it does not split), `usdt:$1:postgresql:query__start`, `uprobe:$1:$2`."""
+    parts: List[str] = []
+    cur: List[str] = []
+    quoted, i = False, 0
+    while i < len(raw):
+        c = raw[i]
+        m = None if quoted else _POSITIONAL.match(raw, i)
+        if m:
+            cur.append(_positional(int(m.group(1)), params))
+            i = m.end()
+            continue
         if c == '"':
             quoted = not quoted
         elif c == ":" and not quoted:
@@ -111,8 +122,23 @@ def split_attach_point(raw: str) -> List[str]:
             cur = []
         else:
             cur.append(c)
+        i += 1
     parts.append("".join(cur))
     return parts
+
+
+_POSITIONAL = re.compile(r"\$(\d+)")
+
+
+def _positional(index: int, params: Sequence[str]) -> str:
+    if index == 0:
+        raise AttachPointError("positional parameters start at $1")
+    if index > len(params):
+        given = f"only {len(params)} were given" if params else "none were given"
+        raise AttachPointError(f"the attach point uses positional parameter ${index}, but {given}")
+    if params[index - 1] == "":
+        raise AttachPointError(f"positional parameter ${index} is empty")
+    return params[index - 1]
 
 
 def _rate(provider: str, parts: List[str]) -> ProbeSpec:
@@ -146,8 +172,9 @@ def _rate(provider: str, parts: List[str]) -> ProbeSpec:
     return ProbeSpec(provider, unit=unit, rate=rate)
 
 
-def parse_attach_point(raw: str) -> ProbeSpec:
-    parts = split_attach_point(raw)
+def parse_attach_point(raw: str, params: Sequence[str] = ()) -> ProbeSpec:
+    """params: the program's positional parameters, which the attach point may use ($1...)."""
+    parts = split_attach_point(raw, params)
     provider = ALIASES.get(parts[0], parts[0])
     rest = parts[1:]
     if provider in ("BEGIN", "END"):

@@ -18,6 +18,7 @@ from kubectl_pytrace.lang.config import Config
 from kubectl_pytrace.lang.diagnostics import Diagnostics, Span, location
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
 from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang.usdt import UsdtArg
 
 if TYPE_CHECKING:
     from kubectl_pytrace.lang.expand import ProbeGroup
@@ -96,7 +97,7 @@ class ProbeFunction:
     tp_fields: Optional[Dict[str, TracepointField]] = None
     kfunc_args: Optional[List[Tuple[str, Type]]] = None
     kfunc_ret: Optional[Type] = None
-    usdt_args: Optional[List[Type]] = None
+    usdt_args: Optional[List[UsdtArg]] = None  # where the program reads each argument
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
@@ -837,9 +838,13 @@ class Checker(ast.NodeVisitor):
                     spec = self.fn.specs[0]
                     self.error(f"{name}: USDT probe {spec.ns}:{spec.func} has {len(self.fn.usdt_args)} "
                                f"argument{'s' if len(self.fn.usdt_args) != 1 else ''}", e.span)
-                return self.fn.usdt_args[n]
+                return self.fn.usdt_args[n].type
             if prov == "usdt" and n >= 12:
                 self.error(f"{name}: USDT probes have at most 12 arguments", e.span)
+            elif prov == "usdt" and not self.defer:  # the program reads them where the note says
+                spec = self.fn.specs[0]
+                self.error(f"{name}: the note of USDT probe {spec.ns + ':' if spec.ns else ''}{spec.func} was not "
+                           f"found in {spec.target}, so where its arguments are is unknown", e.span)
             if prov != "usdt" and n > 5:
                 self.error(f"{name}: only arg0..arg5 are passed in registers on x86_64", e.span)
             return UINT64

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
 from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, RecordT, StructT, Type, VoidT
+from kubectl_pytrace.lang.usdt import UsdtArg, parse_args
 
 I32, U32, I64, U64 = IntT(32, True), IntT(32, False), IntT(64, True), IntT(64, False)
 CHAR = IntT(8, True)
@@ -76,7 +77,8 @@ HEADER_DEFINES = {"linux/sched.h": {"TASK_RUNNING": 0, "TASK_INTERRUPTIBLE": 1},
 KERNEL_SYMBOLS = {"avenrun": 0xFFFFFFFF82A0B1C0, "do_sys_openat2": 0xFFFFFFFF816B7430}
 
 USER_FUNCTIONS = {"/bin/x": ["main", "foo", "foo_bar", "ns::f", "_ZN2ns1fEv"]}
-USDT = {"/bin/x": {("prov", "start"): [I32, U64], ("prov", "stop"): [], ("other", "start"): [I64]}}
+USDT = {"/bin/x": {("prov", "start"): parse_args("-4@%edi 8@-16(%rbp)"), ("prov", "stop"): [],
+                   ("other", "start"): parse_args("-8@$3")}}
 KFUNCS = {"vfs_read": ([("file", PtrT(StructT("struct file"), "kernel")), ("count", U64)], I64)}
 
 
@@ -177,5 +179,5 @@ class FakeEnv(Environment):
             raise LookupFailed(f"no kernel symbol named '{name}' in /proc/kallsyms")
         return KERNEL_SYMBOLS[name]
 
-    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
+    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[UsdtArg]]:
         return USDT.get(path, {}).get((provider, name))

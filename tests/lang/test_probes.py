@@ -278,3 +278,46 @@ def test_attachments_bpftrace_would_skip_when_they_fail_are_optional():
         "begin": False, "kprobe:a": True, "kprobe:b": True, "kprobe:single": False, "kfunc:vfs_read": True,
         "uprobe:/bin/x:foo": False, "tracepoint:syscalls:sys_enter_openat": True,
         "tracepoint:syscalls:sys_enter_read": True}
+
+
+# ---- positional parameters in attach points (bpftrace: `usdt:$1:postgresql:query__start`) -------------
+
+def test_positional_parameters_in_attach_points():
+    assert split_attach_point("usdt:$1:postgresql:query__start", ["/usr/bin/pg"]) == [
+        "usdt", "/usr/bin/pg", "postgresql", "query__start"]
+    assert parse_attach_point("uprobe:$1:$2", ["/bin/x", "foo*"]) == ProbeSpec("uprobe", "/bin/x", "foo*")
+    assert parse_attach_point("uprobe:$1:$2", ["/bin/x", "foo*"]).is_wildcard
+    # a value is one piece of its part: a ':' in it does not split, and it joins what is around it
+    assert split_attach_point("uprobe:$1:f", ["/a:b"]) == ["uprobe", "/a:b", "f"]
+    assert split_attach_point("uprobe:/opt/$1/bin:f", ["v2"]) == ["uprobe", "/opt/v2/bin", "f"]
+    # inside double quotes, $1 is the symbol's own text
+    assert split_attach_point('uprobe:/bin/x:"a$1"', ["zz"]) == ["uprobe", "/bin/x", "a$1"]
+
+
+@pytest.mark.parametrize("raw, params, message", [
+    ("usdt:$1:p:start", [], "the attach point uses positional parameter $1, but none were given"),
+    ("uprobe:$1:$2", ["/bin/x"], "the attach point uses positional parameter $2, but only 1 were given"),
+    ("uprobe:$0:f", ["/bin/x"], "positional parameters start at $1"),
+    ("uprobe:$1:f", [""], "positional parameter $1 is empty"),
+])
+def test_positional_parameter_errors_in_attach_points(raw, params, message):
+    with pytest.raises(AttachPointError) as e:
+        parse_attach_point(raw, params)
+    assert str(e.value) == message
+
+
+def test_positional_parameters_reach_the_probes_of_a_compiled_program():
+    c = compile_program("usdt:$1:prov:start { @[arg0] = count(); } uprobe:$1:$2 { @n = count(); }", env=FakeEnv(),
+                        params=["/bin/x", "foo*", "--named=1"]).c
+    assert [a.spec.name() for a in c.attachments] == [
+        "usdt:/bin/x:prov:start", "uprobe:/bin/x:foo", "uprobe:/bin/x:foo_bar"]
+    assert all(a.optional for a in c.attachments[1:])  # a wildcard, as bpftrace treats it
+    with pytest.raises(CompileError) as info:
+        compile_program("uprobe:$1:foo { }", env=FakeEnv())
+    assert [d.message for d in info.value.diagnostics.errors] == [
+        "uprobe:$1:foo: the attach point uses positional parameter $1, but none were given"]
+
+
+def test_positional_count_ignores_named_parameters():
+    c = compile_program('BEGIN { printf("%d\\n", $#); }', env=FakeEnv(), params=["a", "--x=1"]).c
+    assert "((s64)1)" in c.text
