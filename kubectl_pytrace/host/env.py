@@ -12,7 +12,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.kernel import sysfs, tracefs
 from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
-from kubectl_pytrace.host.elf import ELFError, open_elf
+from kubectl_pytrace.host.elf import ELFError, go_register_abi, open_elf
+from kubectl_pytrace.lang.env import C_ABI, GO_REGABI, GO_STACKABI
 from kubectl_pytrace.lang.usdt import UsdtArg, UsdtArgError, parse_args
 from kubectl_pytrace.lang.types import ArrayT, BoolT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
@@ -375,6 +376,16 @@ class HostEnvironment(Environment):
         if any(c in pattern for c in "*?["):
             return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
         return [pattern] if pattern in names else []
+
+    def calling_convention(self, path: str) -> Optional[str]:
+        real = self._resolve(path)
+        try:
+            version = open_elf(real).go_version()
+        except ELFError as e:
+            raise LookupFailed(f"cannot read {real}: {e}") from None
+        if version is None:
+            return C_ABI
+        return GO_REGABI if go_register_abi(version) else GO_STACKABI
 
     def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
         real = self._resolve(path)

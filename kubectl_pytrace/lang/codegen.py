@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from kubectl_pytrace.lang import abi, ast
 from kubectl_pytrace.lang import printf as printf_format
-from kubectl_pytrace.lang.env import StructField, TracepointField
+from kubectl_pytrace.lang.env import GO_ARG_REGS, GO_REGABI, GO_STACKABI, StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
 )
@@ -718,12 +718,7 @@ class FunctionGen:
                 return self.as_c(f"((u64 *)ctx)[{n}]", self.type(e))
             return f"PYTRACE_REG(ctx, {REG_RC})"
         if name.startswith("sarg"):
-            n = int(name[4:])
-            out = self.tmp("sarg")
-            self.emit(f"u64 {out} = 0;")
-            space = "user" if self.fn.user_space else "kernel"
-            self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
-            return out
+            return self.stack_arg(int(name[4:]))
         if name == "ctx":
             return "((u64)ctx)"
         if name.startswith("arg") and self.fn.provider == "rawtracepoint":
@@ -734,8 +729,20 @@ class FunctionGen:
                 return self.usdt_arg(n)
             if self.fentry:
                 return f"(((u64 *)ctx)[{n}])"
+            if self.fn.convention == GO_REGABI:
+                return f"PYTRACE_REG(ctx, {GO_ARG_REGS[n]})"
+            if self.fn.convention == GO_STACKABI:  # arg n at sp + 8 * (n + 1), above the return address
+                return self.stack_arg(n)
             return f"PYTRACE_REG(ctx, {REG_PARAMS[n]})"
         raise AssertionError(name)
+
+    def stack_arg(self, n: int) -> str:
+        """The n-th 8-byte slot above the return address (sargN; arguments of Go before 1.17)."""
+        out = self.tmp("sarg")
+        self.emit(f"u64 {out} = 0;")
+        space = "user" if self.fn.user_space else "kernel"
+        self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
+        return out
 
     def usdt_arg(self, n: int) -> str:
         """A USDT argument, read where the probe's note says it is (lang/usdt.py)."""
@@ -1292,6 +1299,18 @@ class FunctionGen:
             return Buf(out, t)
         out = self.declare(t, "str")
         self.read_str_into(out, t.size, c)
+        return Buf(out, t)
+
+    def call_gostr(self, c: ast.Call) -> Value:
+        """A Go string: len bytes at ptr (semantic.call_gostr), read up to the first NUL as str()."""
+        t: StrT = self.type(c)  # type: ignore[assignment]
+        out = self.declare(t, "gostr")
+        ptr, ln = self.int_value(c.args[0]), self.tmp("len")
+        self.emit(f"u64 {ln} = ({self.int_value(c.args[1])});")
+        self.emit(f"if ({ln} > {t.size - 1}) {ln} = {t.size - 1};")
+        space = self.space_of(self.type(c.args[0]))
+        self.emit(f"if ({ln}) bpf_probe_read_{space}_str(&{out}, ({ln} + 1) & {pad8(t.size) * 2 - 1}, "
+                  f"(void *)({ptr}));")
         return Buf(out, t)
 
     def call_strerror(self, c: ast.Call) -> Value:

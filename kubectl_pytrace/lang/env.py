@@ -13,6 +13,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
 from kubectl_pytrace.lang.usdt import UsdtArg
+
+C_ABI, GO_REGABI, GO_STACKABI = "c", "go-regabi", "go-stackabi"
+# Go's internal register ABI on amd64: the integer arguments in RAX, RBX, RCX, RDI, RSI, R8, R9, R10,
+# R11, as u64 slots of struct pt_regs (a string or slice takes two or three of them: str(arg0, arg1))
+GO_ARG_REGS = (10, 5, 11, 14, 13, 9, 8, 7, 6)
 from kubectl_pytrace.lang.types import (
     ArrayT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT,
 )
@@ -130,6 +135,12 @@ class Environment:
         return None
 
     def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
+        return None
+
+    def calling_convention(self, path: str) -> Optional[str]:
+        """How the functions of a binary take their arguments: C_ABI (System V: rdi, rsi, ...),
+        GO_REGABI (Go 1.17+ on amd64: rax, rbx, rcx, ...) or GO_STACKABI (older Go: on the stack);
+        None where the binary is not at hand (the client compiling for a node: decided there)."""
         return None
 
     def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
