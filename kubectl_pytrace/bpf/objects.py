@@ -69,7 +69,8 @@ def _bcc_version() -> str:
     return "unknown"
 
 
-def cache_key(text: str, functions: Sequence[str], headers: str, callbacks: Sequence[str] = (), map_refs: Optional[Dict[int, str]] = None) -> str:
+def cache_key(text: str, functions: Sequence[str], headers: str, callbacks: Sequence[str] = (),
+              map_refs: Optional[Dict[int, str]] = None) -> str:
     parts = {
         "callbacks": list(callbacks), "map_refs": {str(k): v for k, v in (map_refs or {}).items()},
         "format": FORMAT_VERSION, "text": text, "functions": list(functions),

@@ -11,9 +11,9 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.kernel import sysfs, tracefs
-from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
+from kubectl_pytrace.lang.env import (C_ABI, GO_REGABI, GO_STACKABI, Environment, LookupFailed, StructField,
+                                      TracepointField, ctype_to_type)
 from kubectl_pytrace.host.elf import ELFError, go_register_abi, open_elf
-from kubectl_pytrace.lang.env import C_ABI, GO_REGABI, GO_STACKABI
 from kubectl_pytrace.lang.usdt import UsdtArg, UsdtArgError, parse_args
 from kubectl_pytrace.lang.types import ArrayT, BoolT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
