@@ -316,19 +316,6 @@ def open_elf(path: str) -> ELF:
     return _load(path, st.st_mtime_ns, st.st_size)
 
 
-def usdt_arg_types(args: str) -> List[Tuple[int, bool]]:
-    """(size in bytes, signed) of each argument of a note: '-4@%edi 8@-24(%rbp)' -> [(4, True), (8, False)]."""
-    out = []
-    for a in args.split():
-        size, _, _ = a.partition("@")
-        try:
-            n = int(size)
-        except ValueError:
-            n = 8
-        out.append((abs(n) or 8, n < 0))
-    return out
-
-
 PF_X = 1
 
 

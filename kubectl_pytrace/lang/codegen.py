@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from kubectl_pytrace.lang import abi, ast
 from kubectl_pytrace.lang import printf as printf_format
-from kubectl_pytrace.lang.env import StructField, TracepointField
+from kubectl_pytrace.lang.env import GO_ARG_REGS, GO_REGABI, GO_STACKABI, StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
 )
@@ -29,7 +29,7 @@ from kubectl_pytrace.lang.program import (
 )
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
+from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, split_params
 from kubectl_pytrace.lang.types import (
     INT64, WORD_TYPES, AggT, ArrayT, RecordT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
@@ -722,12 +722,7 @@ class FunctionGen:
                 return self.as_c(f"((u64 *)ctx)[{n}]", self.type(e))
             return f"PYTRACE_REG(ctx, {REG_RC})"
         if name.startswith("sarg"):
-            n = int(name[4:])
-            out = self.tmp("sarg")
-            self.emit(f"u64 {out} = 0;")
-            space = "user" if self.fn.user_space else "kernel"
-            self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
-            return out
+            return self.stack_arg(int(name[4:]))
         if name == "ctx":
             return "((u64)ctx)"
         if name.startswith("arg") and self.fn.provider == "rawtracepoint":
@@ -735,15 +730,13 @@ class FunctionGen:
         if name.startswith("arg"):
             n = int(name[3:])
             if self.fn.provider == "usdt":
-                # BCC's reader checks the destination has the argument's exact size
-                t = self.type(e)
-                c = int_ctype(t) if isinstance(t, IntT) else "u64"
-                out = self.tmp("arg")
-                self.emit(f"{c} {out} = 0;")
-                self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
-                return self.as_c(out, t)
+                return self.usdt_arg(n)
             if self.fentry:
                 return f"(((u64 *)ctx)[{n}])"
+            if self.fn.convention == GO_REGABI:
+                return f"PYTRACE_REG(ctx, {GO_ARG_REGS[n]})"
+            if self.fn.convention == GO_STACKABI:  # arg n at sp + 8 * (n + 1), above the return address
+                return self.stack_arg(n)
             return f"PYTRACE_REG(ctx, {REG_PARAMS[n]})"
         raise AssertionError(name)
 
@@ -756,6 +749,24 @@ class FunctionGen:
         self.emit(f"char *{name} = (char *){FUNCS_MAP}.lookup(&{key});")
         self.emit(f"if ({name}) __builtin_memcpy({buf}, {name}, {pad8(t.size)});")
         return Buf(buf, t)
+
+    def stack_arg(self, n: int) -> str:
+        """The n-th 8-byte slot above the return address (sargN; arguments of Go before 1.17)."""
+        out = self.tmp("sarg")
+        self.emit(f"u64 {out} = 0;")
+        space = "user" if self.fn.user_space else "kernel"
+        self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
+        return out
+
+    def usdt_arg(self, n: int) -> str:
+        """A USDT argument, read where the probe's note says it is (lang/usdt.py)."""
+        if self.fn.usdt_args is None:  # only a compile with the binary at hand generates code
+            raise AssertionError(f"USDT probe {self.fn.specs[0].name()}: argument locations unknown")
+        arg = self.fn.usdt_args[n]
+        stmts, value = arg.c("ctx", self.tmp("arg"))
+        for s in stmts:
+            self.emit(s)
+        return self.as_c(value, arg.type)
 
     def stack(self, t: StackT) -> Value:
         out = self.declare(t, "stack")
@@ -1304,6 +1315,18 @@ class FunctionGen:
         self.read_str_into(out, t.size, c)
         return Buf(out, t)
 
+    def call_gostr(self, c: ast.Call) -> Value:
+        """A Go string: len bytes at ptr (semantic.call_gostr), read up to the first NUL as str()."""
+        t: StrT = self.type(c)  # type: ignore[assignment]
+        out = self.declare(t, "gostr")
+        ptr, ln = self.int_value(c.args[0]), self.tmp("len")
+        self.emit(f"u64 {ln} = ({self.int_value(c.args[1])});")
+        self.emit(f"if ({ln} > {t.size - 1}) {ln} = {t.size - 1};")
+        space = self.space_of(self.type(c.args[0]))
+        self.emit(f"if ({ln}) bpf_probe_read_{space}_str(&{out}, ({ln} + 1) & {pad8(t.size) * 2 - 1}, "
+                  f"(void *)({ptr}));")
+        return Buf(out, t)
+
     def call_strerror(self, c: ast.Call) -> Value:
         """The name from the program's table (filled by pytrace_init), else the table's
         "unknown" text."""
@@ -1455,7 +1478,8 @@ class FunctionGen:
 
 class Generator:
     def __init__(self, analysis: Analysis, options: CodegenOptions, params: List[str]):
-        self.analysis, self.options, self.params = analysis, options, params
+        self.analysis, self.options = analysis, options
+        self.params = split_params(params)[0]  # positional: $1, $#
         self.tuples = TupleTypes()
         self.events: Dict[int, EventSpec] = {}
         self.event_structs: List[str] = []
@@ -1645,7 +1669,7 @@ class Generator:
                 specials.setdefault(fn.provider, (fn.specs[0], []))[1].append(name)
                 continue
             aps = fn.probe.attach_points
-            optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
+            optional = len(aps) > 1 or parse_attach_point(aps[0].raw, self.params).is_wildcard
             for spec in fn.specs:
                 attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional,
                                               by_cookie=fn.cookie))

@@ -102,11 +102,8 @@ class Engine:
     # ---- loading ------------------------------------------------------------------------------
     def _compile(self) -> bpfobj.BpfObject:
         functions = sorted({a.fn_name for a in self.c.attachments})
-        usdt = [(path, f"{a.spec.ns}:{a.spec.func}" if a.spec.ns else a.spec.func, a.fn_name)
-                for a in self.c.attachments if a.spec.provider == "usdt"
-                for path in self.resolve_paths(a.spec.target)[:1]]  # argument locations: one binary
         try:
-            return bpfobj.compile_bpf(self.c.text, functions, usdt, self.headers, use_cache=self.use_cache)
+            return bpfobj.compile_bpf(self.c.text, functions, self.headers, use_cache=self.use_cache)
         except bpfobj.CompileFailed as e:
             if "BPF stack limit" in e.log:
                 raise TraceError("the program needs more than the 512 bytes of stack a BPF program may use "
