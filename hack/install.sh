@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kubectl-pytrace needs on a Debian 12 host (run as root) and creates ./.venv.
 #   hack/install.sh          the tracer: BCC, kernel headers, the package
-#   hack/install.sh --test   also what the test suite needs (bpftrace, a C compiler, sys/sdt.h, pytest)
+#   hack/install.sh --test   also what the test suite needs (bpftrace, a C compiler, sys/sdt.h, pytest,
+#                            and the programs' workloads: PostgreSQL 15 and CPython 3.11 with their USDT
+#                            probes, iproute2 and iptables for network namespaces and packet loss)
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 pkgs=(python3-bpfcc bpfcc-tools bpftool linux-headers-amd64 libc6-dev linux-libc-dev python3-venv python3-pip)
-[ "$want_test" = 1 ] && pkgs+=(bpftrace gcc make systemtap-sdt-dev python3-seccomp)
+[ "$want_test" = 1 ] && pkgs+=(bpftrace gcc make systemtap-sdt-dev postgresql-15 python3.11 iproute2 iptables python3-seccomp)
 
 missing=()
 for p in "${pkgs[@]}"; do

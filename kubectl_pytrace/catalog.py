@@ -14,7 +14,8 @@ An `arg` is a positional parameter ($1, $2... in the order declared: attach poin
 `usdt:$1:query__start`); a `param` reaches the program as getopt("threshold", ...), bpftrace's
 named parameters. Both are values the compiler reads, never text spliced into the program or its
 C. Their types are checked here first: int, uint, duration (ns, us, ms, s, m: given to the program
-in nanoseconds), bool, string.
+in nanoseconds), bool, string. A default of `-` makes the parameter required (funccount's binary:
+no default is safe to put wildcard uprobes on).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _DURATION = re.compile(r"^(\d+)(ns|us|ms|s|m)?$")
 _SCALE = {"ns": 1, None: 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
 _HEADER = re.compile(r"^//\s*(description|arg|param|needs):\s*(.*)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+REQUIRED = "-"  # the default of a parameter that has none
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class Param:
     type: str
     default: str
     help: str
+
+    @property
+    def required(self) -> bool:
+        return self.default == REQUIRED
 
     def value(self, text: str) -> str:
         """The value as the program reads it (getopt): checked and normalized."""
@@ -86,6 +92,10 @@ class Program:
             names = ", ".join(known) or "none"
             raise UsageError(f"program {self.name} has no parameter {unknown[0]!r} (its parameters: {names})",
                              hint=f"kubectl pytrace programs {self.name}")
+        missing = [p.name for p in self.args + self.params if p.required and p.name not in given]
+        if missing:
+            raise UsageError(f"program {self.name} needs --param {missing[0]}=VALUE",
+                             hint=f"kubectl pytrace programs {self.name}")
         return ([a.value(given.get(a.name, a.default)) for a in self.args]
                 + [f"--{p.name}={p.value(given.get(p.name, p.default))}" for p in self.params])
 
@@ -116,7 +126,8 @@ def _param(program: str, spec: str) -> Param:
         raise ValueError(f"programs/{program}.bt: bad parameter line {spec!r} (NAME TYPE DEFAULT HELP, "
                          f"TYPE one of {', '.join(TYPES)})")
     p = Param(parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else "")
-    p.value(p.default)  # the default must be valid too
+    if not p.required:
+        p.value(p.default)  # the default must be valid too
     return p
 
 

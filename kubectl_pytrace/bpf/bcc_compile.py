@@ -2,7 +2,7 @@
 
     python -m kubectl_pytrace.bpf.bcc_compile < request.json > object.json
 
-The request: {"text": C, "functions": [names], "usdt": [[path, "provider:name", fn], ...],
+The request: {"text": C, "functions": [names],
               "callbacks": [names], "map_refs": {"id": map name}}.
 The object: {"maps": [{name, type, key_size, value_size, max_entries, flags}],
              "progs": {fn: {"insns": base64, "relocs": [[insn index, map name], ...]}}}
@@ -101,18 +101,10 @@ def link(main: bytes, code_of, callbacks, map_refs) -> Tuple[bytes, List[int]]:
 
 
 def compile_object(req: dict) -> dict:
-    from bcc import BPF, USDT
+    from bcc import BPF
     from bcc.libbcc import lib
 
-    contexts = {}
-    for path, probe, fn in req.get("usdt", []):
-        ctx = contexts.get(path)
-        if ctx is None:
-            ctx = contexts[path] = USDT(path=path)
-        ctx.enable_probe(probe=probe, fn_name=fn)
-    texts = [ctx.get_text() for ctx in contexts.values()]
-    prefix = "\n".join(t.decode() if isinstance(t, bytes) else t for t in texts)
-    b = BPF(text=(prefix + "\n" + req["text"]).encode(), cflags=req.get("cflags", []))
+    b = BPF(text=req["text"].encode(), cflags=req.get("cflags", []))
     lib.bpf_table_name.restype = ctypes.c_char_p
     maps, fd_to_name = [], {}
     for i in range(lib.bpf_num_tables(b.module)):

@@ -2,7 +2,8 @@
 show), read with the bpf(2) syscall:
 
     programs()                  -> [ProgInfo]   BPF_PROG_GET_NEXT_ID + BPF_OBJ_GET_INFO_BY_FD
-    links()                     -> [LinkInfo]   BPF_LINK_GET_NEXT_ID + BPF_OBJ_GET_INFO_BY_FD
+    links()                     -> [LinkInfo]   BPF_LINK_GET_NEXT_ID + BPF_OBJ_GET_INFO_BY_FD (a
+                                                uprobe_multi link's path and offsets too)
     task_fd_query(pid, fd)      -> FdAttach     what a perf event fd of a process attaches a program
                                                 to (tracepoint, kprobe, uprobe: BPF_TASK_FD_QUERY)
 
@@ -74,6 +75,17 @@ class LinkInfo:
     type: str
     prog_id: int
     target: str  # what it attaches to, when the kernel says: "sched_switch", "ifindex 3", ...
+    # a uprobe_multi link's uprobes: "uprobe:PATH+0xOFFSET" each (as a perf event's), or one
+    # "uprobe:PATH (N offsets)" for a link of more than UPROBES_SHOWN
+    uprobes: List[str] = field(default_factory=list)
+
+    def attached(self) -> List[str]:
+        if self.uprobes:
+            return self.uprobes
+        return [f"{self.type}:{self.target}"] if self.target else []
+
+
+UPROBES_SHOWN = 4
 
 
 @dataclass
@@ -176,7 +188,39 @@ def _link(fd: int) -> LinkInfo:
         target = f"btf id {struct.unpack_from('<III', buf, 16)[2]}"
     elif kind in ("xdp", "tcx", "netkit"):
         target = f"ifindex {struct.unpack_from('<I', buf, 16)[0]}"
+    elif kind == "uprobe_multi":
+        return LinkInfo(lid, kind, prog_id, target, _uprobe_multi(fd))
     return LinkInfo(lid, kind, prog_id, target)
+
+
+# the uprobe_multi member of bpf_link_info's union (Linux 6.8): path, offsets, ref_ctr_offsets,
+# cookies (pointers), path_size, count (in/out), flags, pid
+_UPROBE_MULTI = struct.Struct("<QQQQIIII")
+UPROBE_MULTI_RETURN = 1
+
+
+def _uprobe_multi(fd: int) -> List[str]:
+    """The uprobes of a uprobe_multi link: its path and count first, then its offsets."""
+    path = ctypes.create_string_buffer(4096)
+    buf = ctypes.create_string_buffer(_LINK_INFO_SIZE)
+    _UPROBE_MULTI.pack_into(buf, 16, ctypes.addressof(path), 0, 0, 0, len(path), 0, 0, 0)
+    try:
+        _info(fd, buf)
+    except BPFError:  # a kernel without uprobe_multi link info (before 6.8)
+        return []
+    count, flags = _UPROBE_MULTI.unpack_from(buf, 16)[5:7]
+    kind = "uretprobe" if flags & UPROBE_MULTI_RETURN else "uprobe"
+    name = path.value.decode("utf-8", "replace")
+    if count > UPROBES_SHOWN:
+        return [f"{kind}:{name} ({count} offsets)"]
+    offsets = (ctypes.c_uint64 * max(count, 1))()
+    buf = ctypes.create_string_buffer(_LINK_INFO_SIZE)
+    _UPROBE_MULTI.pack_into(buf, 16, ctypes.addressof(path), ctypes.addressof(offsets), 0, 0, len(path), count, 0, 0)
+    try:
+        _info(fd, buf)
+    except BPFError:  # more offsets since the first call: no, a link's are fixed; gone
+        return [f"{kind}:{name} ({count} offsets)"]
+    return [f"{kind}:{name}+0x{off:x}" for off in list(offsets)[:count]]
 
 
 def links() -> List[LinkInfo]:

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from kubectl_pytrace.files import atomic_write, cache_dir, file_identity
+from kubectl_pytrace.files import atomic_write, cache_dir
 
 CFLAGS = ["-Wno-unused-value", "-Wno-incompatible-pointer-types", "-w"]
 FORMAT_VERSION = "2"
@@ -69,24 +69,24 @@ def _bcc_version() -> str:
     return "unknown"
 
 
-def cache_key(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, str, str]],
-              headers: str, callbacks: Sequence[str] = (), map_refs: Optional[Dict[int, str]] = None) -> str:
+def cache_key(text: str, functions: Sequence[str], headers: str, callbacks: Sequence[str] = (),
+              map_refs: Optional[Dict[int, str]] = None) -> str:
     parts = {
         "callbacks": list(callbacks), "map_refs": {str(k): v for k, v in (map_refs or {}).items()},
         "format": FORMAT_VERSION, "text": text, "functions": list(functions),
-        "usdt": [[*u, file_identity(u[0])] for u in usdt], "headers": headers,
+        "headers": headers,
         "bcc": _bcc_version(), "kernel": os.uname().release, "cflags": CFLAGS,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, str, str]] = (),
-                headers: str = "", use_cache: bool = True, callbacks: Sequence[str] = (),
-                map_refs: Optional[Dict[int, str]] = None) -> BpfObject:
-    """BPF object for C text; `usdt` lists (binary path, "provider:name", function); `callbacks` and
-    `map_refs` name what the C's marker constants stand for (bcc_compile.py)."""
+def compile_bpf(text: str, functions: Sequence[str], headers: str = "", use_cache: bool = True,
+                callbacks: Sequence[str] = (), map_refs: Optional[Dict[int, str]] = None) -> BpfObject:
+    """BPF object for C text; `callbacks` and `map_refs` name what the C's marker constants stand
+    for (bcc_compile.py). USDT arguments are read by the C itself (lang/usdt.py): BCC's USDT
+    support, which needs a process for a probe guarded by a semaphore, is not used."""
     map_refs = map_refs or {}
-    key = cache_key(text, functions, usdt, headers, callbacks, map_refs)
+    key = cache_key(text, functions, headers, callbacks, map_refs)
     path = cache_dir("bpf", key[:2], key + ".json")
     if use_cache:
         try:
@@ -94,7 +94,7 @@ def compile_bpf(text: str, functions: Sequence[str], usdt: Sequence[Tuple[str, s
                 return BpfObject.from_json(json.load(f), cached=True)
         except (OSError, ValueError, KeyError):
             pass
-    req = {"text": text, "functions": list(functions), "usdt": [list(u) for u in usdt], "cflags": CFLAGS,
+    req = {"text": text, "functions": list(functions), "cflags": CFLAGS,
            "callbacks": list(callbacks), "map_refs": {str(k): v for k, v in map_refs.items()}}
     import subprocess  # only on a cache miss: start-up is measured
 

@@ -35,7 +35,7 @@ def programs(name: Optional[str], output: Optional[str]) -> None:
             if items:
                 click.echo(f"\n{kind} (--param NAME=VALUE):")
                 for x in items:
-                    click.echo(f"  {x.name} ({x.type}, default {x.default}): {x.help}")
+                    click.echo(f"  {x.name} ({x.type}, {'required' if x.required else 'default ' + x.default}): {x.help}")
         if p.needs:
             click.echo("\nneeds: " + "; ".join(p.needs))
         click.echo("\n" + p.text.rstrip())

@@ -104,7 +104,8 @@ def _read_text(program: Optional[str], program_file: Optional[str]) -> Tuple[str
 @click.option("--ns-pids", is_flag=True, help="Print pid/tid as seen inside the traced container.")
 @click.option("--unsafe", is_flag=True, help="Allow system(), signal() and override(), as bpftrace --unsafe.")
 @click.option("-v", "--verbose", is_flag=True, help="With --attach: when each step happened, and the "
-              "tracers' peak memory.")
+              "tracers' peak memory; with --local: how the probes were attached, and how long attaching "
+              "and detaching took.")
 @kube_options
 def run(target, params, program, program_file, program_name, program_params, selector, container_or_command, container, output, deadline,
         attach, merge, name, image, image_pull_policy, service_account, tracer_namespace, patch_file, ttl,
@@ -118,7 +119,7 @@ def run(target, params, program, program_file, program_name, program_params, sel
         if target is not None:
             params = (target,) + params
         _local(text, filename, params, output or "text", seconds, container_or_command, dump, container_ids,
-               target_pid, ns_pids, unsafe)
+               target_pid, ns_pids, unsafe, verbose)
         return
     _no_local_flags(container_ids, target_pid)
     if container_or_command and container and container_or_command != container:
@@ -144,7 +145,7 @@ def _no_local_flags(container_ids, target_pid) -> None:
 
 
 def _local(text, filename, params, output, seconds, command, dump, container_ids, target_pid, ns_pids,
-           unsafe) -> None:
+           unsafe, verbose=False) -> None:
     if output == "yaml":
         raise click.UsageError("-o yaml is for --dry-run; a trace's output is text or json")
     if container_ids and target_pid is not None:
@@ -156,7 +157,8 @@ def _local(text, filename, params, output, seconds, command, dump, container_ids
     spec = session.TraceSpec(
         text=text, filename=filename, output=output, deadline=seconds,
         command=shlex.split(command) if command else None, params=list(params),
-        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids, unsafe=unsafe)
+        container_ids=list(container_ids), pid=target_pid, ns_pids=ns_pids, unsafe=unsafe,
+        verbose=verbose)
     if dump is not None:
         session.dump(spec, dump)
     else:

@@ -316,26 +316,21 @@ def open_elf(path: str) -> ELF:
     return _load(path, st.st_mtime_ns, st.st_size)
 
 
-def usdt_arg_types(args: str) -> List[Tuple[int, bool]]:
-    """(size in bytes, signed) of each argument of a note: '-4@%edi 8@-24(%rbp)' -> [(4, True), (8, False)]."""
-    out = []
-    for a in args.split():
-        size, _, _ = a.partition("@")
-        try:
-            n = int(size)
-        except ValueError:
-            n = 8
-        out.append((abs(n) or 8, n < 0))
-    return out
+PF_X = 1
 
 
 def symbol_file_offset(path: str, func: str) -> int:
-    """The file offset of function `func` in the ELF file at path (where a uprobe attaches)."""
+    """The file offset of function `func` in the ELF file at path (where a uprobe attaches): its
+    first instruction's, in the file's bytes of an executable segment (a function symbol anywhere
+    else, as a debug file of another build could give, is refused: a uprobe there never fires)."""
     elf = open_elf(path)
     addr = elf.symbol_address(func)
     if addr is None:
         raise ELFError(f"no function named '{func}' in {path}")
-    return elf.vaddr_to_offset(addr)
+    for s in elf.segments:
+        if s.flags & PF_X and s.vaddr <= addr < s.vaddr + s.filesz:
+            return addr - s.vaddr + s.offset
+    raise ELFError(f"function '{func}' of {path} is at 0x{addr:x}, outside the file's executable code")
 
 
 def address_file_offset(path: str, addr: int) -> int:

@@ -11,8 +11,10 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.kernel import sysfs, tracefs
-from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField, ctype_to_type
-from kubectl_pytrace.host.elf import ELFError, open_elf, usdt_arg_types
+from kubectl_pytrace.lang.env import (C_ABI, GO_REGABI, GO_STACKABI, Environment, LookupFailed, StructField,
+                                      TracepointField, ctype_to_type)
+from kubectl_pytrace.host.elf import ELFError, go_register_abi, open_elf
+from kubectl_pytrace.lang.usdt import UsdtArg, UsdtArgError, parse_args
 from kubectl_pytrace.lang.types import ArrayT, BoolT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
 PathResolver = Callable[[str], str]
@@ -375,6 +377,16 @@ class HostEnvironment(Environment):
             return sorted({n for n in names if fnmatch.fnmatchcase(n, pattern)})
         return [pattern] if pattern in names else []
 
+    def calling_convention(self, path: str) -> Optional[str]:
+        real = self._resolve(path)
+        try:
+            version = open_elf(real).go_version()
+        except ELFError as e:
+            raise LookupFailed(f"cannot read {real}: {e}") from None
+        if version is None:
+            return C_ABI
+        return GO_REGABI if go_register_abi(version) else GO_STACKABI
+
     def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
         real = self._resolve(path)
         try:
@@ -407,8 +419,17 @@ class HostEnvironment(Environment):
         real = self._resolve(path)
         return sorted(_usdt_probes(real))
 
-    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
-        return _usdt_probes(self._resolve(path)).get((provider, name))
+    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[UsdtArg]]:
+        sites = _usdt_probes(self._resolve(path)).get((provider, name))
+        if sites is None:
+            return None
+        if len(set(sites)) > 1:  # the program reads arguments where the note says: one place for all
+            raise LookupFailed(f"USDT probe {provider}:{name} of {path} has {len(sites)} sites whose arguments "
+                               f"are in different places ({' | '.join(sorted(set(sites)))}): not supported")
+        try:
+            return parse_args(sites[0])
+        except UsdtArgError as e:
+            raise LookupFailed(f"USDT probe {provider}:{name} of {path}: {e}") from None
 
 
 class _TrackedHeaders:
@@ -437,11 +458,13 @@ def _function_symbols(path: str) -> frozenset:
         raise LookupFailed(f"cannot read symbols of {path}: {e}") from None
 
 
-def _usdt_probes(path: str) -> Dict[Tuple[str, str], List[Type]]:
-    """(provider, name) -> argument types, from the probe's note."""
+def _usdt_probes(path: str) -> Dict[Tuple[str, str], List[str]]:
+    """(provider, name) -> the argument string of each of its sites, from the probe's notes."""
     try:
         notes = open_elf(path).usdt_notes()
     except ELFError as e:
         raise LookupFailed(f"cannot read USDT probes of {path}: {e}") from None
-    return {(n.provider, n.name): [IntT(size * 8, signed) for size, signed in usdt_arg_types(n.args)]
-            for n in notes}
+    out: Dict[Tuple[str, str], List[str]] = {}
+    for n in notes:
+        out.setdefault((n.provider, n.name), []).append(n.args)
+    return out

@@ -54,7 +54,7 @@ def _front_end(text: str, filename: str, env: Environment, params: List[str], ha
     from kubectl_pytrace.lang.expand import expand
     from kubectl_pytrace.lang.macros import expand_macros
     from kubectl_pytrace.lang.parser import parse as _parse, recursion_room
-    from kubectl_pytrace.lang.semantic import analyse
+    from kubectl_pytrace.lang.semantic import analyse, split_params
 
     diags = Diagnostics(Source(text, filename))
     program = _parse(text, filename, env.predefined_macros(), diags)  # also refuses too deep nesting
@@ -63,7 +63,7 @@ def _front_end(text: str, filename: str, env: Environment, params: List[str], ha
         expand_macros(program, diags)  # before anything reads the probes' bodies
         if diags.has_errors():
             raise CompileError(diags)
-        groups = expand(program, env, diags, config.missing_probes)
+        groups = expand(program, env, diags, config.missing_probes, split_params(params)[0])
         if diags.has_errors():
             raise CompileError(diags)
         analysis = analyse(program, groups, env, diags, params, has_cpid, predefined, config,

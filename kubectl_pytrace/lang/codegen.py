@@ -18,18 +18,18 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from kubectl_pytrace.lang import abi, ast
 from kubectl_pytrace.lang import printf as printf_format
-from kubectl_pytrace.lang.env import StructField, TracepointField
+from kubectl_pytrace.lang.env import GO_ARG_REGS, GO_REGABI, GO_STACKABI, StructField, TracepointField
 from kubectl_pytrace.lang.layout import (
     C_PRELUDE_TYPES, Record, agg_value_ctype, int_ctype, pad8, scalar_ctype, sizeof,
 )
 from kubectl_pytrace.lang.probes import ProbeSpec, parse_attach_point
 from kubectl_pytrace.lang.program import (
-    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, LOST_MAP, MAP_MAX_ENTRIES, STACK_MAP_ENTRIES,
-    STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
+    CONFIG_CPID, CONFIG_MAP, CONFIG_SLOTS, CONFIG_START_NS, EVENTS_MAP, FUNCS_MAP, LOST_MAP, MAP_MAX_ENTRIES,
+    STACK_MAP_ENTRIES, STACKS_MAP, AttachSpec, CodegenOptions, CProgram, EventSpec, MapSpec,
 )
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.scope import ScopeFilter
-from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction
+from kubectl_pytrace.lang.semantic import Analysis, MapInfo, ProbeFunction, split_params
 from kubectl_pytrace.lang.types import (
     INT64, WORD_TYPES, AggT, ArrayT, RecordT, BufT, InetT, IntT, KsymT, ProbeT, PtrT, StackT, StrT, StructT, TupleT, Type, UsymT,
     VoidT, is_char_array, storage_type,
@@ -691,12 +691,16 @@ class FunctionGen:
             self.emit(f"bpf_get_current_comm(&{buf}, sizeof({buf}));")
             return Buf(buf, StrT(16))
         if name == "probe":
+            if self.fn.cookie:  # the tracer gives each attachment its probe id as cookie
+                return "((u64)bpf_get_attach_cookie(ctx))"
             return f"((u64){self.gen.probe_id(self.fn.specs[0])})"
         if name == "func":
             if isinstance(self.type(e), KsymT):
                 if id(e) in self.fn.constants:
                     return self.constant(self.fn.constants[id(e)])
                 return "((u64)bpf_get_func_ip(ctx))"
+            if self.fn.cookie:
+                return self.func_by_cookie(self.type(e))
             return Lit(self.fn.specs[0].func.encode())
         if name == "ncpus":
             return self.constant(self.fn.constants[id(e)])
@@ -718,12 +722,7 @@ class FunctionGen:
                 return self.as_c(f"((u64 *)ctx)[{n}]", self.type(e))
             return f"PYTRACE_REG(ctx, {REG_RC})"
         if name.startswith("sarg"):
-            n = int(name[4:])
-            out = self.tmp("sarg")
-            self.emit(f"u64 {out} = 0;")
-            space = "user" if self.fn.user_space else "kernel"
-            self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
-            return out
+            return self.stack_arg(int(name[4:]))
         if name == "ctx":
             return "((u64)ctx)"
         if name.startswith("arg") and self.fn.provider == "rawtracepoint":
@@ -731,17 +730,43 @@ class FunctionGen:
         if name.startswith("arg"):
             n = int(name[3:])
             if self.fn.provider == "usdt":
-                # BCC's reader checks the destination has the argument's exact size
-                t = self.type(e)
-                c = int_ctype(t) if isinstance(t, IntT) else "u64"
-                out = self.tmp("arg")
-                self.emit(f"{c} {out} = 0;")
-                self.emit(f"bpf_usdt_readarg({n + 1}, ctx, &{out});")
-                return self.as_c(out, t)
+                return self.usdt_arg(n)
             if self.fentry:
                 return f"(((u64 *)ctx)[{n}])"
+            if self.fn.convention == GO_REGABI:
+                return f"PYTRACE_REG(ctx, {GO_ARG_REGS[n]})"
+            if self.fn.convention == GO_STACKABI:  # arg n at sp + 8 * (n + 1), above the return address
+                return self.stack_arg(n)
             return f"PYTRACE_REG(ctx, {REG_PARAMS[n]})"
         raise AssertionError(name)
+
+    def func_by_cookie(self, t: StrT) -> Value:
+        """`func` in a function that serves several matches: their names are in FUNCS_MAP by probe
+        id (the tracer writes them), the attachment's cookie."""
+        self.gen.func_name_size = max(self.gen.func_name_size, pad8(t.size))
+        buf, key, name = self.declare(t, "func"), self.tmp("key"), self.tmp("name")
+        self.emit(f"u32 {key} = bpf_get_attach_cookie(ctx);")
+        self.emit(f"char *{name} = (char *){FUNCS_MAP}.lookup(&{key});")
+        self.emit(f"if ({name}) __builtin_memcpy({buf}, {name}, {pad8(t.size)});")
+        return Buf(buf, t)
+
+    def stack_arg(self, n: int) -> str:
+        """The n-th 8-byte slot above the return address (sargN; arguments of Go before 1.17)."""
+        out = self.tmp("sarg")
+        self.emit(f"u64 {out} = 0;")
+        space = "user" if self.fn.user_space else "kernel"
+        self.emit(f"bpf_probe_read_{space}(&{out}, 8, (void *)(PYTRACE_REG(ctx, {REG_SP}) + {8 * (n + 1)}));")
+        return out
+
+    def usdt_arg(self, n: int) -> str:
+        """A USDT argument, read where the probe's note says it is (lang/usdt.py)."""
+        if self.fn.usdt_args is None:  # only a compile with the binary at hand generates code
+            raise AssertionError(f"USDT probe {self.fn.specs[0].name()}: argument locations unknown")
+        arg = self.fn.usdt_args[n]
+        stmts, value = arg.c("ctx", self.tmp("arg"))
+        for s in stmts:
+            self.emit(s)
+        return self.as_c(value, arg.type)
 
     def stack(self, t: StackT) -> Value:
         out = self.declare(t, "stack")
@@ -1290,6 +1315,18 @@ class FunctionGen:
         self.read_str_into(out, t.size, c)
         return Buf(out, t)
 
+    def call_gostr(self, c: ast.Call) -> Value:
+        """A Go string: len bytes at ptr (semantic.call_gostr), read up to the first NUL as str()."""
+        t: StrT = self.type(c)  # type: ignore[assignment]
+        out = self.declare(t, "gostr")
+        ptr, ln = self.int_value(c.args[0]), self.tmp("len")
+        self.emit(f"u64 {ln} = ({self.int_value(c.args[1])});")
+        self.emit(f"if ({ln} > {t.size - 1}) {ln} = {t.size - 1};")
+        space = self.space_of(self.type(c.args[0]))
+        self.emit(f"if ({ln}) bpf_probe_read_{space}_str(&{out}, ({ln} + 1) & {pad8(t.size) * 2 - 1}, "
+                  f"(void *)({ptr}));")
+        return Buf(out, t)
+
     def call_strerror(self, c: ast.Call) -> Value:
         """The name from the program's table (filled by pytrace_init), else the table's
         "unknown" text."""
@@ -1441,7 +1478,8 @@ class FunctionGen:
 
 class Generator:
     def __init__(self, analysis: Analysis, options: CodegenOptions, params: List[str]):
-        self.analysis, self.options, self.params = analysis, options, params
+        self.analysis, self.options = analysis, options
+        self.params = split_params(params)[0]  # positional: $1, $#
         self.tuples = TupleTypes()
         self.events: Dict[int, EventSpec] = {}
         self.event_structs: List[str] = []
@@ -1449,6 +1487,7 @@ class Generator:
         self.probe_ids: Dict[str, int] = {}
         self.probe_names: List[str] = []
         self.uses_stacks = False
+        self.func_name_size = 0  # FUNCS_MAP's value size, when a function reads `func` by cookie
         self.callbacks: List[str] = []  # loop bodies, in marker order
         self.callback_defs: List[str] = []
         self.var_structs: List[str] = []
@@ -1572,6 +1611,9 @@ class Generator:
                  f"BPF_ARRAY({CONFIG_MAP}, u64, {CONFIG_SLOTS});"]
         if self.uses_stacks:
             parts.append(f"BPF_STACK_TRACE({STACKS_MAP}, {STACK_MAP_ENTRIES});")
+        if self.func_name_size:
+            parts.append(f"struct pytrace_func_name {{ char name[{self.func_name_size}]; }};")
+            parts.append(f"BPF_ARRAY({FUNCS_MAP}, struct pytrace_func_name, {len(self.probe_names)});")
         parts += map_decls
         parts.append(PRELUDE_HELPERS)
         if self.name_tables:
@@ -1627,9 +1669,10 @@ class Generator:
                 specials.setdefault(fn.provider, (fn.specs[0], []))[1].append(name)
                 continue
             aps = fn.probe.attach_points
-            optional = len(aps) > 1 or parse_attach_point(aps[0].raw).is_wildcard
+            optional = len(aps) > 1 or parse_attach_point(aps[0].raw, self.params).is_wildcard
             for spec in fn.specs:
-                attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional))
+                attachments.append(AttachSpec(spec, name, self.probe_id(spec), optional=optional,
+                                              by_cookie=fn.cookie))
         for prov, (spec, names) in specials.items():
             # bpftrace 0.27 runs every BEGIN (END) probe, in the order of the program
             entry = "pytrace_" + prov.lower()

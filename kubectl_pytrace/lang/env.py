@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.errors import LookupFailed  # noqa: F401 (the passes catch it from here)
+from kubectl_pytrace.lang.usdt import UsdtArg
+
+C_ABI, GO_REGABI, GO_STACKABI = "c", "go-regabi", "go-stackabi"
+# Go's internal register ABI on amd64: the integer arguments in RAX, RBX, RCX, RDI, RSI, R8, R9, R10,
+# R11, as u64 slots of struct pt_regs (a string or slice takes two or three of them: str(arg0, arg1))
+GO_ARG_REGS = (10, 5, 11, 14, 13, 9, 8, 7, 6)
 from kubectl_pytrace.lang.types import (
     ArrayT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT,
 )
@@ -44,6 +50,8 @@ class Environment:
     """The environment that knows nothing (a kubectl client far from the node)."""
 
     kprobes_available: Optional[bool] = None
+    # bpf_get_attach_cookie() (Linux 5.15): one function serves every match of a uprobe wildcard
+    attach_cookies: Optional[bool] = None
 
     def predefined_macros(self) -> Dict[str, str]:
         """Macros defined before a program's first line. bpftrace defines BPFTRACE_HAVE_BTF where the
@@ -131,6 +139,12 @@ class Environment:
     def user_functions(self, path: str, pattern: str) -> Optional[List[str]]:
         return None
 
+    def calling_convention(self, path: str) -> Optional[str]:
+        """How the functions of a binary take their arguments: C_ABI (System V: rdi, rsi, ...),
+        GO_REGABI (Go 1.17+ on amd64: rax, rbx, rcx, ...) or GO_STACKABI (older Go: on the stack);
+        None where the binary is not at hand (the client compiling for a node: decided there)."""
+        return None
+
     def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
         """A library `path` loads that defines function `name` (pthread_create: in libc.so.6 since
         glibc 2.34, no longer in libpthread.so.0), for the message when `path` does not."""
@@ -144,8 +158,9 @@ class Environment:
     def usdt_probes(self, path: str) -> Optional[List[Tuple[str, str]]]:
         return None
 
-    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
-        """Integer types of a USDT probe's arguments (from its note: -4@%eax is int32)."""
+    def usdt_args(self, path: str, provider: str, name: str) -> "Optional[List[UsdtArg]]":
+        """Where each argument of a USDT probe is and its size, from the probe's note (-4@%eax: the
+        low 4 bytes of rax, signed); LookupFailed when its sites disagree or a note is unreadable."""
         return None
 
 

@@ -3,6 +3,9 @@
 Wildcards (`tracepoint:syscalls:sys_enter_*`, `uprobe:/bin/x:read*`) are expanded with what the
 environment knows; a body that depends on which probe fired (`args`, `probe`, `func`, USDT
 arguments) gets one function per concrete probe, any other body one function for all of them.
+A uprobe or kprobe body that names only `probe` or `func` is one function too where the kernel
+gives each attachment a cookie (the probe's id: the function reads which match fired from it; a
+kernel function's `func` is its address, bpf_get_func_ip()).
 
 As bpftrace 0.17, a uprobe whose function is not in the binary and a kprobe wildcard that matches
 nothing are skipped, not errors (bpftrace's tools list functions some versions of a library or of
@@ -13,16 +16,20 @@ bpftrace prints them) but not generated. Only a program with nothing at all to a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang.diagnostics import Diagnostics
-from kubectl_pytrace.lang.env import Environment, LookupFailed, TracepointField
+from kubectl_pytrace.lang.env import GO_REGABI, GO_STACKABI, Environment, LookupFailed, TracepointField
 from kubectl_pytrace.lang.probes import AttachPointError, ProbeSpec, glob_match, parse_attach_point
 from kubectl_pytrace.lang.types import Type
+from kubectl_pytrace.lang.usdt import UsdtArg
 
 PROBE_SPECIFIC_BUILTINS = frozenset({"args", "probe", "func"})
+# `probe` from bpf_get_attach_cookie(), `func` too for uprobes (a kernel function's is its address)
+COOKIE_PROVIDERS = frozenset({"uprobe", "uretprobe", "kprobe", "kretprobe"})
 
 
 
@@ -36,8 +43,10 @@ class ProbeGroup:
     tp_fields: Optional[Dict[str, TracepointField]] = None
     kfunc_args: Optional[List[Tuple[str, Type]]] = None
     kfunc_ret: Optional[Type] = None
-    usdt_args: Optional[List[Type]] = None
+    usdt_args: Optional[List[UsdtArg]] = None
+    convention: Optional[str] = None  # uprobes: how the binary's functions take arguments (env.py)
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+    cookie: bool = False  # `probe` and `func` come from the attachment's cookie (several specs)
     iter_ctx: Optional[List[Tuple[str, Type]]] = None  # iter:NAME: the members ctx points to
 
 
@@ -58,7 +67,9 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
             raise LookupFailed(f"no {what} '{spec.target}:{spec.func}'")
         return [spec.with_match(target=c, func=n) for c, n in found]
     if p in ("uprobe", "uretprobe") and spec.address is None:
-        syms = env.user_functions(spec.target, spec.func)
+        # a quoted name is looked up as itself: its '*' and '?' escaped for the pattern match
+        pattern = re.sub(r"([*?\[])", r"[\1]", spec.func) if spec.literal else spec.func
+        syms = env.user_functions(spec.target, pattern)
         if syms is None:
             return [spec]
         if not syms:
@@ -96,6 +107,17 @@ def _wildcard(spec: ProbeSpec, names_matching, what: str) -> List[ProbeSpec]:
     return [spec.with_match(func=n) for n in names]
 
 
+def _sharing_key(spec: ProbeSpec, env: Environment) -> Tuple[str, Optional[str]]:
+    """Attach points of one provider share a function, unless they read arguments differently (a
+    Go binary's uprobes and a C binary's)."""
+    if spec.provider in ("uprobe", "uretprobe"):
+        try:
+            return spec.provider, env.calling_convention(spec.target)
+        except LookupFailed:
+            return spec.provider, None  # _group says why
+    return spec.provider, None
+
+
 def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args: bool) -> ProbeGroup:
     """A group with the per-function facts the type checker needs."""
     g = ProbeGroup(probe, specs)
@@ -105,6 +127,14 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
         g.tp_fields = None if fields is None else {f.name: f for f in fields}
     elif spec.provider == "usdt":
         g.usdt_args = env.usdt_args(spec.target, spec.ns, spec.func)
+    elif spec.provider in ("uprobe", "uretprobe"):
+        g.convention = env.calling_convention(spec.target)
+        if spec.provider == "uretprobe" and g.convention in (GO_REGABI, GO_STACKABI):
+            raise LookupFailed(
+                f"{spec.name()}: uretprobes are not supported on Go binaries: the return address they "
+                f"plant breaks when the goroutine's stack moves (and Go's tracebacks); attach uprobes "
+                f"to the function's RET instructions instead (uprobe:{spec.target}:0xADDRESS, the "
+                f"addresses from `objdump -d --no-show-raw-insn {spec.target}`)")
     elif spec.provider == "rawtracepoint":  # arguments in a u64 array, named and typed by BTF
         try:
             g.kfunc_args = env.raw_tracepoint_args(spec.func)
@@ -126,24 +156,31 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
     return g
 
 
+def _by_cookie(spec: ProbeSpec, uses: set, env: Environment) -> bool:
+    """Whether a body that names `probe` or `func` (not `args`, whose type depends on the match)
+    can serve several matches, telling them apart by the attachment's cookie."""
+    return spec.provider in COOKIE_PROVIDERS and "args" not in uses and env.attach_cookies is not False
+
+
 class _Skipped(LookupFailed):
     """Nothing matched an attach point that bpftrace 0.17 then silently leaves out."""
 
 
 def expand(program: ast.Program, env: Environment, diags: Diagnostics,
-           missing_probes: Optional[str] = None) -> List[ProbeGroup]:
-    """missing_probes: the config's (error, warn, ignore), or None for bpftrace 0.17's rules."""
+           missing_probes: Optional[str] = None, params: Sequence[str] = ()) -> List[ProbeGroup]:
+    """missing_probes: the config's (error, warn, ignore), or None for bpftrace 0.17's rules;
+    params: the positional parameters, which attach points may use ($1)."""
     groups: List[ProbeGroup] = []
     skipped: List[Tuple[str, object]] = []  # (message, span) of attach points left out
     for probe in program.probes:
         uses = {n.name for n in probe.walk() if isinstance(n, ast.Builtin)}
         specific = bool(uses & PROBE_SPECIFIC_BUILTINS)
-        shared: Dict[str, List[ProbeSpec]] = {}  # provider -> specs sharing one function
+        shared: Dict[Tuple[str, Optional[str]], List[ProbeSpec]] = {}  # _sharing_key -> specs of one function
         order: List[object] = []
         first_skipped: Optional[ProbeSpec] = None
         for ap in probe.attach_points:
             try:
-                spec = parse_attach_point(ap.raw)
+                spec = parse_attach_point(ap.raw, params)
                 concrete = _expand(spec, env)
             except _Skipped as err:
                 if missing_probes == "error":
@@ -164,16 +201,20 @@ def expand(program: ast.Program, env: Environment, diags: Diagnostics,
                 continue
             for c in concrete:
                 # USDT argument readers and fentry targets are compiled into each function
-                if specific or c.provider == "usdt" or c.is_fentry(kprobe_mode(env)):
+                alone = specific and not _by_cookie(c, uses, env)
+                if alone or c.provider == "usdt" or c.is_fentry(kprobe_mode(env)):
                     order.append([c])
-                elif c.provider in shared:
-                    shared[c.provider].append(c)
+                    continue
+                key = _sharing_key(c, env)
+                if key in shared:
+                    shared[key].append(c)
                 else:
-                    shared[c.provider] = [c]
-                    order.append(shared[c.provider])
+                    shared[key] = [c]
+                    order.append(shared[key])
         for specs in order:
             try:
                 groups.append(_group(probe, list(specs), env, "args" in uses))  # type: ignore[arg-type]
+                groups[-1].cookie = specific and len(specs) > 1
             except LookupFailed as err:
                 diags.error(str(err), probe.attach_points[0].span)
         if not order and first_skipped is not None:

@@ -8,8 +8,9 @@ short aliases and validates the shape of each provider.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, replace
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 ALIASES = {
     "t": "tracepoint", "u": "uprobe", "ur": "uretprobe", "U": "usdt", "k": "kprobe",
@@ -52,6 +53,7 @@ class ProbeSpec:
     address: Optional[int] = None  # uprobe:PATH:0xADDR
     unit: str = ""  # profile/interval unit
     rate: int = 0  # profile/interval value
+    literal: bool = False  # the function was written in double quotes: '*' in it is no wildcard
 
     @property
     def is_return(self) -> bool:
@@ -59,7 +61,7 @@ class ProbeSpec:
 
     @property
     def is_wildcard(self) -> bool:
-        return any(_has_glob(x) for x in (self.target, self.func, self.ns))
+        return any(_has_glob(x) for x in (self.target, self.ns)) or (not self.literal and _has_glob(self.func))
 
     def is_fentry(self, kprobe_mode: str) -> bool:
         """Whether this probe runs as an fentry/fexit program (arguments and return value in a u64
@@ -100,19 +102,52 @@ def glob_match(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
-def split_attach_point(raw: str) -> List[str]:
-    """Split on ':' outside double quotes; quotes are removed."""
-    parts, cur, quoted = [], [], False
-    for c in raw:
+def split_attach_point(raw: str, params: Sequence[str] = ()) -> List[str]:
+    """Split on ':' outside double quotes; quotes are removed. A positional parameter ($1, $2...)
+    outside quotes is replaced by its value, as bpftrace does: the value is one piece of the part it
+    stands in (a ':' in it does not split), `usdt:$1:postgresql:query__start`, `uprobe:$1:$2`."""
+    return _split(raw, params)[0]
+
+
+def _split(raw: str, params: Sequence[str] = ()) -> Tuple[List[str], List[bool]]:
+    """(parts, whether each part was written in double quotes: a quoted name is literal)."""
+    parts: List[str] = []
+    cur: List[str] = []
+    quoted_parts: List[bool] = []
+    quoted, was_quoted, i = False, False, 0
+    while i < len(raw):
+        c = raw[i]
+        m = None if quoted else _POSITIONAL.match(raw, i)
+        if m:
+            cur.append(_positional(int(m.group(1)), params))
+            i = m.end()
+            continue
         if c == '"':
-            quoted = not quoted
+            quoted, was_quoted = not quoted, True
         elif c == ":" and not quoted:
             parts.append("".join(cur))
-            cur = []
+            quoted_parts.append(was_quoted)
+            cur, was_quoted = [], False
         else:
             cur.append(c)
+        i += 1
     parts.append("".join(cur))
-    return parts
+    quoted_parts.append(was_quoted)
+    return parts, quoted_parts
+
+
+_POSITIONAL = re.compile(r"\$(\d+)")
+
+
+def _positional(index: int, params: Sequence[str]) -> str:
+    if index == 0:
+        raise AttachPointError("positional parameters start at $1")
+    if index > len(params):
+        given = f"only {len(params)} were given" if params else "none were given"
+        raise AttachPointError(f"the attach point uses positional parameter ${index}, but {given}")
+    if params[index - 1] == "":
+        raise AttachPointError(f"positional parameter ${index} is empty")
+    return params[index - 1]
 
 
 def _rate(provider: str, parts: List[str]) -> ProbeSpec:
@@ -146,8 +181,9 @@ def _rate(provider: str, parts: List[str]) -> ProbeSpec:
     return ProbeSpec(provider, unit=unit, rate=rate)
 
 
-def parse_attach_point(raw: str) -> ProbeSpec:
-    parts = split_attach_point(raw)
+def parse_attach_point(raw: str, params: Sequence[str] = ()) -> ProbeSpec:
+    """params: the program's positional parameters, which the attach point may use ($1...)."""
+    parts, quoted = _split(raw, params)
     provider = ALIASES.get(parts[0], parts[0])
     rest = parts[1:]
     if provider in ("BEGIN", "END"):
@@ -169,6 +205,8 @@ def parse_attach_point(raw: str) -> ProbeSpec:
             raise AttachPointError(f"{provider} probes are written {provider}:PATH:FUNCTION "
                                    f"or {provider}:PATH:0xADDRESS")
         target, func = rest[0], ":".join(rest[1:])
+        if any(quoted[2:]):  # "main.(*Server).Handle": the name itself, no wildcard
+            return ProbeSpec(provider, target=target, func=func, literal=True)
         if func.lower().startswith("0x"):
             try:
                 return ProbeSpec(provider, target=target, address=int(func, 16))

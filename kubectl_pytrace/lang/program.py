@@ -66,6 +66,7 @@ class AttachSpec:
     # one of several attach points of a probe, or a wildcard's match: bpftrace 0.17 skips such an
     # attachment when it fails ("could not attach probe X, skipping."); a lone one is an error
     optional: bool = False
+    by_cookie: bool = False  # the function reads probe_id from the attachment's BPF cookie
 
 
 @dataclass
@@ -96,3 +97,4 @@ CONFIG_SLOTS = 4
 CONFIG_START_NS = 0  # the start time (for `elapsed`)
 CONFIG_CPID = 1  # the -c command's pid (`cpid`)
 STACKS_MAP = "pytrace_stacks"  # stack traces (kstack/ustack), only in programs that take them
+FUNCS_MAP = "pytrace_funcs"  # probe id -> `func`, for functions that read it by cookie

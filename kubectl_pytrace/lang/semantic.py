@@ -16,8 +16,10 @@ from kubectl_pytrace.lang import ast
 from kubectl_pytrace.lang import printf as printf_format
 from kubectl_pytrace.lang.config import Config
 from kubectl_pytrace.lang.diagnostics import Diagnostics, Span, location
-from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
+from kubectl_pytrace.lang.env import (GO_ARG_REGS, GO_REGABI, GO_STACKABI, Environment, LookupFailed, StructField,
+                                      TracepointField)
 from kubectl_pytrace.lang.probes import ProbeSpec
+from kubectl_pytrace.lang.usdt import UsdtArg
 
 if TYPE_CHECKING:
     from kubectl_pytrace.lang.expand import ProbeGroup
@@ -96,8 +98,10 @@ class ProbeFunction:
     tp_fields: Optional[Dict[str, TracepointField]] = None
     kfunc_args: Optional[List[Tuple[str, Type]]] = None
     kfunc_ret: Optional[Type] = None
-    usdt_args: Optional[List[Type]] = None
+    usdt_args: Optional[List[UsdtArg]] = None  # where the program reads each argument
+    convention: Optional[str] = None  # uprobes: C_ABI, GO_REGABI, GO_STACKABI (env.py), None: unknown
     attach: bool = True  # False: none of the probe's attach points exist (checked, not generated)
+    cookie: bool = False  # serves several specs: `probe` and `func` from the attachment's cookie
     types: Dict[int, Type] = field(default_factory=dict)
     fields: Dict[int, object] = field(default_factory=dict)  # FieldAccess -> TracepointField/StructField
     formats: Dict[int, list] = field(default_factory=dict)  # printf/time Call -> parsed format
@@ -793,8 +797,9 @@ class Checker(ast.NodeVisitor):
                 self.error(f"the func builtin can not be used with '{prov}' probes", e.span)
             if prov in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
                 # a kernel function: a ksym (bpftrace 0.27), its address known now when kallsyms is
+                # (and the function serves one probe, not a wildcard's matches by cookie)
                 try:
-                    addr = self.env.kernel_symbol(self.fn.specs[0].func)
+                    addr = self.env.kernel_symbol(self.fn.specs[0].func) if len(self.fn.specs) == 1 else None
                 except LookupFailed:
                     addr = None
                 if addr is not None:
@@ -837,10 +842,16 @@ class Checker(ast.NodeVisitor):
                     spec = self.fn.specs[0]
                     self.error(f"{name}: USDT probe {spec.ns}:{spec.func} has {len(self.fn.usdt_args)} "
                                f"argument{'s' if len(self.fn.usdt_args) != 1 else ''}", e.span)
-                return self.fn.usdt_args[n]
+                return self.fn.usdt_args[n].type
             if prov == "usdt" and n >= 12:
                 self.error(f"{name}: USDT probes have at most 12 arguments", e.span)
-            if prov != "usdt" and n > 5:
+            elif prov == "usdt" and not self.defer:  # the program reads them where the note says
+                spec = self.fn.specs[0]
+                self.error(f"{name}: the note of USDT probe {spec.ns + ':' if spec.ns else ''}{spec.func} was not "
+                           f"found in {spec.target}, so where its arguments are is unknown", e.span)
+            if self.fn.convention == GO_REGABI and n >= len(GO_ARG_REGS):
+                self.error(f"{name}: Go passes arg0..arg{len(GO_ARG_REGS) - 1} in registers on amd64", e.span)
+            elif self.fn.convention not in (GO_REGABI, GO_STACKABI) and prov != "usdt" and n > 5:
                 self.error(f"{name}: only arg0..arg5 are passed in registers on x86_64", e.span)
             return UINT64
         if name.startswith("sarg"):
@@ -1507,6 +1518,17 @@ class Checker(ast.NodeVisitor):
                 size = min(size, n)  # bytes with the NUL: str(s, 3) is two characters
         return StrT(max(1, size))
 
+    def call_gostr(self, c: ast.Call) -> Type:
+        """gostr(ptr, len): a Go string (or []byte), whose pointer and length come in two registers
+        (arg0, arg1) and whose bytes have no NUL after them: exactly len bytes, cut at the string
+        size (an extension: bpftrace has no Go strings; str(ptr, len) would keep len - 1 bytes)."""
+        self.nargs(c, 2)
+        t = self.expr(c.args[0])
+        if not is_integer_like(t):
+            self.error(f"gostr() expects the string's pointer, not {t}", c.args[0].span)
+        self.int_expr(c.args[1], "gostr() length")
+        return StrT(self.strlen)
+
     def call_strerror(self, c: ast.Call) -> Type:
         """strerror(errno), syscall_name(nr), signal_name(sig): a string[64] from a table of the
         x86_64 ABI that the program carries (lang/abi.py), as bpftrace 0.27."""
@@ -1897,7 +1919,8 @@ def analyse(program: ast.Program, groups: "List[ProbeGroup]",
             config: Optional[Config] = None, unsafe: bool = False, defer: bool = False) -> Analysis:
     """Types every ProbeFunction. `groups` come from the probe expansion pass."""
     functions = [ProbeFunction(g.probe, g.specs, i, tp_fields=g.tp_fields, kfunc_args=g.kfunc_args,
-                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, attach=g.attach)
+                               kfunc_ret=g.kfunc_ret, usdt_args=g.usdt_args, convention=g.convention,
+                               attach=g.attach, cookie=g.cookie)
                  for i, g in enumerate(groups)]
     iters = [g for g in groups if g.specs[0].provider == "iter"]
     if iters and len(groups) > 1:

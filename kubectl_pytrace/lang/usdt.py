@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from kubectl_pytrace.lang.types import IntT
+
 # x86-64 struct pt_regs, in u64 slots (the index PYTRACE_REG takes)
 REGS = {"r15": 0, "r14": 1, "r13": 2, "r12": 3, "bp": 4, "bx": 5, "r11": 6, "r10": 7, "r9": 8, "r8": 9,
         "ax": 10, "cx": 11, "dx": 12, "si": 13, "di": 14, "ip": 16, "sp": 19}
@@ -51,6 +53,11 @@ class UsdtArg:
     value: int = 0  # the constant, or the displacement
     index: Optional[str] = None
     scale: int = 1
+
+    @property
+    def type(self) -> IntT:
+        """The type the program sees: -4@... is int32, 8@... uint64."""
+        return IntT(self.size * 8, self.signed)
 
     @property
     def ctype(self) -> str:

@@ -30,7 +30,7 @@ from kubectl_pytrace.kernel import headers as kheaders
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang import scope as scope_c
 from kubectl_pytrace.lang.program import (
-    CONFIG_CPID, CONFIG_MAP, CONFIG_START_NS, EVENTS_MAP, LOST_MAP, STACKS_MAP, CProgram,
+    CONFIG_CPID, CONFIG_MAP, CONFIG_START_NS, EVENTS_MAP, FUNCS_MAP, LOST_MAP, STACKS_MAP, CProgram,
 )
 from kubectl_pytrace.output.decode import Symbols
 from kubectl_pytrace.output.maps import MapReader
@@ -74,7 +74,8 @@ class Engine:
     def __init__(self, program: CProgram, output: Output, resolve_paths: Callable[[str], List[str]],
                  stderr: IO = sys.stderr, json: bool = False, headers: str = "",
                  proc_root: str = "/proc", use_cache: bool = True,
-                 watchers: "Sequence[FilterWatcher]" = (), announce: Optional[Callable[[int], None]] = None):
+                 watchers: "Sequence[FilterWatcher]" = (), announce: Optional[Callable[[int], None]] = None,
+                 verbose: bool = False):
         self.c = program
         self.out = output
         self.resolve_paths = resolve_paths  # a probe's binary -> the host paths to attach to
@@ -95,15 +96,14 @@ class Engine:
         self.stop_reason: Optional[str] = None
         self.lost_reported = 0
         self.child: Optional[Command] = None
+        self.verbose = verbose  # which way the probes went in, and how long attaching and detaching took
+        self.attached = False  # before: a signal interrupts loading (a BCC compile can take minutes)
 
     # ---- loading ------------------------------------------------------------------------------
     def _compile(self) -> bpfobj.BpfObject:
         functions = sorted({a.fn_name for a in self.c.attachments})
-        usdt = [(path, f"{a.spec.ns}:{a.spec.func}" if a.spec.ns else a.spec.func, a.fn_name)
-                for a in self.c.attachments if a.spec.provider == "usdt"
-                for path in self.resolve_paths(a.spec.target)[:1]]  # argument locations: one binary
         try:
-            return bpfobj.compile_bpf(self.c.text, functions, usdt, self.headers, use_cache=self.use_cache)
+            return bpfobj.compile_bpf(self.c.text, functions, self.headers, use_cache=self.use_cache)
         except bpfobj.CompileFailed as e:
             if "BPF stack limit" in e.log:
                 raise TraceError("the program needs more than the 512 bytes of stack a BPF program may use "
@@ -128,7 +128,15 @@ class Engine:
             self.write_scope(i, w.current)
         self.config = bpfsys.RawMap(fds[CONFIG_MAP], 4, 8)
         self.config.update(struct.pack("<I", CONFIG_START_NS), struct.pack("<Q", time.monotonic_ns()))
+        if FUNCS_MAP in obj.maps:
+            self._write_func_names(bpfsys.RawMap(fds[FUNCS_MAP], 4, obj.maps[FUNCS_MAP].value_size))
         self.attacher = Attacher(self.c, self.loader, self.resolve_paths, self.stderr)
+
+    def _write_func_names(self, funcs: bpfsys.RawMap) -> None:
+        """`func` of the attach points whose function reads it by cookie (their probe id)."""
+        for a in self.c.attachments:
+            if a.by_cookie:
+                funcs.update(struct.pack("<I", a.probe_id), a.spec.func.encode()[:funcs.value_size - 1])
 
     def write_scope(self, index: int, f: "TaskFilter") -> None:
         """Writes a target container's ids into the program (and invalidates cached verdicts)."""
@@ -204,8 +212,8 @@ class Engine:
         previous = {s: signal.getsignal(s) for s in stop_signals}
 
         def on_signal(signum, frame):
-            if self.stop_reason == "signal":  # a second Ctrl-C: stop waiting for anything
-                raise Interrupted("interrupted")
+            if self.stop_reason == "signal" or not self.attached:  # a second Ctrl-C, or still loading:
+                raise Interrupted("interrupted")                   # stop waiting for anything
             self.stop_reason = "signal"
 
         for s in stop_signals:
@@ -222,7 +230,12 @@ class Engine:
 
     def _start(self, command: Optional[List[str]]) -> None:
         self.load()
-        self.announce(self.attach())
+        start = time.monotonic()
+        n = self.attach()
+        self.attached = True
+        self.announce(n)
+        if self.verbose:
+            self._print_paths(time.monotonic() - start)
         self.run_prog(self.attacher.begin_fd)  # type: ignore[union-attr]
         self.drain()  # BEGIN's output now, not at the next poll
         if command:
@@ -233,9 +246,20 @@ class Engine:
         # there); the count goes to stderr
         print(f"Attached {n} probe{'s' if n != 1 else ''}", file=self.stderr, flush=True)
 
+    def _print_paths(self, seconds: float) -> None:
+        for p in self.attacher.paths.values():  # type: ignore[union-attr]
+            objects = f"{p.objects} kernel object{'s' if p.objects != 1 else ''}, " if p.objects else ""
+            print(f"kubectl-pytrace: {p.points} attach point{'s' if p.points != 1 else ''}: {p.kind} "
+                  f"({objects}{p.seconds:.3f} s)", file=self.stderr)
+        print(f"kubectl-pytrace: attached in {seconds:.3f} s", file=self.stderr, flush=True)
+
     def _finish(self) -> None:
         """Detach, END, the maps: what every way of stopping but a second Ctrl-C prints."""
+        start, n = time.monotonic(), len(self.loader.links) if self.loader else 0
         self.detach_probes()
+        if self.verbose:
+            print(f"kubectl-pytrace: detached {n} kernel object{'s' if n != 1 else ''} in "
+                  f"{time.monotonic() - start:.3f} s", file=self.stderr, flush=True)
         self.drain()
         if self.child is not None:
             self.child.terminate()

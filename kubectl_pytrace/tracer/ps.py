@@ -104,8 +104,8 @@ def snapshot(proc_root: str = "/proc") -> List[Program]:
              for p in inventory.programs()}
     links = {link.id: link for link in inventory.links()}
     for link in links.values():
-        if link.prog_id in progs and link.target:
-            progs[link.prog_id].attached.append(f"{link.type}:{link.target}")
+        if link.prog_id in progs:
+            progs[link.prog_id].attached.extend(link.attached())
     for pid in procfs.list_pids(proc_root):
         holdings = _holdings(proc_root, pid)
         if not holdings:

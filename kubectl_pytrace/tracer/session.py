@@ -44,6 +44,7 @@ class TraceSpec:
     pid: Optional[int] = None  # trace the container this process is in (or the process itself)
     ns_pids: bool = False  # print pid/tid as the container sees them
     unsafe: bool = False  # --unsafe: allow system(), signal(), override()
+    verbose: bool = False  # say which way the probes were attached, and how long that and detaching took
 
 
 def ringbuf_pages() -> int:
@@ -164,6 +165,10 @@ def _compile(spec: TraceSpec, env: HostEnvironment, options: CodegenOptions,
 
 def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProgram, str, Optional[Targets], HostEnvironment]:
     env = HostEnvironment()
+    if os.geteuid() == 0:  # loading a program asks the kernel (else: unknown, assumed)
+        from kubectl_pytrace.bpf.links import has_attach_cookie
+
+        env.attach_cookies = has_attach_cookie()
     targets = resolve_targets(spec, env)
     predefined: Dict[str, int] = {}
     if targets is not None:
@@ -207,7 +212,7 @@ def run(spec: TraceSpec, stdout: IO = sys.stdout, stderr: IO = sys.stderr,
     out = output or make_output(spec.output, stdout, autoflush=False)
     engine = Engine(program, out, targets.resolve_paths if targets else _host_paths, stderr=stderr, json=json,
                     headers=f"{found.path}:{found.release}", watchers=targets.watchers if targets else (),
-                    announce=announce)
+                    announce=announce, verbose=spec.verbose)
     result = engine.run(spec.deadline, spec.command)
     if engine.events is not None:
         result.exit_code = engine.events.exit_code  # exit(code), assert()

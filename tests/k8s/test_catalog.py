@@ -73,8 +73,19 @@ def test_a_bad_header_names_the_file(tmp_path):
     assert "programs/bad.bt: bad parameter line" in str(e.value)
 
 
+def test_a_parameter_without_default_is_required(tmp_path):
+    (tmp_path / "count.bt").write_text("// arg: binary string -  The binary\n// param: n int 1  N\nBEGIN { }\n")
+    prog = catalog.find("count", str(tmp_path))
+    with pytest.raises(UsageError) as e:
+        prog.arguments({})
+    assert e.value.message == "program count needs --param binary=VALUE"
+    assert prog.arguments({"binary": "/opt/x"}) == ["/opt/x", "--n=1"]
+
+
 def test_the_shipped_programs_have_valid_headers():
     progs = catalog.programs()
     assert progs
     for p in progs:
-        p.arguments({})  # every default is valid
+        p.arguments({x.name: "1" for x in p.args + p.params if x.required})  # every default is valid
+    assert {"tcpretrans", "opensnoop", "execsnoop", "syscount", "biolatency", "funccount", "filewatch",
+            "slowqueries", "pygc"} <= {p.name for p in progs}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import fnmatch
 from typing import Dict, List, Optional, Tuple
 
-from kubectl_pytrace.lang.env import Environment, LookupFailed, StructField, TracepointField
+from kubectl_pytrace.lang.env import (C_ABI, GO_REGABI, GO_STACKABI, Environment, LookupFailed, StructField,
+                                      TracepointField)
 from kubectl_pytrace.lang.types import ArrayT, IntT, PtrT, RecordT, StructT, Type, VoidT
+from kubectl_pytrace.lang.usdt import UsdtArg, parse_args
 
 I32, U32, I64, U64 = IntT(32, True), IntT(32, False), IntT(64, True), IntT(64, False)
 CHAR = IntT(8, True)
@@ -75,8 +77,13 @@ HEADER_DEFINES = {"linux/sched.h": {"TASK_RUNNING": 0, "TASK_INTERRUPTIBLE": 1},
                   "sys/socket.h": {"AF_INET": 2, "AF_INET6": 10}}
 KERNEL_SYMBOLS = {"avenrun": 0xFFFFFFFF82A0B1C0, "do_sys_openat2": 0xFFFFFFFF816B7430}
 
-USER_FUNCTIONS = {"/bin/x": ["main", "foo", "foo_bar", "ns::f", "_ZN2ns1fEv"]}
-USDT = {"/bin/x": {("prov", "start"): [I32, U64], ("prov", "stop"): [], ("other", "start"): [I64]}}
+USER_FUNCTIONS = {"/bin/x": ["main", "foo", "foo_bar", "ns::f", "_ZN2ns1fEv"],
+                  # Go binaries: a recent one (register ABI) and one built before Go 1.17 (stack ABI)
+                  "/bin/go": ["main.main", "main.handle", "main.(*Server).Handle", "main.(xServer).Handle"],
+                  "/bin/oldgo": ["main.main", "main.handle"]}
+CONVENTIONS = {"/bin/x": C_ABI, "/bin/go": GO_REGABI, "/bin/oldgo": GO_STACKABI}
+USDT = {"/bin/x": {("prov", "start"): parse_args("-4@%edi 8@-16(%rbp)"), ("prov", "stop"): [],
+                   ("other", "start"): parse_args("-8@$3")}}
 KFUNCS = {"vfs_read": ([("file", PtrT(StructT("struct file"), "kernel")), ("count", U64)], I64)}
 
 
@@ -149,6 +156,11 @@ class FakeEnv(Environment):
             raise LookupFailed(f"cannot read symbols of {path}: no such file")
         return [f for f in USER_FUNCTIONS[path] if fnmatch.fnmatchcase(f, pattern)]
 
+    def calling_convention(self, path: str) -> Optional[str]:
+        if path not in CONVENTIONS:
+            raise LookupFailed(f"cannot read {path}: no such file")
+        return CONVENTIONS[path]
+
     def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
         # /bin/x is position independent: main at 0x1100, a 4-byte counter at 0x4010
         table = {"main": (0x1100, 30), "foo": (0x1200, 10), "counter": (0x4010, 4), "names": (0x4040, 32)}
@@ -177,5 +189,5 @@ class FakeEnv(Environment):
             raise LookupFailed(f"no kernel symbol named '{name}' in /proc/kallsyms")
         return KERNEL_SYMBOLS[name]
 
-    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[Type]]:
+    def usdt_args(self, path: str, provider: str, name: str) -> Optional[List[UsdtArg]]:
         return USDT.get(path, {}).get((provider, name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_pytrace.lang import CompileError, compile_program
+from kubectl_pytrace.lang import CompileError, check_program, compile_program
 from kubectl_pytrace.lang.diagnostics import Diagnostics, Source
 from kubectl_pytrace.lang.env import Environment
 from kubectl_pytrace.lang.expand import expand
@@ -26,9 +26,9 @@ from .fakeenv import FakeEnv
     ("u:libc:malloc", ProbeSpec("uprobe", "libc", "malloc")),
     ("ur:/bin/bash:readline", ProbeSpec("uretprobe", "/bin/bash", "readline")),
     ("uretprobe:/bin/bash:readline", ProbeSpec("uretprobe", "/bin/bash", "readline")),
-    ('uprobe:/bin/x:"ns::f"', ProbeSpec("uprobe", "/bin/x", "ns::f")),
+    ('uprobe:/bin/x:"ns::f"', ProbeSpec("uprobe", "/bin/x", "ns::f", literal=True)),
     ('uprobe:/bin/x:"std::vector<int>::push_back(int const&)"',
-     ProbeSpec("uprobe", "/bin/x", "std::vector<int>::push_back(int const&)")),
+     ProbeSpec("uprobe", "/bin/x", "std::vector<int>::push_back(int const&)", literal=True)),
     ('uprobe:"/opt/my app/bin":f', ProbeSpec("uprobe", "/opt/my app/bin", "f")),
     ("uprobe:/bin/x:0x1234", ProbeSpec("uprobe", "/bin/x", address=0x1234)),
     ("ur:/bin/x:0XABCdef", ProbeSpec("uretprobe", "/bin/x", address=0xABCDEF)),
@@ -278,3 +278,94 @@ def test_attachments_bpftrace_would_skip_when_they_fail_are_optional():
         "begin": False, "kprobe:a": True, "kprobe:b": True, "kprobe:single": False, "kfunc:vfs_read": True,
         "uprobe:/bin/x:foo": False, "tracepoint:syscalls:sys_enter_openat": True,
         "tracepoint:syscalls:sys_enter_read": True}
+
+
+# ---- positional parameters in attach points (bpftrace: `usdt:$1:postgresql:query__start`) -------------
+
+def test_positional_parameters_in_attach_points():
+    assert split_attach_point("usdt:$1:postgresql:query__start", ["/usr/bin/pg"]) == [
+        "usdt", "/usr/bin/pg", "postgresql", "query__start"]
+    assert parse_attach_point("uprobe:$1:$2", ["/bin/x", "foo*"]) == ProbeSpec("uprobe", "/bin/x", "foo*")
+    assert parse_attach_point("uprobe:$1:$2", ["/bin/x", "foo*"]).is_wildcard
+    # a value is one piece of its part: a ':' in it does not split, and it joins what is around it
+    assert split_attach_point("uprobe:$1:f", ["/a:b"]) == ["uprobe", "/a:b", "f"]
+    assert split_attach_point("uprobe:/opt/$1/bin:f", ["v2"]) == ["uprobe", "/opt/v2/bin", "f"]
+    # inside double quotes, $1 is the symbol's own text
+    assert split_attach_point('uprobe:/bin/x:"a$1"', ["zz"]) == ["uprobe", "/bin/x", "a$1"]
+
+
+@pytest.mark.parametrize("raw, params, message", [
+    ("usdt:$1:p:start", [], "the attach point uses positional parameter $1, but none were given"),
+    ("uprobe:$1:$2", ["/bin/x"], "the attach point uses positional parameter $2, but only 1 were given"),
+    ("uprobe:$0:f", ["/bin/x"], "positional parameters start at $1"),
+    ("uprobe:$1:f", [""], "positional parameter $1 is empty"),
+])
+def test_positional_parameter_errors_in_attach_points(raw, params, message):
+    with pytest.raises(AttachPointError) as e:
+        parse_attach_point(raw, params)
+    assert str(e.value) == message
+
+
+def test_positional_parameters_reach_the_probes_of_a_compiled_program():
+    c = compile_program("usdt:$1:prov:start { @[arg0] = count(); } uprobe:$1:$2 { @n = count(); }", env=FakeEnv(),
+                        params=["/bin/x", "foo*", "--named=1"]).c
+    assert [a.spec.name() for a in c.attachments] == [
+        "usdt:/bin/x:prov:start", "uprobe:/bin/x:foo", "uprobe:/bin/x:foo_bar"]
+    assert all(a.optional for a in c.attachments[1:])  # a wildcard, as bpftrace treats it
+    with pytest.raises(CompileError) as info:
+        compile_program("uprobe:$1:foo { }", env=FakeEnv())
+    assert [d.message for d in info.value.diagnostics.errors] == [
+        "uprobe:$1:foo: the attach point uses positional parameter $1, but none were given"]
+
+
+def test_positional_count_ignores_named_parameters():
+    c = compile_program('BEGIN { printf("%d\\n", $#); }', env=FakeEnv(), params=["a", "--x=1"]).c
+    assert "((s64)1)" in c.text
+
+
+# ---- Go binaries: symbol names, the register ABI, no uretprobes -----------------------------------------
+
+def test_a_quoted_go_symbol_is_the_name_itself():
+    spec = parse_attach_point('uprobe:/bin/go:"main.(*Server).Handle"')
+    assert spec.func == "main.(*Server).Handle" and spec.literal and not spec.is_wildcard
+    # as a pattern, (*Server) would also match (xServer): quoted, it does not
+    assert expanded('uprobe:/bin/go:"main.(*Server).Handle" { @ = count(); }') == [
+        ["uprobe:/bin/go:main.(*Server).Handle"]]
+    assert expanded("uprobe:/bin/go:main.(*Server).Handle { @ = count(); }") == [
+        ["uprobe:/bin/go:main.(*Server).Handle", "uprobe:/bin/go:main.(xServer).Handle"]]
+
+
+def test_go_and_c_uprobes_of_one_probe_get_functions_of_their_own():
+    assert expanded("uprobe:/bin/go:main.handle, uprobe:/bin/oldgo:main.handle, uprobe:/bin/x:foo, "
+                    "uprobe:/bin/x:main { @ = count(); }") == [
+        ["uprobe:/bin/go:main.handle"], ["uprobe:/bin/oldgo:main.handle"], ["uprobe:/bin/x:foo", "uprobe:/bin/x:main"]]
+
+
+def test_go_arguments_follow_the_binarys_abi():
+    fns = compile_program('uprobe:/bin/go:main.handle { @a = arg8; } uprobe:/bin/oldgo:main.handle { @b = arg9; } '
+                          'uprobe:/bin/x:foo { @c = arg0; }', env=FakeEnv()).analysis.functions
+    assert [f.convention for f in fns] == ["go-regabi", "go-stackabi", "c"]
+    with pytest.raises(CompileError) as info:
+        compile_program("uprobe:/bin/go:main.handle { @a = arg9; } uprobe:/bin/x:foo { @c = arg6; }", env=FakeEnv())
+    assert [d.message for d in info.value.diagnostics.errors] == [
+        "arg9: Go passes arg0..arg8 in registers on amd64", "arg6: only arg0..arg5 are passed in registers on x86_64"]
+
+
+def test_uretprobes_on_go_binaries_are_refused_with_the_way_out():
+    with pytest.raises(CompileError) as info:
+        compile_program("uretprobe:/bin/go:main.handle { @ = retval; }", env=FakeEnv())
+    [d] = info.value.diagnostics.errors
+    assert d.message.startswith("uretprobe:/bin/go:main.handle: uretprobes are not supported on Go binaries")
+    assert "uprobe:/bin/go:0xADDRESS" in d.message
+    # the client knows nothing of the binary: the node decides
+    assert check_program("uretprobe:/app/server:main.handle { @ = retval; }") == ""
+
+
+def test_gostr_takes_a_pointer_and_a_length():
+    a = compile_program("uprobe:/bin/go:main.handle { @s = gostr(arg1, arg2); }", env=FakeEnv()).analysis
+    assert a.maps["@s"].value.size == 64  # a string of bpftrace's default size
+    for src, message in [("uprobe:/bin/go:main.handle { @ = gostr(arg1); }", "gostr() requires 2 arguments (1 provided)"),
+                         ('uprobe:/bin/go:main.handle { @ = gostr("x", 1); }', "gostr() expects the string's pointer")]:
+        with pytest.raises(CompileError) as info:
+            compile_program(src, env=FakeEnv())
+        assert info.value.diagnostics.errors[0].message.startswith(message), info.value.diagnostics.errors[0].message

@@ -23,14 +23,15 @@ def var_types(fn):
     return {slot.name: slot.type for slot in fn.slots.values()}
 
 
-def messages(src, env=None, params=None, has_cpid=False):
-    """The error messages of the analysis pass alone (the code generator is never reached)."""
+def messages(src, env=None, params=None, has_cpid=False, defer=False):
+    """The error messages of the analysis pass alone (the code generator is never reached);
+    defer: as the client checks a program for a node (check_program)."""
     env = env or FakeEnv()
     diags = Diagnostics(Source(src))
     program = parse(src)
     groups = expand(program, env, diags)
     assert not diags.has_errors(), diags.render()
-    analyse(program, groups, env, diags, params or [], has_cpid)
+    analyse(program, groups, env, diags, params or [], has_cpid, defer=defer)
     return [d.message for d in diags.errors]
 
 
@@ -409,7 +410,7 @@ def test_positional_parameters_are_typed_by_their_value():
 def test_usdt_arguments_typed_from_the_probe_notes():
     a = analysis("usdt:/bin/x:prov:start { @a = arg0; @b = arg1; }")
     assert a.maps["@a"].value == INT64 and a.maps["@b"].value == UINT64
-    assert a.functions[0].usdt_args == [IntT(32, True), UINT64]
+    assert [u.type for u in a.functions[0].usdt_args] == [IntT(32, True), UINT64]
 
 
 def test_integer_literal_types():
@@ -450,7 +451,13 @@ def test_numbers_in_names(src, message):
 
 def test_numbers_in_names_that_fit():
     assert messages("kprobe:f { @ = arg000005 + sarg123456; }", env=Environment()) == []
-    assert messages("usdt:/bin/y:p { @ = arg11; }", env=Environment()) == []
+    assert messages("usdt:/bin/y:p { @ = arg11; }", env=Environment(), defer=True) == []
+
+
+def test_usdt_arguments_need_the_note_where_code_is_generated():
+    # the program reads each argument where the probe's note says: no note, no code
+    assert error("usdt:/bin/y:p { @ = arg0; }", env=Environment()) == \
+        "arg0: the note of USDT probe p was not found in /bin/y, so where its arguments are is unknown"
 
 
 def test_positional_parameter_too_large_for_64_bits():

@@ -86,7 +86,7 @@ def test_stock_tool_compiles(path):
 
     found = setup_headers(open(os.devnull, "w"))
     functions = sorted({a.fn_name for a in compiled.c.attachments})
-    obj = bpfobj.compile_bpf(compiled.c.text, functions, (), f"{found.path}:{found.release}")
+    obj = bpfobj.compile_bpf(compiled.c.text, functions, f"{found.path}:{found.release}")
     assert set(functions) <= set(obj.progs)
 
 

@@ -10,8 +10,9 @@ Ours, among whatever else runs on the machine (other tests load BPF objects conc
     the -c command and anything they started;
   - a BPF program, map or link that did not exist before and is held by one of those, or by no
     process at all while bearing one of our names (our programs and maps named by the compiler);
-  - a uprobe still armed on a binary the test traced: a new process of it would run an int3
-    (uprobes attached through the PMU leave nothing in tracefs; their breakpoints are the trace).
+  - a uprobe still armed on a binary (or library) the test traced: a new process of it would run
+    an int3 (uprobes attached through the PMU leave nothing in tracefs; their breakpoints are the
+    trace). A library is checked in a process that maps it: traced=[(library, command)].
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 MARK = "PYTRACE_TEST_RUN"
 OUR_NAMES = re.compile(r"^(probe_\d+|pytrace_\w*|map_\d+)$")  # lang/codegen.py's names
@@ -56,10 +57,20 @@ def bpf_objects() -> Dict[Obj, str]:
     assert tool, "bpftool is needed to list BPF objects (hack/install.sh installs it)"
     objs = {}
     for kind in KINDS:
-        out = subprocess.run([tool, kind, "show", "-j"], capture_output=True, text=True, check=True).stdout
-        for o in json.loads(out or "[]"):
+        for o in json.loads(_bpftool_show(tool, kind) or "[]"):
             objs[(kind, o["id"])] = o.get("name") or f"{o.get('type', '?')} of prog {o.get('prog_id', '?')}"
     return objs
+
+
+def _bpftool_show(tool: str, kind: str, attempts: int = 5) -> str:
+    """`bpftool KIND show -j`, again when it fails: it does when an object it listed is gone
+    before it opens it (other tests and other users load and unload BPF objects meanwhile)."""
+    for _ in range(attempts - 1):
+        p = subprocess.run([tool, kind, "show", "-j"], capture_output=True, text=True)
+        if p.returncode == 0:
+            return p.stdout
+        time.sleep(0.05)
+    return subprocess.run([tool, kind, "show", "-j"], capture_output=True, text=True, check=True).stdout
 
 
 def holders() -> Dict[Obj, Set[int]]:
@@ -82,9 +93,10 @@ def holders() -> Dict[Obj, Set[int]]:
     return held
 
 
-def armed_uprobes(binary: Path) -> List[int]:
-    """File offsets where a new process of `binary` runs an int3 the file does not have."""
-    proc = subprocess.Popen([str(binary), "0", "2000"], env=dict(os.environ, **{MARK: ""}))
+def armed_uprobes(binary: Path, command: Optional[Sequence[str]] = None) -> List[int]:
+    """File offsets where a new process of `binary` (or `command`, which maps it) runs an int3 the
+    file does not have."""
+    proc = subprocess.Popen(list(command or [str(binary), "0", "2000"]), env=dict(os.environ, **{MARK: ""}))
     try:
         time.sleep(0.1)  # mapped and sleeping: every armed uprobe is in its text now
         return _text_differences(proc.pid, binary)
@@ -112,10 +124,13 @@ def _text_differences(pid: int, binary: Path) -> List[int]:
     return diffs
 
 
+Traced = Union[Path, Tuple[Path, Sequence[str]]]  # a binary, or a library and a command that maps it
+
+
 class LeakWatch:
-    def __init__(self, traced: Iterable[Path] = (), grace: float = 5.0):
+    def __init__(self, traced: Iterable[Traced] = (), grace: float = 5.0):
         self.mark = uuid.uuid4().hex
-        self.traced = list(traced)
+        self.traced = [t if isinstance(t, tuple) else (t, None) for t in traced]
         self.grace = grace
         self.before = set(bpf_objects())
 
@@ -141,8 +156,8 @@ class LeakWatch:
         procs = marked_pids(self.mark)
         out = [f"process {pid} still running: {cmd}" for pid, cmd in sorted(procs.items())]
         out += self._bpf_problems(set(procs))
-        for binary in self.traced:
-            offsets = armed_uprobes(binary)
+        for binary, command in self.traced:
+            offsets = armed_uprobes(binary, command)
             if offsets:
                 out.append(f"uprobe breakpoints still armed in {binary} at file offsets "
                            f"{', '.join(hex(o) for o in offsets[:8])}")

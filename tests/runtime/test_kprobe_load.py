@@ -68,7 +68,7 @@ def kprobe_object(text: str, name: str, headers: str):
     assert kfns, f"{name}: no kprobe left after expansion"
     for fn in kfns:
         assert f"int {fn}(struct pt_regs *ctx)" in c.text, f"{name}: {fn} is not kprobe-mode C"
-    obj = bpfobj.compile_bpf(c.text, sorted({a.fn_name for a in c.attachments}), (), headers)
+    obj = bpfobj.compile_bpf(c.text, sorted({a.fn_name for a in c.attachments}), headers)
     return obj, kfns
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kubectl_pytrace.lang.program import CodegenOptions
-from leakcheck import MARK, OUR_NAMES, LeakWatch, armed_uprobes, bpf_objects, holders, marked_pids
+from leakcheck import MARK, OUR_NAMES, armed_uprobes, bpf_objects, holders, marked_pids
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PYTRACE = os.environ.get("PYTRACE") or str(REPO / ".venv" / "bin" / "kubectl-pytrace")
@@ -27,24 +26,10 @@ TRACEFS = Path("/sys/kernel/tracing")
 pytestmark = [pytest.mark.root, pytest.mark.bpf]
 
 
-@pytest.fixture
-def calls(host_workloads, tmp_path) -> Path:
-    """A private copy of the calls workload: no other test (or tester) arms uprobes in it."""
-    path = tmp_path / "calls"
-    shutil.copy2(host_workloads["calls"], path)
-    return path
-
-
 @pytest.fixture(autouse=True)
-def nothing_left_behind(request, monkeypatch):
-    """Every process the test starts carries the watch's mark; afterwards none may be left."""
-    traced = [request.getfixturevalue("calls")] if "calls" in request.fixturenames else []
-    watch = LeakWatch(traced)
-    monkeypatch.setenv(MARK, watch.mark)
-    yield watch
-    problems = watch.leftovers()
-    watch.kill_leftovers()
-    assert not problems, "left behind by the trace:\n  " + "\n  ".join(problems)
+def _nothing_left_behind(nothing_left_behind):
+    """Every test of this module is checked for leftovers (conftest.py)."""
+    yield
 
 
 @pytest.fixture
@@ -114,7 +99,7 @@ def test_sigkill_of_the_tracer_while_bcc_compiles(calls, pytrace, tmp_path):
     """Killed before anything is loaded, with the BCC compiler process running: it ends too."""
     t = pytrace("-e", f"uprobe:{calls}:work {{ @c = count(); }}",
                env=dict(os.environ, PYTRACE_CACHE_DIR=str(tmp_path / "cache")))
-    wait_for_process(os.environ[MARK], "bcc_compile", t)
+    wait_for_process(os.environ[MARK], "-m kubectl_pytrace.bpf.bcc_compile", t)  # not the test's tmp_path
     t.p.kill()
     t.finish()
 

@@ -48,9 +48,11 @@ class LocalPostgres:
             raise RuntimeError(f"pg_ctl start failed: {up.stderr}{(self.dir / 'log').read_text()}")
         return self
 
-    def psql(self, sql: str, timeout: float = 60) -> str:
+    def psql(self, *sql: str, timeout: float = 60) -> str:
+        """Runs each statement as a query of its own, in one session (one backend process)."""
+        commands = [arg for one in sql for arg in ("-c", one)]
         out = self._as_postgres(str(PG_BIN / "psql"), "-h", str(self.dir), "-p", str(self.port), "-U",
-                                "postgres", "-XAtqc", sql, timeout=timeout)
+                                "postgres", "-XAtq", *commands, timeout=timeout)
         if out.returncode:
             raise RuntimeError(f"psql failed: {out.stderr}")
         return out.stdout

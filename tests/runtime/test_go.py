@@ -1,0 +1,49 @@
+"""uprobes on a Go binary (tests/workloads/go, built here with Go >= 1.17): arguments follow Go's
+register ABI, Go symbol names are written in quotes, strings come with gostr(), and uretprobes are
+refused. Every value checked is one the kernel's uprobe read from the running program."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.bpf]
+
+PROGRAM = """
+uprobe:{go}:main.handle
+{{
+	printf("handle n=%d name=%s id=%d weight=%d\\n", arg0, gostr(arg1, arg2), *(int64 *)arg3, *(int64 *)(arg3 + 8));
+}}
+
+uprobe:{go}:"main.(*server).serve"
+{{
+	printf("serve n=%d calls=%d\\n", arg1, *(int64 *)arg0);
+}}
+"""
+
+
+def test_int_string_and_struct_pointer_arguments(pytrace, go_workload):
+    t = pytrace("-e", PROGRAM.format(go=go_workload), "-c", f"{go_workload} 5 20")
+    assert t.finish(timeout=120) == 0, t.stderr
+    handles = re.findall(r"^handle n=(\d+) name=(\S+) id=(\d+) weight=(\d+)$", t.stdout, re.M)
+    # handle(i, "caller-"+i, &request{ID: 1000+i, Weight: 7*i}), as goserver.go calls it
+    assert handles == [(str(i), f"caller-{i}", str(1000 + i), str(7 * i)) for i in range(1, 6)], t.stdout
+    serves = re.findall(r"^serve n=(\d+) calls=(\d+)$", t.stdout, re.M)
+    # (*server).serve(i): the receiver in RAX (arg0), its calls field before the increment
+    assert serves == [(str(i), str(i - 1)) for i in range(1, 6)], t.stdout
+
+
+def test_str_keeps_bpftraces_meaning_and_gostr_the_whole_string(pytrace, go_workload):
+    prog = (f'uprobe:{go_workload}:main.handle /arg0 == 12/ {{ printf("[%s] [%s]\\n", str(arg1, arg2), '
+            f'gostr(arg1, arg2)); exit(); }}')
+    t = pytrace("-e", prog, "-c", f"{go_workload} 12 5")
+    assert t.finish(timeout=120) == 0, t.stderr
+    assert "[caller-1] [caller-12]\n" in t.stdout  # str(p, n): n bytes with the NUL, as bpftrace 0.27
+
+
+def test_uretprobe_on_a_go_binary_is_refused(pytrace, go_workload):
+    t = pytrace("-e", f"uretprobe:{go_workload}:main.handle {{ print(retval); }}")
+    assert t.finish(timeout=60) == 1
+    assert "uretprobes are not supported on Go binaries" in t.stderr
+    assert f"uprobe:{go_workload}:0xADDRESS" in t.stderr
