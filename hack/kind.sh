@@ -289,18 +289,24 @@ kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 all_nodes_ready() {
   local out
-  out=$(kubectl_ get nodes -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null) || return 1
+  out=$(kubectl_ --request-timeout=10s get nodes -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null) || return 1
   [ "$(grep -c '^True$' <<<"$out")" = 3 ] && ! grep -qv '^True$' <<<"$out"
 }
 
-wait_for() { # wait_for SECONDS WHAT CMD...
-  local secs=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < secs; i++)); do
+poll() { # poll SECONDS CMD...: until CMD succeeds (0) or SECONDS of wall time have passed (1)
+  local deadline=$((SECONDS + $1))
+  shift
+  while ((SECONDS < deadline)); do
     "$@" >/dev/null 2>&1 && return 0
     sleep 1
   done
-  die "timed out after ${secs}s waiting for $what"
+  return 1
+}
+
+wait_for() { # wait_for SECONDS WHAT CMD...
+  local secs=$1 what=$2
+  shift 2
+  poll "$secs" "$@" || die "timed out after ${secs}s waiting for $what"
 }
 
 # What `down` must find gone afterwards, recorded while the cluster runs: the node containers, their
@@ -329,10 +335,19 @@ cmd_up() {
   local start=$SECONDS image
   image=$(node_image)
   mkdir -p "$(dirname "$KUBECONFIG_FILE")"
+  local reuse=
   if exists && [ "$(docker_ ps -q --filter "label=io.x-k8s.kind.cluster=$NAME" | wc -l)" = 3 ]; then
     log "cluster $NAME exists"
     kind_ export kubeconfig --name "$NAME" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1
-  else
+    # a cluster whose nodes were restarted (a reboot, a restart of Docker) may never answer again
+    if poll 60 all_nodes_ready; then
+      reuse=1
+    else
+      log "cluster $NAME does not answer with 3 nodes Ready: deleting it first"
+      cmd_down
+    fi
+  fi
+  if [ -z "$reuse" ]; then
     if exists || [ -n "$(node_containers)" ]; then
       log "cluster $NAME is incomplete: deleting it first"
       cmd_down
