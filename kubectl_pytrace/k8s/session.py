@@ -126,8 +126,14 @@ def run(t: ClusterTrace, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> in
     if not t.attach:
         print(f"trace/{req.name} created ({selection.description}: {_where(selection)})", file=stdout)
         return 0
-    return _attached(kube, req.namespace, req.name, t.output, t.merge, stdout, stderr, selection,
-                     marks if t.verbose else None)
+    try:
+        return _attached(kube, req.namespace, req.name, t.output, t.merge, stdout, stderr, selection,
+                         marks if t.verbose else None)
+    except BaseException:
+        # a Ctrl-C before the tracers are followed (its handler is not installed yet), an API error:
+        # the trace was created for this command, and goes with it
+        _cleanup(kube, req.namespace, req.name, stderr, grace=0)
+        raise
 
 
 def _where(s: Selection) -> str:
