@@ -46,6 +46,16 @@ class Cluster:
         node is this host, kind's nodes are containers on it."""
         return self.local or self.kind
 
+    def host_dir_on_nodes(self, path: pathlib.Path) -> None:
+        """Makes a directory of this host available at the same path on every node, for a hostPath
+        volume: hack/cluster.sh's node is this host; kind's nodes get a copy."""
+        for node, container in self.kind_nodes.items():
+            for cmd in ([DOCKER, "exec", container, "mkdir", "-p", str(path)],
+                        [DOCKER, "cp", f"{path}/.", f"{container}:{path}"]):
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                if p.returncode != 0:
+                    raise ClusterError(f"copying {path} to node {node}: {p.stderr.strip()}")
+
     def kubectl(self, *args: str, input: Optional[str] = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
         """Run kubectl against this cluster; with check=True a failure raises ClusterError."""

@@ -16,12 +16,13 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def go_pod(cluster):
-    """tests/workloads/go's goserver, built on this host (the test cluster's node), in a pod of the
+    """tests/workloads/go's goserver, built on this host (copied to kind's nodes), in a pod of the
     workload image through a hostPath volume, as /app/goserver."""
     spec = importlib.util.spec_from_file_location("pytrace_go_build", REPO / "tests" / "workloads" / "go" / "build.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     binary = mod.build_go()
+    cluster.host_dir_on_nodes(binary.parent)
     with new_namespace(cluster, "pytrace-go") as ns:
         pod = manifest_pod("goserver", cluster.workload_image, ["/app/goserver", "0", "100"],
                            container={"volumeMounts": [{"name": "app", "mountPath": "/app", "readOnly": True}]},
