@@ -160,8 +160,15 @@ class Engine:
         return self.attacher.attach_all(before_first=self.bump_scope_gen if self.watchers else lambda: None)
 
     def detach_probes(self) -> None:
-        """Detaches every probe (END stays loaded: it runs after)."""
+        """Detaches every probe (END stays loaded: it runs after).
+
+        The scope cache is turned off first: the probes that invalidate it (sched_switch,
+        cgroup_attach_task) may be detached before the program's, and a verdict cached then
+        would be taken by every task that later runs on that CPU (another container's)."""
         if self.loader is not None:
+            if self.scope_gen:  # set only where the program has the cache (bump_scope_gen)
+                self.scope_gen = 0
+                bpfsys.RawMap(self.loader.map_fds[scope_c.GEN_MAP], 4, 8).update(_KEY0, struct.pack("<Q", 0))
             self.loader.detach()
 
     # ---- events -------------------------------------------------------------------------------

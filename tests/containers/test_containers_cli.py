@@ -99,6 +99,18 @@ def test_usdt_in_a_container_library(two_containers, target):
     assert m.get("1", 0) > 0 and "2" not in m, m
 
 
+def test_usdt_scope_holds_while_detaching(new_container):
+    # Two processes that never sleep share CPU 0, so the scope cache mostly holds the traced one's
+    # verdict. The cache's invalidating probes (sched_switch) may be detached before the USDT
+    # probe: a verdict cached then was taken by the other container's process (tag 22 counted).
+    a = new_container(11, "taskset", "-c", "0", "/app/server", "11", "0", "0")
+    new_container(22, "taskset", "-c", "0", "/app/server", "22", "0", "0")
+    for _ in range(5):
+        m = ok(trace("--container-id", a.id, "-e", "usdt:/opt/pytrace/lib/libpytracetest.so.1:pytracetest:work "
+                     "{ @[arg0] = count(); }", "--deadline", "1s"))
+        assert m.get("11", 0) > 0 and set(m) == {"11"}, m
+
+
 def test_tracepoint_sees_only_the_containers_openat(two_containers):
     a, _ = two_containers
     m = ok(trace("--container-id", a.id, "-e",
