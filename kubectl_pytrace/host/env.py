@@ -468,3 +468,35 @@ def _usdt_probes(path: str) -> Dict[Tuple[str, str], List[str]]:
     for n in notes:
         out.setdefault((n.provider, n.name), []).append(n.args)
     return out
+
+
+PROC_PID_INIT_INO = 0xEFFFFFFC  # the initial pid namespace's inode number (include/linux/proc_ns.h)
+
+
+def pid_view(btf_path: Optional[str] = None, proc: str = "/proc") -> Optional[PidView]:
+    """How the program numbers `pid`/`tid` when this process is not in the initial pid namespace
+    (a tracer in a kind node, with the node's PID namespace): as this namespace does. None in the
+    initial namespace (bpf_get_current_pid_tgid's numbers are then the ones /proc shows) or when
+    the kernel's BTF is missing (then the machine's numbers, as before)."""
+    try:
+        inum = os.stat(f"{proc}/self/ns/pid").st_ino
+    except OSError:
+        return None
+    if inum == PROC_PID_INIT_INO:
+        return None
+    from kubectl_pytrace.kernel import btf as kbtf
+    from kubectl_pytrace.lang.program import PidView
+
+    try:
+        btf = kbtf.BTF.load(btf_path) if btf_path else kbtf.BTF.load()
+        upid = btf.struct("upid")
+        if upid is None:
+            return None
+        return PidView(inum=inum,
+                       group_leader=btf.field("task_struct", "group_leader").offset,
+                       thread_pid=btf.field("task_struct", "thread_pid").offset,
+                       pid_level=btf.field("pid", "level").offset, numbers=btf.field("pid", "numbers").offset,
+                       upid_size=kbtf.sizeof(upid), upid_nr=btf.field(upid, "nr").offset,
+                       upid_ns=btf.field(upid, "ns").offset, ns_inum=btf.field("pid_namespace", "ns.inum").offset)
+    except (kbtf.BTFError, OSError):
+        return None

@@ -668,6 +668,8 @@ class FunctionGen:
             self.emit(f"if ({cfg}) bpf_get_ns_current_pid_tgid({cfg}->pidns_dev, {cfg}->pidns_ino, &{ns}, "
                       f"sizeof({ns}));")
             return f"((u64){ns}.{'tgid' if name == 'pid' else 'pid'})"
+        if name in ("pid", "tid") and self.gen.options.pid_view is not None:
+            return f"((u64){self.viewed_pid(name)})"
         simple = {
             "pid": "(bpf_get_current_pid_tgid() >> 32)",
             "tid": "(bpf_get_current_pid_tgid() & 0xffffffff)",
@@ -768,12 +770,43 @@ class FunctionGen:
             self.emit(s)
         return self.as_c(value, arg.type)
 
+    def current_tgid(self) -> str:
+        """The process ID the tracer's /proc knows the current task by (symbols are read there)."""
+        if self.gen.options.pid_view is not None:
+            return self.viewed_pid("pid")
+        return "(bpf_get_current_pid_tgid() >> 32)"
+
+    def viewed_pid(self, which: str) -> str:
+        """pid or tid of the current task in the tracer's pid namespace (CodegenOptions.pid_view):
+        task->thread_pid (the group leader's for pid), numbers[i].nr at the level i whose namespace
+        is the tracer's, else 0."""
+        v = self.gen.options.pid_view
+        assert v is not None
+        task, pid, level, ns, inum, nr, i = (self.tmp(n) for n in ("task", "pid", "lvl", "ns", "inum", "nr", "i"))
+        self.emit(f"u64 {task} = (u64)bpf_get_current_task(), {pid} = 0, {ns} = 0;")
+        self.emit(f"u32 {level} = 0, {inum} = 0, {nr} = 0;")
+        if which == "pid":
+            self.emit(f"bpf_probe_read_kernel(&{task}, 8, (void *)({task} + {v.group_leader}));")
+        self.emit(f"bpf_probe_read_kernel(&{pid}, 8, (void *)({task} + {v.thread_pid}));")
+        self.emit(f"if ({pid}) bpf_probe_read_kernel(&{level}, 4, (void *)({pid} + {v.pid_level}));")
+        self.emit("#pragma unroll")
+        self.emit(f"for (int {i} = 1; {i} <= {v.MAX_LEVEL}; {i}++) {{")
+        self.emit(f"    if ({i} > {level}) break;")
+        self.emit(f"    bpf_probe_read_kernel(&{ns}, 8, (void *)({pid} + {v.numbers} + {i} * {v.upid_size} + {v.upid_ns}));")
+        self.emit(f"    if ({ns}) bpf_probe_read_kernel(&{inum}, 4, (void *)({ns} + {v.ns_inum}));")
+        self.emit(f"    if ({ns} && {inum} == {v.inum}U) {{")
+        self.emit(f"        bpf_probe_read_kernel(&{nr}, 4, (void *)({pid} + {v.numbers} + {i} * {v.upid_size} + {v.upid_nr}));")
+        self.emit("        break;")
+        self.emit("    }")
+        self.emit("}")
+        return nr
+
     def stack(self, t: StackT) -> Value:
         out = self.declare(t, "stack")
         flags = "0" if t.kernel else "BPF_F_USER_STACK"
         self.emit(f"{out}.id = {STACKS_MAP}.get_stackid(ctx, {flags});")
         self.gen.uses_stacks = True
-        self.emit(f"{out}.pid = bpf_get_current_pid_tgid() >> 32;")
+        self.emit(f"{out}.pid = {self.current_tgid()};")
         return Buf(out, t)
 
     def expr_Var(self, e: ast.Var) -> Value:
@@ -1443,7 +1476,7 @@ class FunctionGen:
     def call_usym(self, c: ast.Call) -> Value:
         out = self.declare(UsymT(), "usym")
         self.emit(f"{out}.addr = {self.int_value(c.args[0])};")
-        self.emit(f"{out}.pid = bpf_get_current_pid_tgid() >> 32;")
+        self.emit(f"{out}.pid = {self.current_tgid()};")
         return Buf(out, UsymT())
 
     def call_kstack(self, c: ast.Call) -> Value:

@@ -19,9 +19,31 @@ STACK_MAP_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
+class PidView:
+    """`pid` and `tid` as the tracer's own pid namespace numbers them, when that is not the initial
+    namespace (a tracer in a kind node: the node's PIDs, which its /proc shows). The program reads
+    task->thread_pid->numbers[i].nr for the level i whose namespace is that one (by inode number;
+    levels 1 to MAX_LEVEL are looked at); a task the namespace cannot see gets 0. Offsets come
+    from the running kernel's BTF."""
+
+    MAX_LEVEL = 7
+
+    inum: int  # its inode number (stat /proc/self/ns/pid)
+    group_leader: int  # offsetof(struct task_struct, group_leader)
+    thread_pid: int  # offsetof(struct task_struct, thread_pid)
+    pid_level: int  # offsetof(struct pid, level)
+    numbers: int  # offsetof(struct pid, numbers)
+    upid_size: int  # sizeof(struct upid)
+    upid_nr: int  # offsetof(struct upid, nr)
+    upid_ns: int  # offsetof(struct upid, ns)
+    ns_inum: int  # offsetof(struct pid_namespace, ns.inum)
+
+
+@dataclass(frozen=True)
 class CodegenOptions:
     scope: Optional[ScopeFilter] = None  # trace only one container's tasks (lang/scope.py)
     ns_pids: bool = False  # `pid`/`tid` as seen inside the target's pid namespace
+    pid_view: Optional[PidView] = None  # `pid`/`tid` in the tracer's namespace, when not the initial one
     ringbuf_pages: int = 4096  # 16 MiB: 300k printf events fit without a reader
     map_max_entries: int = MAP_MAX_ENTRIES
     kprobe_mode: str = "kprobe"  # or "fentry" where kprobes are not available

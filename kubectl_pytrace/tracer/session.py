@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from kubectl_pytrace.errors import TraceError
-from kubectl_pytrace.host.env import HostEnvironment, resolve_host_path
+from kubectl_pytrace.host.env import HostEnvironment, pid_view, resolve_host_path
 from kubectl_pytrace.kernel import tracefs
 from kubectl_pytrace.lang import CodegenOptions, compile_program
 from kubectl_pytrace.lang.program import CProgram
@@ -177,6 +177,7 @@ def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProg
         for w in targets.watchers:
             print(f"kubectl-pytrace: tracing {w.container.describe()}: {w.current.reason}", file=stderr)
     options = CodegenOptions(scope=targets.scope if targets else None, ns_pids=spec.ns_pids, unsafe=spec.unsafe,
+                             pid_view=pid_view(),
                              kprobe_mode="kprobe" if env.kprobes_available else "fentry",
                              ringbuf_pages=ringbuf_pages())
     program, warnings = _compile(spec, env, options, predefined, use_cache)
