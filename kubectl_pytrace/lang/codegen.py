@@ -886,10 +886,14 @@ class FunctionGen:
             data = b.data.split(b"\0")[0] + b"\0"
             data = data[:min(asize, limit if limit is not None else len(data))]
             # one early exit per byte: every mismatch jumps to the same point, so the verifier
-            # sees a single state there instead of one per combination of compared bytes
+            # sees a single state there instead of one per combination of compared bytes. The empty
+            # asm keeps clang from merging the compares into a memcmp (which it turns into a loop
+            # over the bytes that the verifier walks for every combination: 1M instructions for a
+            # 15-character comm)
             with self.nested("do {", "} while (0);"):
                 for i, byte in enumerate(data):
                     self.emit(f"if ({a.ref}[{i}] != {byte if byte < 128 else byte - 256}) break;")
+                    self.emit('asm volatile("");')
                 self.emit(f"{out} = 1;")
             return out
         assert isinstance(b, Buf)
