@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import pathlib
 import shutil
 import subprocess
+import tarfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -48,13 +50,19 @@ class Cluster:
 
     def host_dir_on_nodes(self, path: pathlib.Path) -> None:
         """Makes a directory of this host available at the same path on every node, for a hostPath
-        volume: hack/cluster.sh's node is this host; kind's nodes get a copy."""
+        volume: hack/cluster.sh's node is this host; kind's nodes get a copy (through tar inside the
+        node: its /tmp is a tmpfs that `docker cp` does not see)."""
+        if not self.kind_nodes:
+            return
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(str(path), arcname=path.name)
         for node, container in self.kind_nodes.items():
-            for cmd in ([DOCKER, "exec", container, "mkdir", "-p", str(path)],
-                        [DOCKER, "cp", f"{path}/.", f"{container}:{path}"]):
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-                if p.returncode != 0:
-                    raise ClusterError(f"copying {path} to node {node}: {p.stderr.strip()}")
+            p = subprocess.run([DOCKER, "exec", "-i", container, "sh", "-c",
+                                'mkdir -p "$1" && tar -xf - -C "$1"', "sh", str(path.parent)],
+                               input=buf.getvalue(), capture_output=True, timeout=120)
+            if p.returncode != 0:
+                raise ClusterError(f"copying {path} to node {node}: {p.stderr.decode(errors='replace').strip()}")
 
     def kubectl(self, *args: str, input: Optional[str] = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
