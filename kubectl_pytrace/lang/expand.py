@@ -107,12 +107,21 @@ def _wildcard(spec: ProbeSpec, names_matching, what: str) -> List[ProbeSpec]:
     return [spec.with_match(func=n) for n in names]
 
 
+def _convention(spec: ProbeSpec, env: Environment) -> Optional[str]:
+    """How a uprobe's function takes its arguments: the binary's convention, except for a Go
+    function with the ABI0 suffix (assembly, or a wrapper): on the stack in every Go version."""
+    convention = env.calling_convention(spec.target)
+    if convention == GO_REGABI and spec.func.endswith(".abi0"):
+        return GO_STACKABI
+    return convention
+
+
 def _sharing_key(spec: ProbeSpec, env: Environment) -> Tuple[str, Optional[str]]:
     """Attach points of one provider share a function, unless they read arguments differently (a
     Go binary's uprobes and a C binary's)."""
     if spec.provider in ("uprobe", "uretprobe"):
         try:
-            return spec.provider, env.calling_convention(spec.target)
+            return spec.provider, _convention(spec, env)
         except LookupFailed:
             return spec.provider, None  # _group says why
     return spec.provider, None
@@ -128,7 +137,7 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
     elif spec.provider == "usdt":
         g.usdt_args = env.usdt_args(spec.target, spec.ns, spec.func)
     elif spec.provider in ("uprobe", "uretprobe"):
-        g.convention = env.calling_convention(spec.target)
+        g.convention = _convention(spec, env)
         if spec.provider == "uretprobe" and g.convention in (GO_REGABI, GO_STACKABI):
             raise LookupFailed(
                 f"{spec.name()}: uretprobes are not supported on Go binaries: the return address they "

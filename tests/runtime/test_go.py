@@ -47,3 +47,15 @@ def test_uretprobe_on_a_go_binary_is_refused(pytrace, go_workload):
     assert t.finish(timeout=60) == 1
     assert "uretprobes are not supported on Go binaries" in t.stderr
     assert f"uprobe:{go_workload}:0xADDRESS" in t.stderr
+
+
+def test_stack_abi_arguments_of_an_abi0_function(pytrace, go_workload):
+    # sum3 is written in Go's assembler: ABI0, its arguments on the stack (as every Go function's
+    # before 1.17) above the return address, in a binary whose other functions use registers
+    prog = (f'uprobe:{go_workload}:main.sum3.abi0 {{ printf("sum3 %d %d %d\\n", arg0, arg1, arg2); }}\n'
+            f'uprobe:{go_workload}:main.handle {{ printf("handle %d\\n", arg0); }}')
+    t = pytrace("-e", prog, "-c", f"{go_workload} 4 20")
+    assert t.finish(timeout=120) == 0, t.stderr
+    sums = re.findall(r"^sum3 (\d+) (\d+) (\d+)$", t.stdout, re.M)
+    assert sums == [(str(i), str(10 * i), str(100 * i)) for i in range(1, 5)], t.stdout
+    assert re.findall(r"^handle (\d+)$", t.stdout, re.M) == [str(i) for i in range(1, 5)], t.stdout

@@ -34,7 +34,7 @@ def go_binary() -> str:
 def build_go(dest: Optional[Path] = None) -> Path:
     go = go_binary()
     h = hashlib.sha256()
-    for name in ("goserver.go", "go.mod"):
+    for name in ("goserver.go", "sum_amd64.s", "go.mod"):
         h.update(name.encode() + b"\0" + (HERE / name).read_bytes())
     h.update(subprocess.run([go, "version"], capture_output=True, text=True).stdout.encode())
     out = Path(dest) if dest else Path(tempfile.gettempdir()) / "kubectl-pytrace-workloads" / f"go-{h.hexdigest()[:16]}"
