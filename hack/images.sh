@@ -2,23 +2,25 @@
 # Builds the images the cluster tests use and loads them into the local cluster's containerd
 # (hack/cluster.sh), with no registry:
 #
-#   hack/images.sh build [tracer|workload|all]   build (cached) without loading
-#   hack/images.sh load  [tracer|workload|all]   build if needed, then import into containerd's
-#                                                k8s.io namespace (pods use imagePullPolicy Never or
-#                                                IfNotPresent)
-#   hack/images.sh save DIR                      write tracer.tar and workload.tar into DIR (for kind)
-#   hack/images.sh workload-tar                  build the workload image tar, print its path
-#   hack/images.sh names                         print the image references
+#   hack/images.sh build [IMAGE|all]   build (cached) without loading
+#   hack/images.sh load  [IMAGE|all]   build if needed, then import into containerd's k8s.io
+#                                      namespace (pods use imagePullPolicy Never or IfNotPresent)
+#   hack/images.sh save DIR            write tracer.tar and workload.tar into DIR (for kind)
+#   hack/images.sh workload-tar        build the workload image tar, print its path
+#   hack/images.sh names               print the image references
 #
+# IMAGE is one of:
 # tracer    the top-level Dockerfile, built with Docker (hack/docker.sh starts an engine when none
 #           answers; the base image is hack/base-image.sh's debootstrap image, or $PYTRACE_BASE_IMAGE)
 # workload  tests/workloads/cluster: a static C program and busybox, written as an image tar by
 #           hack/k8s/image_tar.py (no Docker needed)
+# postgres  Debian's postgresql-15 (built with --enable-dtrace: USDT probes) on the debootstrap base
+#           image (hack/base-image.sh postgresql-15), for the slowqueries program in a pod
 # (The pause image is hack/cluster.sh's: it is needed before any pod can run.)
 #
 # Environment: CTRD_SOCK (containerd socket; default the local cluster's), PYTRACE_BASE_IMAGE,
-# PYTRACE_TRACER_IMAGE, PYTRACE_WORKLOAD_IMAGE, PYTRACE_CACHE_DIR, PYTRACE_DOCKER_NO_CACHE=1 (docker
-# build --no-cache: to measure a cold build).
+# PYTRACE_TRACER_IMAGE, PYTRACE_WORKLOAD_IMAGE, PYTRACE_POSTGRES_IMAGE, PYTRACE_CACHE_DIR,
+# PYTRACE_DOCKER_NO_CACHE=1 (docker build --no-cache: to measure a cold build).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +30,7 @@ TRACER_IMAGE=${PYTRACE_TRACER_IMAGE:-localhost/kubectl-pytrace/tracer:dev}
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO/kubectl_pytrace/__init__.py")
 RELEASE_IMAGE=ghcr.io/kubectl-pytrace/tracer:v$VERSION
 WORKLOAD_IMAGE=${PYTRACE_WORKLOAD_IMAGE:-localhost/kubectl-pytrace/workload:dev}
+POSTGRES_IMAGE=${PYTRACE_POSTGRES_IMAGE:-localhost/kubectl-pytrace/postgres:dev}
 CTRD_SOCK=${CTRD_SOCK:-/run/pytrace-cluster/containerd/containerd.sock}
 CACHE=${PYTRACE_CACHE_DIR:-/var/cache/kubectl-pytrace}/images
 LOADED=/run/pytrace-cluster/images # what was imported into this containerd (gone with `down`)
@@ -76,7 +79,7 @@ busybox_static() {
 
 workload_tar() { # builds (cached by the hash of the sources) and prints the tar's path
   local src=$REPO/tests/workloads/cluster h out bin busybox
-  h=$( (cat "$src/ticker.c" "$REPO/tests/workloads/go/goserver.go" "$REPO/hack/k8s/image_tar.py" "$REPO/hack/images.sh" &&
+  h=$( (cat "$src/ticker.c" "$REPO"/tests/workloads/go/*.go "$REPO"/tests/workloads/go/*.s "$REPO/hack/k8s/image_tar.py" "$REPO/hack/images.sh" &&
     echo "$WORKLOAD_IMAGE") | sha256sum | cut -c1-16)
   out=$CACHE/workload-$h.tar
   if [ ! -f "$out" ]; then
@@ -139,6 +142,14 @@ build_tracer() {
   log "tracer image built in $(($(date +%s) - start))s: $("$docker" image inspect -f '{{.Size}}' "$TRACER_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 }
 
+# postgres: the base image with Debian's postgresql-15, under a name of its own
+build_postgres() {
+  ensure_docker
+  local base
+  base=$("$REPO/hack/base-image.sh" postgresql-15) || die "hack/base-image.sh postgresql-15 failed"
+  "$(docker_cli)" tag "$base" "$POSTGRES_IMAGE" || die "docker tag $base $POSTGRES_IMAGE failed"
+}
+
 # ---------------------------------------------------------------------------------------------
 # loading into the cluster's containerd
 
@@ -168,41 +179,52 @@ load_workload() {
   log "loaded $WORKLOAD_IMAGE"
 }
 
+load_docker() { # load_docker NAME REF...: Docker's images REF... into containerd, unless loaded already
+  local name=$1 docker id ref start=$SECONDS
+  shift
+  docker=$(docker_cli)
+  id=$("$docker" image inspect -f '{{.Id}}' "$1")
+  if [ -f "$LOADED/$name" ] && [ "$(cat "$LOADED/$name")" = "$id" ]; then
+    for ref in "$@"; do have_image "$ref" || id=; done
+    [ -n "$id" ] && return 0
+    id=$("$docker" image inspect -f '{{.Id}}' "$1")
+  fi
+  "$docker" save "$@" | ctr_ images import - >/dev/null || die "loading $1 into containerd failed"
+  for ref in "$@"; do
+    have_image "$ref" || die "$ref is not in containerd after the import"
+  done
+  mkdir -p "$LOADED"
+  echo "$id" >"$LOADED/$name"
+  log "loaded $* in $((SECONDS - start))s"
+}
+
 load_tracer() {
   build_tracer
-  local docker id
-  docker=$(docker_cli)
-  id=$("$docker" image inspect -f '{{.Id}}' "$TRACER_IMAGE")
-  if [ -f "$LOADED/tracer" ] && [ "$(cat "$LOADED/tracer")" = "$id" ] && have_image "$TRACER_IMAGE" &&
-    have_image "$RELEASE_IMAGE"; then
-    return 0
-  fi
-  local start
-  start=$(date +%s)
-  "$docker" save "$TRACER_IMAGE" "$RELEASE_IMAGE" | ctr_ images import - >/dev/null ||
-    die "loading $TRACER_IMAGE into containerd failed"
-  have_image "$TRACER_IMAGE" || die "$TRACER_IMAGE is not in containerd after the import"
-  have_image "$RELEASE_IMAGE" || die "$RELEASE_IMAGE is not in containerd after the import"
-  mkdir -p "$LOADED"
-  echo "$id" >"$LOADED/tracer"
-  log "loaded $TRACER_IMAGE in $(($(date +%s) - start))s"
+  load_docker tracer "$TRACER_IMAGE" "$RELEASE_IMAGE"
+}
+
+load_postgres() {
+  build_postgres
+  load_docker postgres "$POSTGRES_IMAGE"
 }
 
 what=${2:-all}
 case "${1:-}" in build | load)
-  case "$what" in tracer | workload | all) ;; *) die "unknown image '$what' (tracer, workload or all)" ;; esac
+  case "$what" in tracer | workload | postgres | all) ;; *) die "unknown image '$what' (tracer, workload, postgres or all)" ;; esac
   ;;
 esac
 
 case "${1:-}" in
 build)
-  [ "$what" = tracer ] || workload_tar >/dev/null
-  [ "$what" = workload ] || build_tracer
+  case "$what" in workload | all) workload_tar >/dev/null ;; esac
+  case "$what" in tracer | all) build_tracer ;; esac
+  case "$what" in postgres | all) build_postgres ;; esac
   ;;
 load)
   [ -S "$CTRD_SOCK" ] || die "no containerd socket at $CTRD_SOCK (is the cluster up? hack/cluster.sh up)"
-  [ "$what" = tracer ] || load_workload
-  [ "$what" = workload ] || load_tracer
+  case "$what" in workload | all) load_workload ;; esac
+  case "$what" in tracer | all) load_tracer ;; esac
+  case "$what" in postgres | all) load_postgres ;; esac
   ;;
 save)
   dir=${2:?usage: hack/images.sh save DIR}
@@ -220,9 +242,10 @@ names)
   echo "TRACER_IMAGE=$TRACER_IMAGE"
   echo "RELEASE_IMAGE=$RELEASE_IMAGE"
   echo "WORKLOAD_IMAGE=$WORKLOAD_IMAGE"
+  echo "POSTGRES_IMAGE=$POSTGRES_IMAGE"
   ;;
 *)
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

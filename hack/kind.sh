@@ -2,7 +2,7 @@
 # A kind cluster (one control-plane, two workers: Docker containers on this machine) for the
 # plugin's end-to-end tests, which then run against it through KUBECONFIG like against any cluster.
 #
-#   hack/kind.sh up           create the cluster (if missing), load the tracer and workload images
+#   hack/kind.sh up           create the cluster (if missing), load the tracer, workload and postgres images
 #   hack/kind.sh load         rebuild and load the images only (after changing the package)
 #   hack/kind.sh down         delete the cluster and its network, then check that nothing is left
 #   hack/kind.sh leftovers    what of the cluster exists on this machine (exit 1 if anything)
@@ -45,6 +45,7 @@ SERVICE_SUBNET=10.97.0.0/16
 # tagged inside the nodes as the names the plugin and the tests use.
 TRACER_IMAGE=localhost/kubectl-pytrace/tracer:dev
 WORKLOAD_IMAGE=localhost/kubectl-pytrace/workload:dev
+POSTGRES_IMAGE=localhost/kubectl-pytrace/postgres:dev
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO/kubectl_pytrace/__init__.py")
 RELEASE_IMAGE=ghcr.io/kubectl-pytrace/tracer:v$VERSION
 KIND_TRACER_IMAGE=localhost/kubectl-pytrace/tracer:kind-$NAME
@@ -390,6 +391,9 @@ cmd_load() {
   done
   tar=$(PYTRACE_CACHE_DIR=$CACHE_ROOT "$REPO/hack/images.sh" workload-tar) || die "building the workload image failed"
   kind_ load image-archive --name "$NAME" "$tar" >&2 || die "kind load image-archive failed"
+  PYTRACE_CACHE_DIR=$CACHE_ROOT PYTRACE_POSTGRES_IMAGE=$POSTGRES_IMAGE "$REPO/hack/images.sh" build postgres ||
+    die "building the postgres image failed"
+  kind_ load docker-image --name "$NAME" "$POSTGRES_IMAGE" >&2 || die "kind load docker-image $POSTGRES_IMAGE failed"
   log "images loaded in $((SECONDS - start))s"
 }
 
@@ -488,6 +492,7 @@ cmd_env() {
   echo "export PYTRACE_KIND_CLUSTER=$NAME"
   echo "export PYTRACE_TRACER_IMAGE=$TRACER_IMAGE"
   echo "export PYTRACE_WORKLOAD_IMAGE=$WORKLOAD_IMAGE"
+  echo "export PYTRACE_POSTGRES_IMAGE=$POSTGRES_IMAGE"
 }
 
 cmd_test() {

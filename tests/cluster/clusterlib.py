@@ -19,6 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "hack" / "cluster.sh"
 TRACER_IMAGE = os.environ.get("PYTRACE_TRACER_IMAGE", "localhost/kubectl-pytrace/tracer:dev")
 WORKLOAD_IMAGE = os.environ.get("PYTRACE_WORKLOAD_IMAGE", "localhost/kubectl-pytrace/workload:dev")
+POSTGRES_IMAGE = os.environ.get("PYTRACE_POSTGRES_IMAGE", "localhost/kubectl-pytrace/postgres:dev")
 # `up` may have to install packages, build Kubernetes (cold: ~5 min) and the tracer image.
 UP_TIMEOUT = int(os.environ.get("PYTRACE_CLUSTER_UP_TIMEOUT", "2400"))
 
@@ -34,6 +35,7 @@ class Cluster:
     local: bool  # the cluster of hack/cluster.sh on this host
     tracer_image: str = TRACER_IMAGE
     workload_image: str = WORKLOAD_IMAGE
+    postgres_image: str = POSTGRES_IMAGE  # Debian's postgresql-15 (hack/images.sh postgres)
     up_seconds: Optional[float] = None  # how long `hack/cluster.sh up` took in this session
     # a kind cluster on this machine (hack/kind.sh): node name -> the ID of its Docker container
     kind_nodes: Dict[str, str] = dataclasses.field(default_factory=dict)

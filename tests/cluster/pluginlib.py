@@ -114,8 +114,12 @@ def ticker_pod(cluster: Cluster, namespace: str, name: str, *args: str, labels: 
     cluster.apply(pod, namespace)
     if wait:
         cluster.wait_pod_phase(name, namespace, ["Running"])
-        cluster.wait_for(lambda: _ready(cluster, name, namespace), timeout=60, what=f"pod {name} ready")
+        wait_ready(cluster, name, namespace)
     return cluster.get("pod", name, namespace)
+
+
+def wait_ready(cluster: Cluster, name: str, namespace: str, timeout: float = 60) -> None:
+    cluster.wait_for(lambda: _ready(cluster, name, namespace), timeout=timeout, what=f"pod {name} ready")
 
 
 def _ready(cluster: Cluster, name: str, namespace: str) -> bool:
