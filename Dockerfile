@@ -2,8 +2,9 @@
 #   docker build -t localhost/kubectl-pytrace/tracer:dev .                (public Debian base)
 #   docker build --build-arg BASE_IMAGE=<local bookworm image> -t ... .   (no registry: CI uses
 #                                                                          hack/base-image.sh)
-# It holds Debian's BCC (python3-bpfcc) and bpftool, and the kubectl_pytrace package in a venv that
-# sees Debian's site-packages; no compiler and no kernel headers: those come from the host
+# It holds Debian's BCC (python3-bpfcc), Capstone (python3-capstone: a Go function's RET
+# instructions) and bpftool, and the kubectl_pytrace package in a venv that sees Debian's
+# site-packages; no compiler and no kernel headers: those come from the host
 # (hostPath mounts of /lib/modules and /usr/src), like /sys, /proc, tracefs and debugfs.
 # It must stay a Debian bookworm base: BCC, the venv's python and the host layout assume it.
 ARG BASE_IMAGE=debian:bookworm
@@ -27,7 +28,7 @@ RUN cd /src && { [ -f README.md ] || : > README.md; } \
 FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-bpfcc bpftool libc6-dev linux-libc-dev \
+ && apt-get install -y --no-install-recommends python3 python3-bpfcc python3-capstone bpftool libc6-dev linux-libc-dev \
       python3-click python3-lark python3-jinja2 python3-yaml \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/* /usr/share/locale/*
 COPY --from=build /opt/kubectl-pytrace /opt/kubectl-pytrace
@@ -35,5 +36,5 @@ COPY tracer_image/entrypoint.sh /usr/local/bin/kubectl-pytrace-entrypoint
 ENV PATH=/opt/kubectl-pytrace/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN python3 -c 'import bcc, kubectl_pytrace' && bpftool version >/dev/null
+RUN python3 -c 'import bcc, capstone, kubectl_pytrace' && bpftool version >/dev/null
 ENTRYPOINT ["/usr/local/bin/kubectl-pytrace-entrypoint"]

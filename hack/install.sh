@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-pkgs=(python3-bpfcc bpfcc-tools bpftool linux-headers-amd64 libc6-dev linux-libc-dev python3-venv python3-pip)
+pkgs=(python3-bpfcc python3-capstone bpfcc-tools bpftool linux-headers-amd64 libc6-dev linux-libc-dev python3-venv python3-pip)
 [ "$want_test" = 1 ] && pkgs+=(bpftrace gcc make systemtap-sdt-dev postgresql-15 python3.11 iproute2 iptables python3-seccomp)
 
 missing=()

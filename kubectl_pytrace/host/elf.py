@@ -341,3 +341,14 @@ def address_file_offset(path: str, addr: int) -> int:
         return elf.vaddr_to_offset(addr)
     except ELFError:
         return addr
+
+
+def function_code(path: str, func: str) -> bytes:
+    """The machine code of function `func` of the ELF file at path: its symbol's size in bytes from
+    its first instruction."""
+    elf = open_elf(path)
+    found = elf.object_symbol(func)
+    if found is None:
+        raise ELFError(f"no function named '{func}' in {path}")
+    start = symbol_file_offset(path, func)
+    return elf.data[start:start + found[1]]

@@ -13,7 +13,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from kubectl_pytrace.kernel import sysfs, tracefs
 from kubectl_pytrace.lang.env import (C_ABI, GO_REGABI, GO_STACKABI, Environment, LookupFailed, StructField,
                                       TracepointField, ctype_to_type)
-from kubectl_pytrace.host.elf import ELFError, go_register_abi, open_elf
+from kubectl_pytrace.host import x86
+from kubectl_pytrace.host.elf import ELFError, function_code, go_register_abi, open_elf
 from kubectl_pytrace.lang.usdt import UsdtArg, UsdtArgError, parse_args
 from kubectl_pytrace.lang.types import ArrayT, BoolT, EnumT, IntT, PtrT, RecordT, StructT, Type, VoidT
 
@@ -124,6 +125,7 @@ class HostEnvironment(Environment):
         self.deps: set = set()  # files whose contents the compilation depended on
         self._headers: Dict[Tuple[str, ...], object] = {}  # includes -> cheaders.HeaderMacros
         self._constants: Dict[Tuple[str, Tuple[str, ...]], Optional[int]] = {}
+        self._conventions: Dict[str, str] = {}  # binary -> calling convention (asked once per match)
 
     # ---- tracefs -------------------------------------------------------------------------------
     @property
@@ -379,13 +381,23 @@ class HostEnvironment(Environment):
 
     def calling_convention(self, path: str) -> Optional[str]:
         real = self._resolve(path)
+        if real not in self._conventions:
+            try:
+                version = open_elf(real).go_version()
+            except ELFError as e:
+                raise LookupFailed(f"cannot read {real}: {e}") from None
+            self._conventions[real] = (C_ABI if version is None else
+                                       GO_REGABI if go_register_abi(version) else GO_STACKABI)
+        return self._conventions[real]
+
+    def return_sites(self, path: str, func: str) -> Optional[List[int]]:
+        real = self._resolve(path)
         try:
-            version = open_elf(real).go_version()
-        except ELFError as e:
-            raise LookupFailed(f"cannot read {real}: {e}") from None
-        if version is None:
-            return C_ABI
-        return GO_REGABI if go_register_abi(version) else GO_STACKABI
+            return x86.return_offsets(function_code(real, func))
+        except (ELFError, OSError) as e:
+            raise LookupFailed(f"cannot read {func} in {real}: {e}") from None
+        except x86.DecodeError as e:
+            raise LookupFailed(f"{func} in {real}: {e}") from None
 
     def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
         real = self._resolve(path)

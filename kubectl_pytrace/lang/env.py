@@ -145,6 +145,11 @@ class Environment:
         None where the binary is not at hand (the client compiling for a node: decided there)."""
         return None
 
+    def return_sites(self, path: str, func: str) -> Optional[List[int]]:
+        """Offsets from function `func`'s first instruction of its RET instructions (uretprobes on
+        Go: a uprobe on each); None where the binary is not at hand."""
+        return None
+
     def user_function_elsewhere(self, path: str, name: str) -> Optional[str]:
         """A library `path` loads that defines function `name` (pthread_create: in libc.so.6 since
         glibc 2.34, no longer in libpthread.so.0), for the message when `path` does not."""

@@ -77,7 +77,13 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
             where = None if spec.is_wildcard else env.user_function_elsewhere(spec.target, spec.func)
             also = f" ({where}, which it loads, defines it)" if where else ""
             raise _Skipped(f"no {what} '{spec.func}' in {spec.target}{also}")
-        return [spec.with_match(func=s) for s in syms]
+        matches = [spec.with_match(func=s) for s in syms]
+        if p != "uretprobe":
+            return matches
+        sites = [site for m in matches for site in _go_returns(m, env, wildcard=spec.is_wildcard)]
+        if not sites:  # (a single function says why itself)
+            raise _Skipped(f"none of the functions matching '{spec.func}' in {spec.target} has a RET instruction")
+        return sites
     if p in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
         return _wildcard(spec, env.kernel_functions, "kernel functions")
     if p == "rawtracepoint":
@@ -93,6 +99,29 @@ def _expand(spec: ProbeSpec, env: Environment) -> List[ProbeSpec]:
                                f"{spec.target}")
         return out
     return [spec]
+
+
+def _go_returns(spec: ProbeSpec, env: Environment, wildcard: bool = False) -> List[ProbeSpec]:
+    """A uretprobe on a Go function: a uprobe on each of its RET instructions, where the result is
+    in RAX (`retval`), RBX, ... as the arguments were. The kernel's uretprobe replaces the return
+    address on the stack, which breaks when Go moves the goroutine's stack (and its tracebacks).
+    A wildcard's match without a RET (a function that never returns) is left out."""
+    convention = _convention(spec, env)
+    if convention not in (GO_REGABI, GO_STACKABI):
+        return [spec]
+    if convention == GO_STACKABI:
+        raise LookupFailed(
+            f"uretprobes are not supported on functions of Go's stack ABI (Go before "
+            f"1.17, or NAME.abi0): their results are on the stack, where `retval` cannot find them; "
+            f"attach uprobes to the RET instructions and read the stack with sargN "
+            f"(uprobe:{spec.target}:0xADDRESS, from `objdump -d --no-show-raw-insn {spec.target}`)")
+    sites = env.return_sites(spec.target, spec.func)
+    if sites is None:
+        return [spec]  # the binary is not at hand: the node decides
+    if not sites and not wildcard:
+        raise LookupFailed(f"{spec.func} has no RET instruction (it ends in a jump "
+                           f"to another function, or never returns): nothing to attach")
+    return [spec.with_match(ret_site=site) for site in sites]
 
 
 def _wildcard(spec: ProbeSpec, names_matching, what: str) -> List[ProbeSpec]:
@@ -138,12 +167,12 @@ def _group(probe: ast.Probe, specs: List[ProbeSpec], env: Environment, uses_args
         g.usdt_args = env.usdt_args(spec.target, spec.ns, spec.func)
     elif spec.provider in ("uprobe", "uretprobe"):
         g.convention = _convention(spec, env)
-        if spec.provider == "uretprobe" and g.convention in (GO_REGABI, GO_STACKABI):
+        if spec.kernel_return and g.convention in (GO_REGABI, GO_STACKABI):  # uretprobe:GO:0xADDR
             raise LookupFailed(
-                f"{spec.name()}: uretprobes are not supported on Go binaries: the return address they "
-                f"plant breaks when the goroutine's stack moves (and Go's tracebacks); attach uprobes "
-                f"to the function's RET instructions instead (uprobe:{spec.target}:0xADDRESS, the "
-                f"addresses from `objdump -d --no-show-raw-insn {spec.target}`)")
+                f"{spec.name()}: uretprobes on an address of a Go binary are refused: the return "
+                f"address they plant breaks when the goroutine's stack moves (and Go's tracebacks); "
+                f"name the function (uretprobe:{spec.target}:FUNCTION attaches to its RET "
+                f"instructions), or attach a uprobe to a RET instruction's address")
     elif spec.provider == "rawtracepoint":  # arguments in a u64 array, named and typed by BTF
         try:
             g.kfunc_args = env.raw_tracepoint_args(spec.func)

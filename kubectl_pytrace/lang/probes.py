@@ -54,10 +54,18 @@ class ProbeSpec:
     unit: str = ""  # profile/interval unit
     rate: int = 0  # profile/interval value
     literal: bool = False  # the function was written in double quotes: '*' in it is no wildcard
+    # a uretprobe on Go: a uprobe at one of the function's RET instructions (this many bytes from
+    # its start), not the kernel's return probe (which plants a return address on the stack)
+    ret_site: Optional[int] = None
 
     @property
     def is_return(self) -> bool:
         return self.provider in ("uretprobe", "kretprobe", "kretfunc")
+
+    @property
+    def kernel_return(self) -> bool:
+        """Attached as the kernel's return probe (uretprobe, kretprobe): not at a RET site."""
+        return self.provider in ("uretprobe", "kretprobe") and self.ret_site is None
 
     @property
     def is_wildcard(self) -> bool:

@@ -159,7 +159,7 @@ class Attacher:
         if single_attach():
             return None
         if s.provider in ("uprobe", "uretprobe") and links.has_uprobe_multi():
-            return (UPROBE_MULTI, a.fn_name, s.provider)
+            return (UPROBE_MULTI, a.fn_name, s.kernel_return)
         if s.provider in ("kprobe", "kretprobe") and not s.is_fentry(self.c.kprobe_mode):
             return (KPROBE_MULTI, a.fn_name, s.provider)
         event = syscall_event(s)
@@ -214,7 +214,7 @@ class Attacher:
                 failures[id(a)] = self._why(a, e)
         for path, points in per_file.items():
             refused = self.loader.uprobe_multi(fd, path, [off for _, off in points], [a.probe_id for a, _ in points],
-                                               retprobe=batch[0].spec.provider == "uretprobe")
+                                               retprobe=batch[0].spec.kernel_return)
             for i, e in refused.items():
                 a = points[i][0]
                 failures.setdefault(id(a), self._why(a, e))
@@ -312,7 +312,9 @@ class Attacher:
 
     @staticmethod
     def _offset(path: str, s: ProbeSpec) -> int:
-        return address_file_offset(path, s.address) if s.address is not None else symbol_file_offset(path, s.func)
+        if s.address is not None:
+            return address_file_offset(path, s.address)
+        return symbol_file_offset(path, s.func) + (s.ret_site or 0)
 
     # ---- one attachment per provider -------------------------------------------------------------
     def _INIT(self, a: AttachSpec) -> None:
@@ -338,7 +340,7 @@ class Attacher:
         cookie = a.probe_id if a.by_cookie else None
         for path in self.resolve_paths(s.target):
             self.loader.uprobe(self._load(a, "kprobe"), path, self._offset(path, s),
-                               retprobe=s.provider == "uretprobe", cookie=cookie)
+                               retprobe=s.kernel_return, cookie=cookie)
 
     _uretprobe = _uprobe
 

@@ -44,8 +44,25 @@ def test_go_arguments_in_a_pod(cluster, go_pod):
     assert all(name_ == f"caller-{n}" and int(id_) == 1000 + int(n) for n, name_, id_ in got), got
 
 
-def test_uretprobe_on_a_go_binary_in_a_pod_is_refused(cluster, go_pod):
+def test_uretprobe_on_a_go_function_in_a_pod(cluster, go_pod):
+    # the client cannot read the binary: the node finds main.handle's RET instructions; the pod's
+    # goroutine stacks move (grow) under the probes and the pod keeps running
+    prog = ('uretprobe:/app/goserver:main.handle { printf("handle -> %d\\n", retval); }\n'
+            'uretprobe:/app/goserver:main.grow { @grow_returns = count(); }')
+    r = plugin(cluster, "run", "pod/goserver", "-n", go_pod, "--attach", "--deadline", "3s", "-e", prog)
+    assert r.code == 0, r.err
+    got = [int(v) for v in re.findall(r"^handle -> (\d+)$", r.out, re.M)]
+    assert len(got) >= 10, r.out
+    # handle(i, "caller-"+i, &request{ID: 1000+i}) returns i + len(name) + 1000 + i: consecutive calls
+    assert all(b - a in (2, 3) for a, b in zip(got, got[1:])), got
+    m = re.search(r"^@grow_returns: (\d+)$", r.out, re.M)
+    assert m and int(m.group(1)) >= 10 * 65, r.out
+    pod = cluster.get("pod", "goserver", go_pod)
+    assert pod["status"]["phase"] == "Running" and pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_uretprobe_on_a_go_address_in_a_pod_is_refused(cluster, go_pod):
     r = plugin(cluster, "run", "pod/goserver", "-n", go_pod, "--attach", "--deadline", "3s",
-               "-e", "uretprobe:/app/goserver:main.handle { print(retval); }")
+               "-e", "uretprobe:/app/goserver:0x401000 { print(retval); }")
     assert r.code != 0
-    assert "uretprobes are not supported on Go binaries" in r.err, r.err
+    assert "uretprobes on an address of a Go binary are refused" in r.err, r.err

@@ -82,6 +82,7 @@ USER_FUNCTIONS = {"/bin/x": ["main", "foo", "foo_bar", "ns::f", "_ZN2ns1fEv"],
                   "/bin/go": ["main.main", "main.handle", "main.(*Server).Handle", "main.(xServer).Handle"],
                   "/bin/oldgo": ["main.main", "main.handle"]}
 CONVENTIONS = {"/bin/x": C_ABI, "/bin/go": GO_REGABI, "/bin/oldgo": GO_STACKABI}
+RETURN_SITES = {("/bin/go", "main.handle"): [0x2a, 0x51], ("/bin/go", "main.main"): []}  # offsets of RETs
 USDT = {"/bin/x": {("prov", "start"): parse_args("-4@%edi 8@-16(%rbp)"), ("prov", "stop"): [],
                    ("other", "start"): parse_args("-8@$3")}}
 KFUNCS = {"vfs_read": ([("file", PtrT(StructT("struct file"), "kernel")), ("count", U64)], I64)}
@@ -160,6 +161,9 @@ class FakeEnv(Environment):
         if path not in CONVENTIONS:
             raise LookupFailed(f"cannot read {path}: no such file")
         return CONVENTIONS[path]
+
+    def return_sites(self, path: str, func: str) -> Optional[List[int]]:
+        return RETURN_SITES[(path, func)]
 
     def user_symbol(self, path: str, name: str) -> Optional[Tuple[int, int, bool]]:
         # /bin/x is position independent: main at 0x1100, a 4-byte counter at 0x4010

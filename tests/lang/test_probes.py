@@ -156,6 +156,14 @@ def test_attach_points_as_the_lexer_reads_them():
 
 # ---- expansion ---------------------------------------------------------------------------------------
 
+def expand_groups(src, env=None):
+    env = env or FakeEnv()
+    diags = Diagnostics(Source(src))
+    groups = expand(parse(src), env, diags)
+    assert not diags.has_errors(), diags.render()
+    return groups
+
+
 def expanded(src, env=None):
     env = env or FakeEnv()
     diags = Diagnostics(Source(src))
@@ -323,7 +331,7 @@ def test_positional_count_ignores_named_parameters():
     assert "((s64)1)" in c.text
 
 
-# ---- Go binaries: symbol names, the register ABI, no uretprobes -----------------------------------------
+# ---- Go binaries: symbol names, the register ABI, uretprobes at RETs --------------------------------------
 
 def test_a_quoted_go_symbol_is_the_name_itself():
     spec = parse_attach_point('uprobe:/bin/go:"main.(*Server).Handle"')
@@ -351,14 +359,30 @@ def test_go_arguments_follow_the_binarys_abi():
         "arg9: Go passes arg0..arg8 in registers on amd64", "arg6: only arg0..arg5 are passed in registers on x86_64"]
 
 
-def test_uretprobes_on_go_binaries_are_refused_with_the_way_out():
-    with pytest.raises(CompileError) as info:
-        compile_program("uretprobe:/bin/go:main.handle { @ = retval; }", env=FakeEnv())
-    [d] = info.value.diagnostics.errors
-    assert d.message.startswith("uretprobe:/bin/go:main.handle: uretprobes are not supported on Go binaries")
-    assert "uprobe:/bin/go:0xADDRESS" in d.message
+def test_a_uretprobe_on_a_go_function_is_a_uprobe_on_each_ret():
+    [g] = expand_groups("uretprobe:/bin/go:main.handle { @ = retval; }")
+    assert [(s.name(), s.ret_site, s.kernel_return) for s in g.specs] == [
+        ("uretprobe:/bin/go:main.handle", 0x2a, False), ("uretprobe:/bin/go:main.handle", 0x51, False)]
+    [g] = expand_groups("uretprobe:/bin/go:main.[hm]* { @ = retval; }")  # main.main never returns
+    assert [(s.func, s.ret_site) for s in g.specs] == [("main.handle", 0x2a), ("main.handle", 0x51)]
+    [g] = expand_groups("uretprobe:/bin/x:foo { @ = retval; }")  # C: the kernel's uretprobe
+    assert [(s.ret_site, s.kernel_return) for s in g.specs] == [(None, True)]
     # the client knows nothing of the binary: the node decides
     assert check_program("uretprobe:/app/server:main.handle { @ = retval; }") == ""
+
+
+@pytest.mark.parametrize("src, message", [
+    ("uretprobe:/bin/go:0x1000", "uretprobe:/bin/go:0x1000: uretprobes on an address of a Go binary are refused"),
+    ("uretprobe:/bin/oldgo:main.handle", "uretprobe:/bin/oldgo:main.handle: uretprobes are not supported on "
+                                         "functions of Go's stack ABI"),
+    ("uretprobe:/bin/go:main.main", "uretprobe:/bin/go:main.main: main.main has no RET instruction"),
+])
+def test_go_uretprobes_that_cannot_be_done_are_refused_with_the_way_out(src, message):
+    with pytest.raises(CompileError) as info:
+        compile_program(src + " { @ = retval; }", env=FakeEnv())
+    [d] = info.value.diagnostics.errors
+    assert d.message.startswith(message), d.message
+    assert "0xADDRESS" in d.message or "RET instruction" in d.message
 
 
 def test_gostr_takes_a_pointer_and_a_length():

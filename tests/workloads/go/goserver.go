@@ -4,6 +4,7 @@
 //	handle(n int, name string, req *request) int    an int, a string, a struct pointer
 //	(*server).serve(n int) int                      a method (symbol main.(*server).serve)
 //	sum3(a, b, c int64) int64                       assembly: the stack ABI (symbol main.sum3.abi0)
+//	grow(depth int) int                             recursion on a new goroutine: its stack is moved
 //
 // and prints "call N" each time. Built with `go build` (CGO off: a static binary).
 package main
@@ -33,6 +34,19 @@ func (s *server) serve(n int) int {
 	return s.calls * n
 }
 
+// grow recurses with a 1 KiB frame, so a new goroutine's stack (a few KiB) is copied to a larger
+// one while it runs: a return address planted in its frames (a uretprobe's) breaks that.
+//
+//go:noinline
+func grow(depth int) int {
+	var pad [1024]byte
+	pad[depth%len(pad)] = byte(depth)
+	if depth == 0 {
+		return int(pad[0])
+	}
+	return grow(depth-1) + int(pad[depth%len(pad)]&1)
+}
+
 // sum3 is in sum_amd64.s.
 func sum3(a, b, c int64) int64
 
@@ -50,6 +64,9 @@ func main() {
 		handle(i, "caller-"+strconv.Itoa(i), req)
 		s.serve(i)
 		sum3(int64(i), int64(10*i), int64(100*i))
+		grown := make(chan int)
+		go func() { grown <- grow(64) }()
+		<-grown
 		fmt.Printf("call %d\n", i)
 		time.Sleep(time.Duration(interval) * time.Millisecond)
 	}
