@@ -497,7 +497,7 @@ def pid_view(btf_path: Optional[str] = None, proc: str = "/proc") -> Optional[Pi
     if inum == PROC_PID_INIT_INO:
         return None
     from kubectl_pytrace.kernel import btf as kbtf
-    from kubectl_pytrace.lang.program import PidView
+    from kubectl_pytrace.lang.scope import PidView
 
     try:
         btf = kbtf.BTF.load(btf_path) if btf_path else kbtf.BTF.load()

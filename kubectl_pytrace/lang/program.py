@@ -11,32 +11,11 @@ from typing import Dict, List, Optional, Tuple
 
 from kubectl_pytrace.lang.layout import Record
 from kubectl_pytrace.lang.probes import ProbeSpec
-from kubectl_pytrace.lang.scope import ScopeFilter
+from kubectl_pytrace.lang.scope import PidView, ScopeFilter
 from kubectl_pytrace.lang.types import AggT, Type
 
 MAP_MAX_ENTRIES = 4096  # bpftrace's default (BPFTRACE_MAP_KEYS_MAX)
 STACK_MAP_ENTRIES = 4096
-
-
-@dataclass(frozen=True)
-class PidView:
-    """`pid` and `tid` as the tracer's own pid namespace numbers them, when that is not the initial
-    namespace (a tracer in a kind node: the node's PIDs, which its /proc shows). The program reads
-    task->thread_pid->numbers[i].nr for the level i whose namespace is that one (by inode number;
-    levels 1 to MAX_LEVEL are looked at); a task the namespace cannot see gets 0. Offsets come
-    from the running kernel's BTF."""
-
-    MAX_LEVEL = 7
-
-    inum: int  # its inode number (stat /proc/self/ns/pid)
-    group_leader: int  # offsetof(struct task_struct, group_leader)
-    thread_pid: int  # offsetof(struct task_struct, thread_pid)
-    pid_level: int  # offsetof(struct pid, level)
-    numbers: int  # offsetof(struct pid, numbers)
-    upid_size: int  # sizeof(struct upid)
-    upid_nr: int  # offsetof(struct upid, nr)
-    upid_ns: int  # offsetof(struct upid, ns)
-    ns_inum: int  # offsetof(struct pid_namespace, ns.inum)
 
 
 @dataclass(frozen=True)

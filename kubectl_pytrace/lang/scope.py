@@ -8,7 +8,9 @@ values the predicate compares with (cgroup id, pid namespace, mount namespace in
 the array `pytrace_scope_cfg`, one entry per target, written by the tracer and rewritten when a
 container restarts, so the program follows it. Which comparison is compiled in is the filter's
 kind, chosen per host by the tracer (containers/resolve.py): none of them reads a kernel struct
-through the headers; the mount namespace one reads through offsets from BTF.
+through the headers; the mount namespace one reads through offsets from BTF. A node trace whose
+tracer is not in the machine's PID namespace (a kind node) is scoped by kind `pidtree`: the tasks
+that namespace numbers, read through the same offsets as `pid` there (PidView).
 
 Helper calls cost ~20 ns each on the machines measured, so the verdict is cached per CPU for the
 running task (docs/containers.md): a raw sched_switch probe forgets it when another task is
@@ -22,7 +24,28 @@ import struct
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-KINDS = ("cgroup", "pidns", "mntns", "tgid")
+KINDS = ("cgroup", "pidns", "mntns", "tgid", "pidtree")
+
+
+@dataclass(frozen=True)
+class PidView:
+    """`pid` and `tid` as the tracer's own pid namespace numbers them, when that is not the initial
+    namespace (a tracer in a kind node: the node's PIDs, which its /proc shows). The program reads
+    task->thread_pid->numbers[i].nr for the level i whose namespace is that one (by inode number;
+    levels 1 to MAX_LEVEL are looked at); a task the namespace cannot see gets 0. Offsets come
+    from the running kernel's BTF."""
+
+    MAX_LEVEL = 7
+
+    inum: int  # its inode number (stat /proc/self/ns/pid)
+    group_leader: int  # offsetof(struct task_struct, group_leader)
+    thread_pid: int  # offsetof(struct task_struct, thread_pid)
+    pid_level: int  # offsetof(struct pid, level)
+    numbers: int  # offsetof(struct pid, numbers)
+    upid_size: int  # sizeof(struct upid)
+    upid_nr: int  # offsetof(struct upid, nr)
+    upid_ns: int  # offsetof(struct upid, ns)
+    ns_inum: int  # offsetof(struct pid_namespace, ns.inum)
 
 
 @dataclass(frozen=True)
@@ -30,10 +53,13 @@ class ScopeFilter:
     kind: str  # one of KINDS
     mntns_offsets: Optional[Tuple[int, int, int]] = None  # task_struct.nsproxy, nsproxy.mnt_ns, mnt_namespace.ns.inum
     targets: int = 1  # how many containers (entries of CFG_MAP); every one is of this kind
+    # "pidtree": the tasks the tracer's own pid namespace can see (it and the ones nested in it): a
+    # node/ trace where the node is a container (kind). The namespace and the offsets: pid_view.
+    pid_view: Optional[PidView] = None
 
     @property
     def cached(self) -> bool:
-        return self.kind in ("cgroup", "pidns")
+        return self.kind in ("cgroup", "pidns", "pidtree")  # (a task's pid namespace never changes)
 
 
 CFG_MAP = "pytrace_scope_cfg"  # the target's ids (one entry): written by the tracer
@@ -65,6 +91,10 @@ def _predicate(f: ScopeFilter, found: str) -> List[str]:
                 f"if (bpf_get_ns_current_pid_tgid(c->pidns_dev, c->pidns_ino, &info, sizeof(info)) == 0) {found}"]
     if f.kind == "tgid":
         return [f"if ((bpf_get_current_pid_tgid() >> 32) == c->tgid) {found}"]
+    if f.kind == "pidtree":
+        if f.pid_view is None:
+            raise ValueError("a pid namespace tree filter needs the tracer's PidView")
+        return _visible(f.pid_view, found)
     if f.kind == "mntns":
         if f.mntns_offsets is None:
             raise ValueError("a mount namespace filter needs the BTF offsets")
@@ -76,6 +106,21 @@ def _predicate(f: ScopeFilter, found: str) -> List[str]:
                 f"if (p) bpf_probe_read_kernel(&ino, 4, (void *)(p + {inum}));",
                 f"if (p && ino == c->mntns_ino) {found}"]
     raise ValueError(f"unknown scope kind {f.kind!r}")
+
+
+def _visible(v: PidView, found: str) -> List[str]:
+    """Whether the current task has a number in pid namespace v.inum: the namespace at one of its
+    pid's levels 1..MAX_LEVEL is that one (the initial namespace, level 0, sees every task)."""
+    return ["u64 pid = 0, ns = 0; u32 level = 0, inum = 0;",
+            f"bpf_probe_read_kernel(&pid, 8, (void *)((u64)bpf_get_current_task() + {v.thread_pid}));",
+            f"if (pid) bpf_probe_read_kernel(&level, 4, (void *)(pid + {v.pid_level}));",
+            "#pragma unroll",
+            f"for (int i = 1; i <= {v.MAX_LEVEL}; i++) {{",
+            "    if (i > level) break;",
+            f"    bpf_probe_read_kernel(&ns, 8, (void *)(pid + {v.numbers} + i * {v.upid_size} + {v.upid_ns}));",
+            f"    if (ns) bpf_probe_read_kernel(&inum, 4, (void *)(ns + {v.ns_inum}));",
+            f"    if (ns && inum == {v.inum}U) {found}",
+            "}"]
 
 
 def _check(f: ScopeFilter) -> List[str]:

@@ -157,7 +157,7 @@ class Engine:
 
     def attach(self) -> int:
         assert self.attacher is not None
-        return self.attacher.attach_all(before_first=self.bump_scope_gen if self.watchers else lambda: None)
+        return self.attacher.attach_all(before_first=self.bump_scope_gen)  # (no-op without a scope cache)
 
     def detach_probes(self) -> None:
         """Detaches every probe (END stays loaded: it runs after).

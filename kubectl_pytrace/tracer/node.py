@@ -80,7 +80,7 @@ def _trace(cfg: Dict[str, Any], targets: List[Dict[str, str]], out: WireOutput, 
     spec = session.TraceSpec(
         text=cfg["program"], filename=cfg.get("filename", "stdin"), deadline=cfg.get("deadline"),
         params=list(cfg.get("params", [])), container_ids=[t["container_id"] for t in targets],
-        ns_pids=bool(cfg.get("ns_pids")), unsafe=bool(cfg.get("unsafe")))
+        ns_pids=bool(cfg.get("ns_pids")), unsafe=bool(cfg.get("unsafe")), node=not targets)
     out.record({"status": "compiling", "t": time.time()})
     out.flush()
 

@@ -43,6 +43,9 @@ class TraceSpec:
     container_ids: List[str] = field(default_factory=list)
     pid: Optional[int] = None  # trace the container this process is in (or the process itself)
     ns_pids: bool = False  # print pid/tid as the container sees them
+    # a node/ trace: the node's processes. Where the tracer's pid namespace is not the machine's
+    # (the node is a container: kind), that is the tasks this namespace sees, not the whole kernel.
+    node: bool = False
     unsafe: bool = False  # --unsafe: allow system(), signal(), override()
     verbose: bool = False  # say which way the probes were attached, and how long that and detaching took
 
@@ -176,8 +179,13 @@ def _prepare(spec: TraceSpec, stderr: IO, use_cache: bool = True) -> Tuple[CProg
         predefined["$container_pid"] = targets.first.pid
         for w in targets.watchers:
             print(f"kubectl-pytrace: tracing {w.container.describe()}: {w.current.reason}", file=stderr)
-    options = CodegenOptions(scope=targets.scope if targets else None, ns_pids=spec.ns_pids, unsafe=spec.unsafe,
-                             pid_view=pid_view(),
+    view = pid_view()
+    scope = targets.scope if targets else None
+    if scope is None and spec.node and view is not None:
+        scope = ScopeFilter("pidtree", pid_view=view)
+        print("kubectl-pytrace: tracing the processes of this node's PID namespace (the node is a container)",
+              file=stderr)
+    options = CodegenOptions(scope=scope, ns_pids=spec.ns_pids, unsafe=spec.unsafe, pid_view=view,
                              kprobe_mode="kprobe" if env.kprobes_available else "fentry",
                              ringbuf_pages=ringbuf_pages())
     program, warnings = _compile(spec, env, options, predefined, use_cache)

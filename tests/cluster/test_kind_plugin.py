@@ -179,14 +179,19 @@ def test_busy_pods_on_the_same_and_the_other_worker_stay_silent(cluster, spread)
                "-e", UPROBE + ' { printf("%d %s\\n", pid, str(arg1)); }')
     assert u.code == 0, u.err
     assert u.lines() and set(u.lines()) == {f"{target[0]} /etc/hostname"}, u.out
-    # the busy pods were busy: a trace of worker A sees the neighbour's opens. A node/ trace is not
-    # scoped: in kind it sees the whole machine's kernel, so worker A's trace also sees the pod on
-    # worker B, whose processes node A cannot number: pid 0 (docs/cluster.md)
+    # the busy pods were busy: a trace of worker A sees the neighbour's opens. A node/ trace sees
+    # the node's processes (its PID namespace and the pods' nested in it), not those of worker B,
+    # which shares the machine's kernel but which node A cannot number (pid 0) (docs/cluster.md)
     whole_a = plugin(cluster, "run", f"node/{a}", "--attach", "--deadline", "3s", "-e", prog)
     assert whole_a.code == 0, whole_a.err
     hosts_a = {int(p) for p, f in re.findall(r"^@\[(\d+), (.*)\]: \d+$", whole_a.out, re.M) if f == "/etc/hosts"}
-    assert set(neighbour) <= hosts_a and 0 in hosts_a, (whole_a.out[-2000:], neighbour)
+    assert set(neighbour) <= hosts_a and 0 not in hosts_a, (whole_a.out[-2000:], neighbour)
     assert f"{target[0]}, /etc/hostname]" in whole_a.out
+    assert not re.search(r"^@\[0, ", whole_a.out, re.M), whole_a.out[-2000:]
+    whole_b = plugin(cluster, "run", f"node/{b}", "--attach", "--deadline", "3s", "-e", prog)
+    assert whole_b.code == 0, whole_b.err
+    assert not re.search(r"^@\[0, ", whole_b.out, re.M), whole_b.out  # not worker A's pods
+    assert node_pids(spread["remote"])[0] in {int(p) for p in re.findall(r"^@\[(\d+), /etc/hosts\]", whole_b.out, re.M)}
 
 
 def test_a_node_target_runs_its_tracer_on_that_node(cluster, spread):

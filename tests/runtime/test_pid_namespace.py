@@ -47,3 +47,40 @@ def test_pid_is_the_tracers_namespace_number(tmp_path):
         assert pid == tid == cpid != init, ours  # the -c command, numbered in the namespace
     for pid, tid, init in theirs:
         assert pid == tid == "0" and int(init) > 0, theirs
+
+
+def test_a_node_trace_in_a_nested_pid_namespace_sees_only_that_namespace(tmp_path):
+    # `kubectl-pytrace tracer` as a Job runs it for node/NAME, with the tracer in a pid namespace
+    # that is not the machine's (a kind node): the processes of that namespace and the ones nested
+    # in it are traced, the machine's others are not
+    import json
+
+    from kubectl_pytrace import __version__, traceconfig
+
+    inside, nested, outside = (tmp_path / n for n in ("pt-nssleep", "pt-nestsleep", "pt-hsleep"))
+    for p in (inside, nested, outside):
+        shutil.copy("/bin/sleep", p)
+    loop = 'while :; do "$1" 0.05; done'
+    prog = ('tracepoint:syscalls:sys_enter_clock_nanosleep /comm == "pt-nssleep" || comm == "pt-nestsleep" || '
+            'comm == "pt-hsleep"/ { @[comm] = count(); }')
+    cfg = {"config_version": traceconfig.CONFIG_VERSION, "client_version": __version__, "name": "t",
+           "filename": "prog.bt", "params": [], "deadline": 2.0, "ns_pids": False, "nodes": {"n1": []}}
+    (tmp_path / traceconfig.CONFIG_FILE).write_text(json.dumps(cfg))
+    (tmp_path / traceconfig.PROGRAM_FILE).write_text(prog)
+    # in the tracer's namespace: a loop of pt-nssleep, and one of pt-nestsleep in a namespace of its own
+    script = (f"sh -c '{loop}' sh {inside} & unshare --pid --fork sh -c '{loop}' sh {nested} & "
+              f"NODE_NAME=n1 {PYTRACE} tracer --config {tmp_path}; kill %1 %2")
+    host = subprocess.Popen(["sh", "-c", loop, "sh", str(outside)])
+    try:
+        p = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        host.kill()
+        host.wait()
+    records = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert records[-1]["exit"] == 0, (records, p.stderr)
+    [maps] = [r["maps"] for r in records if "maps" in r]
+    counts = {key[0]: n for m in maps if m["name"] == "@" for key, n in m["entries"]}
+    assert counts.get("pt-nssleep", 0) >= 10 and counts.get("pt-nestsleep", 0) >= 10, records
+    assert "pt-hsleep" not in counts, counts  # the machine's: not this node's
+    assert any("PID namespace" in r.get("stderr", "") for r in records), records
