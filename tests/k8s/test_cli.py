@@ -123,6 +123,30 @@ def test_the_kubernetes_client_is_imported_only_to_talk_to_the_api(args, importe
     assert f"KUBERNETES_IMPORTED={imported}" in p.stderr, p.stderr
 
 
+OIDC = """
+import sys
+from kubectl_pytrace.k8s.client import _import_client
+_import_client()
+from kubernetes.config import kube_config
+print("requests imported:", "requests" in sys.modules)
+# what kube_config does on an OIDC token refresh: build a session, catch the client's error
+session = kube_config.OAuth2Session(client_id="pytrace", token={"access_token": "x"})
+print(type(session).__module__, type(session).__name__)
+error = kube_config.oauthlib.oauth2.rfc6749.errors.InvalidClientIdError
+print(error.__module__, error.__name__, issubclass(error, Exception))
+"""
+
+
+def test_the_oidc_modules_are_imported_only_when_a_token_is_refreshed():
+    # kube_config imports oauthlib and requests_oauthlib at its top (~50 ms): they wait until used
+    p = subprocess.run([sys.executable, "-c", OIDC], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "requests imported: False",
+        "requests_oauthlib.oauth2_session OAuth2Session",
+        "oauthlib.oauth2.rfc6749.errors InvalidClientIdError True"], p.stdout
+
+
 # ---- the client's compile: far from the node ------------------------------------------------------
 
 @pytest.mark.parametrize("program", [
