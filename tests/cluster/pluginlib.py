@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from clusterlib import Cluster, REPO, manifest_pod
 
@@ -108,8 +108,8 @@ def new_namespace(cluster: Cluster, prefix: str, labels: Optional[Dict[str, str]
 
 
 def ticker_pod(cluster: Cluster, namespace: str, name: str, *args: str, labels: Optional[dict] = None,
-               wait: bool = True) -> dict:
-    pod = manifest_pod(name, cluster.workload_image, [TICKER, *args])
+               wait: bool = True, **spec: Any) -> dict:
+    pod = manifest_pod(name, cluster.workload_image, [TICKER, *args], **spec)
     pod["metadata"]["labels"] = labels or {"app": name}
     cluster.apply(pod, namespace)
     if wait:
@@ -123,8 +123,8 @@ def wait_ready(cluster: Cluster, name: str, namespace: str, timeout: float = 60)
 
 
 def _ready(cluster: Cluster, name: str, namespace: str) -> bool:
-    pod = cluster.get("pod", name, namespace)
-    return all(c.get("ready") for c in pod.get("status", {}).get("containerStatuses", []))
+    statuses = cluster.get("pod", name, namespace).get("status", {}).get("containerStatuses", [])
+    return bool(statuses) and all(c.get("ready") for c in statuses)  # (a Pending pod has none)
 
 
 def deployment(cluster: Cluster, namespace: str, name: str, replicas: int, *args: str) -> List[str]:

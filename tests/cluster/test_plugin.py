@@ -18,10 +18,10 @@ UPROBE = f"uprobe:{TICKER}:pytrace_tick"
 
 @pytest.fixture(scope="module")
 def pods(cluster):
-    """Two tickers of one image: A reads /etc/hostname every 100 ms, B /etc/hosts."""
+    """Two tickers of one image on one node: A reads /etc/hostname every 100 ms, B /etc/hosts."""
     with new_namespace(cluster, "pytrace-plugin") as ns:
-        ticker_pod(cluster, ns, "tick-a", "-i", "100", "-f", "/etc/hostname")
-        ticker_pod(cluster, ns, "tick-b", "-i", "100", "-f", "/etc/hosts")
+        a = ticker_pod(cluster, ns, "tick-a", "-i", "100", "-f", "/etc/hostname")
+        ticker_pod(cluster, ns, "tick-b", "-i", "100", "-f", "/etc/hosts", nodeName=a["spec"]["nodeName"])
         yield ns
 
 
