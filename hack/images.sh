@@ -179,20 +179,21 @@ load_workload() {
   log "loaded $WORKLOAD_IMAGE"
 }
 
+have_images() { # have_images REF...: all of them are in containerd
+  local ref
+  for ref in "$@"; do have_image "$ref" || return 1; done
+}
+
 load_docker() { # load_docker NAME REF...: Docker's images REF... into containerd, unless loaded already
-  local name=$1 docker id ref start=$SECONDS
+  local name=$1 docker id start=$SECONDS
   shift
   docker=$(docker_cli)
   id=$("$docker" image inspect -f '{{.Id}}' "$1")
-  if [ -f "$LOADED/$name" ] && [ "$(cat "$LOADED/$name")" = "$id" ]; then
-    for ref in "$@"; do have_image "$ref" || id=; done
-    [ -n "$id" ] && return 0
-    id=$("$docker" image inspect -f '{{.Id}}' "$1")
+  if [ -f "$LOADED/$name" ] && [ "$(cat "$LOADED/$name")" = "$id" ] && have_images "$@"; then
+    return 0
   fi
   "$docker" save "$@" | ctr_ images import - >/dev/null || die "loading $1 into containerd failed"
-  for ref in "$@"; do
-    have_image "$ref" || die "$ref is not in containerd after the import"
-  done
+  have_images "$@" || die "$* not in containerd after the import"
   mkdir -p "$LOADED"
   echo "$id" >"$LOADED/$name"
   log "loaded $* in $((SECONDS - start))s"
