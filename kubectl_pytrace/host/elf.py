@@ -78,7 +78,7 @@ class ELF:
         for name, stype, _flags, addr, off, size, link, _info, _align, entsize in raw:
             self.sections.append((self._str(strtab_off, name), stype, addr, off, size, link, entsize))
         self._symbols: Optional[List[Tuple[int, int, str]]] = None
-        self._by_name: Optional[Dict[str, int]] = None
+        self._by_name: Optional[Dict[str, Tuple[int, int]]] = None  # function -> (address, size)
 
     def _str(self, table: int, off: int) -> str:
         end = self.data.index(b"\0", table + off)
@@ -171,12 +171,17 @@ class ELF:
     def function_names(self) -> List[str]:
         return sorted({n for _, _, n in self.symbols()})
 
-    def symbol_address(self, name: str) -> Optional[int]:
+    def function_symbol(self, name: str) -> Optional[Tuple[int, int]]:
+        """(address, size) of a function."""
         if self._by_name is None:
             self._by_name = {}
-            for addr, _size, n in self.symbols():
-                self._by_name.setdefault(n, addr)
+            for addr, size, n in self.symbols():
+                self._by_name.setdefault(n, (addr, size))
         return self._by_name.get(name)
+
+    def symbol_address(self, name: str) -> Optional[int]:
+        found = self.function_symbol(name)
+        return None if found is None else found[0]
 
     def _symtab(self):
         """(name, st_info, address, size) of every defined symbol of .symtab and .dynsym."""
@@ -346,9 +351,6 @@ def address_file_offset(path: str, addr: int) -> int:
 def function_code(path: str, func: str) -> bytes:
     """The machine code of function `func` of the ELF file at path: its symbol's size in bytes from
     its first instruction."""
+    start = symbol_file_offset(path, func)  # (refuses a function it has not)
     elf = open_elf(path)
-    found = elf.object_symbol(func)
-    if found is None:
-        raise ELFError(f"no function named '{func}' in {path}")
-    start = symbol_file_offset(path, func)
-    return elf.data[start:start + found[1]]
+    return elf.data[start:start + elf.function_symbol(func)[1]]  # type: ignore[index]

@@ -783,22 +783,13 @@ class FunctionGen:
         v = self.gen.options.pid_view
         assert v is not None
         task, pid, level, ns, inum, nr, i = (self.tmp(n) for n in ("task", "pid", "lvl", "ns", "inum", "nr", "i"))
-        self.emit(f"u64 {task} = (u64)bpf_get_current_task(), {pid} = 0, {ns} = 0;")
-        self.emit(f"u32 {level} = 0, {inum} = 0, {nr} = 0;")
+        self.emit(f"u64 {task} = (u64)bpf_get_current_task();")
+        self.emit(f"u32 {nr} = 0;")
         if which == "pid":
             self.emit(f"bpf_probe_read_kernel(&{task}, 8, (void *)({task} + {v.group_leader}));")
-        self.emit(f"bpf_probe_read_kernel(&{pid}, 8, (void *)({task} + {v.thread_pid}));")
-        self.emit(f"if ({pid}) bpf_probe_read_kernel(&{level}, 4, (void *)({pid} + {v.pid_level}));")
-        self.emit("#pragma unroll")
-        self.emit(f"for (int {i} = 1; {i} <= {v.MAX_LEVEL}; {i}++) {{")
-        self.emit(f"    if ({i} > {level}) break;")
-        self.emit(f"    bpf_probe_read_kernel(&{ns}, 8, (void *)({pid} + {v.numbers} + {i} * {v.upid_size} + {v.upid_ns}));")
-        self.emit(f"    if ({ns}) bpf_probe_read_kernel(&{inum}, 4, (void *)({ns} + {v.ns_inum}));")
-        self.emit(f"    if ({ns} && {inum} == {v.inum}U) {{")
-        self.emit(f"        bpf_probe_read_kernel(&{nr}, 4, (void *)({pid} + {v.numbers} + {i} * {v.upid_size} + {v.upid_nr}));")
-        self.emit("        break;")
-        self.emit("    }")
-        self.emit("}")
+        read_nr = f"bpf_probe_read_kernel(&{nr}, 4, (void *)({pid} + {v.numbers} + {i} * {v.upid_size} + {v.upid_nr}));"
+        for line in v.find_level(task, (pid, level, ns, inum, i), [read_nr, "break;"]):
+            self.emit(line)
         return nr
 
     def stack(self, t: StackT) -> Value:

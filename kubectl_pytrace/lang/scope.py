@@ -47,6 +47,25 @@ class PidView:
     upid_ns: int  # offsetof(struct upid, ns)
     ns_inum: int  # offsetof(struct pid_namespace, ns.inum)
 
+    def find_level(self, task: str, names: Tuple[str, str, str, str, str], on_match: List[str]) -> List[str]:
+        """C statements that read task's struct pid and run on_match when one of its levels 1 to
+        MAX_LEVEL belongs to this namespace; names: the variables (pid, level, ns, inum, i), i the
+        level found."""
+        pid, level, ns, inum, i = names
+        return [f"u64 {pid} = 0, {ns} = 0; u32 {level} = 0, {inum} = 0;",
+                f"bpf_probe_read_kernel(&{pid}, 8, (void *)({task} + {self.thread_pid}));",
+                f"if ({pid}) bpf_probe_read_kernel(&{level}, 4, (void *)({pid} + {self.pid_level}));",
+                "#pragma unroll",
+                f"for (int {i} = 1; {i} <= {self.MAX_LEVEL}; {i}++) {{",
+                f"    if ({i} > {level}) break;",
+                f"    bpf_probe_read_kernel(&{ns}, 8, (void *)({pid} + {self.numbers} + {i} * {self.upid_size} + "
+                f"{self.upid_ns}));",
+                f"    if ({ns}) bpf_probe_read_kernel(&{inum}, 4, (void *)({ns} + {self.ns_inum}));",
+                f"    if ({ns} && {inum} == {self.inum}U) {{",
+                *(f"        {line}" for line in on_match),
+                "    }",
+                "}"]
+
 
 @dataclass(frozen=True)
 class ScopeFilter:
@@ -111,16 +130,7 @@ def _predicate(f: ScopeFilter, found: str) -> List[str]:
 def _visible(v: PidView, found: str) -> List[str]:
     """Whether the current task has a number in pid namespace v.inum: the namespace at one of its
     pid's levels 1..MAX_LEVEL is that one (the initial namespace, level 0, sees every task)."""
-    return ["u64 pid = 0, ns = 0; u32 level = 0, inum = 0;",
-            f"bpf_probe_read_kernel(&pid, 8, (void *)((u64)bpf_get_current_task() + {v.thread_pid}));",
-            f"if (pid) bpf_probe_read_kernel(&level, 4, (void *)(pid + {v.pid_level}));",
-            "#pragma unroll",
-            f"for (int i = 1; i <= {v.MAX_LEVEL}; i++) {{",
-            "    if (i > level) break;",
-            f"    bpf_probe_read_kernel(&ns, 8, (void *)(pid + {v.numbers} + i * {v.upid_size} + {v.upid_ns}));",
-            f"    if (ns) bpf_probe_read_kernel(&inum, 4, (void *)(ns + {v.ns_inum}));",
-            f"    if (ns && inum == {v.inum}U) {found}",
-            "}"]
+    return v.find_level("(u64)bpf_get_current_task()", ("pid", "level", "ns", "inum", "i"), [found])
 
 
 def _check(f: ScopeFilter) -> List[str]:
