@@ -47,9 +47,10 @@ RUNC_AFTER_FILTER = (
     "capget", "capset", "chdir", "close", "epoll_ctl", "epoll_pwait", "execve", "faccessat2", "fcntl", "fstat",
     "fstatfs", "futex", "getcwd", "getdents64", "getpid", "getppid", "nanosleep", "newfstatat", "openat", "prctl",
     "read", "rt_sigreturn", "sched_yield", "setgid", "setgroups", "setuid", "tgkill", "write")
-# what the Go runtime in runc may call at any time: signals, threads, memory, timers
+# what the Go runtime in runc may call at any time: signals, threads (clone or clone3: both seen), memory,
+# timers
 GO_RUNTIME = (
-    "clone", "exit", "gettid", "madvise", "mmap", "munmap", "rt_sigaction", "rt_sigprocmask", "sigaltstack")
+    "clone", "clone3", "exit", "gettid", "madvise", "mmap", "munmap", "rt_sigaction", "rt_sigprocmask", "sigaltstack")
 # a process's start and end: execve, the dynamic loader, glibc's and busybox's set-up, exit
 # (measured with /bin/true of Debian 12 and Debian's static busybox)
 PROCESS_START = (
